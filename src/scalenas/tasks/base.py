@@ -1,0 +1,80 @@
+"""The task contract shared by the training engine, the search evaluator and deployment.
+
+A task is a small object built from plain config data. The engine calls ``build_dataset`` and
+``loss``; the search evaluator calls ``build_dataset`` (calibration images) and ``evaluate``;
+deployment calls ``evaluate``, ``predict`` and ``visualise``. Batches are dicts of tensors (and
+lists for per-sample metadata) whose ``"image"`` entry is a float (B, 3, H, W) normalised tensor.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import Dataset
+
+from scalenas.errors import ScaleNASError
+from scalenas.space.heads import HeadSpec
+
+
+class Task(abc.ABC):
+    #: registry name, e.g. "segmentation", "pose-bottomup"
+    name: str = ""
+    #: name of the primary metric in ``evaluate``'s result (higher is better), e.g. "mIoU" or "AP"
+    metric_name: str = ""
+
+    @property
+    @abc.abstractmethod
+    def head(self) -> HeadSpec:
+        """The head this task trains (number of classes or keypoints taken from the dataset info)."""
+
+    @abc.abstractmethod
+    def build_dataset(self, split: str, train: bool) -> Dataset:
+        """The dataset of ``split`` ("train", "search", "val", "test"); ``train`` selects training augmentation.
+
+        Samples are dicts; ``collate`` turns a list of them into a batch.
+        """
+
+    def collate(self, samples: list[dict]) -> dict:
+        return torch.utils.data.default_collate(samples)
+
+    @abc.abstractmethod
+    def loss(self, outputs: Any, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """Scalar training loss and its named components (floats, for logging)."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: torch.nn.Module, split: str, device: torch.device | str = "cpu",
+                 max_images: int | None = None, out_dir: str | None = None) -> dict[str, float]:
+        """Run ``model`` (eval mode) over ``split`` and return metrics, including ``self.metric_name``."""
+
+    def predict(self, forward: Callable[[torch.Tensor], Any], image_bgr, **kw) -> dict:
+        """Decode one image (H, W, 3 uint8 BGR) into a JSON-able prediction. ``forward`` maps a
+        normalised (1, 3, h, w) tensor to the head outputs, so it may be a torch module or an ONNX session."""
+        raise NotImplementedError(f"task {self.name} has no predict()")
+
+    def visualise(self, image_bgr, prediction: dict, path: str) -> None:
+        """Write an overlay PNG of ``prediction`` on the image."""
+        raise NotImplementedError(f"task {self.name} has no visualise()")
+
+
+_TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def get_task_class(name: str) -> type[Task]:
+    if name not in _TASKS:
+        # tasks register on import; import the known ones lazily to keep start-up light
+        import importlib
+
+        for mod in ("segmentation", "pose_bottomup", "synthetic"):
+            try:
+                importlib.import_module(f"scalenas.tasks.{mod}")
+            except ModuleNotFoundError:
+                pass
+    if name not in _TASKS:
+        raise ScaleNASError(f"task.name: unknown task {name!r}; known: {', '.join(sorted(_TASKS)) or 'none'}")
+    return _TASKS[name]

@@ -18,10 +18,21 @@ from scalenas.space.heads import HeadSpec
 
 
 class Task(abc.ABC):
+    """Subclasses define ``Config``, a pydantic model (``extra="forbid"``) of their ``task:`` config
+    section, and are built with ``from_config(dict)`` so that an unknown key or a wrong type is rejected
+    naming the key."""
+
+    Config: type = None  # a pydantic.BaseModel subclass
     #: registry name, e.g. "segmentation", "pose-bottomup"
     name: str = ""
     #: name of the primary metric in ``evaluate``'s result (higher is better), e.g. "mIoU" or "AP"
     metric_name: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: dict | Any) -> "Task":
+        from scalenas.config import validate_section
+
+        return cls(validate_section(cls.Config, cfg, "task"))
 
     @property
     @abc.abstractmethod

@@ -1,0 +1,81 @@
+"""Typed configs: YAML files plus dotted ``KEY=VALUE`` overrides, validated with pydantic.
+
+Every section model forbids unknown keys, so a typo is rejected naming the key (``train.lr`` vs
+``train.optimizer.lr``). The resolved config is written beside every run's outputs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from scalenas.errors import ScaleNASError
+
+
+def _fmt_loc(prefix: str, loc) -> str:
+    parts = [prefix] if prefix else []
+    parts += [str(x) for x in loc]
+    return ".".join(parts)
+
+
+def validate_section(model: type[BaseModel], data: Any, prefix: str = "") -> BaseModel:
+    """Validate ``data`` against ``model``; errors name the dotted key (``task.crop_size``)."""
+    if isinstance(data, model):
+        return data
+    if data is None:
+        data = {}
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors():
+            key = _fmt_loc(prefix, err["loc"])
+            if err["type"] == "extra_forbidden":
+                msgs.append(f"{key}: unknown key")
+            else:
+                msgs.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+        raise ScaleNASError("invalid config: " + "; ".join(msgs)) from None
+
+
+def parse_value(text: str) -> Any:
+    """``KEY=VALUE`` values are read as YAML scalars/lists: 3, 0.1, true, [2,3], null, text."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides to a nested dict (creating intermediate mappings)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ScaleNASError(f"override {item!r}: expected KEY=VALUE, e.g. train.steps=100")
+        key, val = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ScaleNASError(f"override {item!r}: empty key component")
+        node = cfg
+        for p in parts[:-1]:
+            if node.get(p) is None:
+                node[p] = {}
+            if not isinstance(node[p], dict):
+                raise ScaleNASError(f"override {key}: {p!r} is not a mapping")
+            node = node[p]
+        node[parts[-1]] = parse_value(val)
+    return cfg
+
+
+def load_yaml(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ScaleNASError(f"{path}: cannot read config ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise ScaleNASError(f"{path}: invalid YAML ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ScaleNASError(f"{path}: the top level of a config must be a mapping")
+    return data

@@ -66,6 +66,29 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     return cfg
 
 
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str, overrides: list[str] | None = None) -> dict:
+    """Read a YAML config, merge its ``_base_`` files (paths relative to it, later ones win, the file
+    itself last), then apply ``KEY=VALUE`` overrides."""
+    import os
+
+    data = load_yaml(path)
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict = {}
+    for b in bases:
+        merged = deep_merge(merged, load_config(os.path.join(os.path.dirname(path), b)))
+    merged = deep_merge(merged, data)
+    return apply_overrides(merged, overrides or [])
+
+
 def load_yaml(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:

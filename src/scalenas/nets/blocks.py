@@ -102,7 +102,12 @@ class FuseEdge(nn.Module):
 
 
 def init_weights(module: nn.Module, scheme: str = "kaiming") -> None:
-    """``kaiming`` (He normal, fan-out) for training from scratch; ``hrnet`` is the reference N(0, 0.001^2)."""
+    """``kaiming`` (He normal, fan-out) for training from scratch; ``hrnet`` is the reference N(0, 0.001^2);
+    ``none`` leaves torch's defaults (used when weights are loaded right after, e.g. on the meta device)."""
+    if scheme == "none":
+        return
+    if scheme not in ("kaiming", "hrnet"):
+        raise ValueError(f"init: unknown scheme {scheme!r} (kaiming, hrnet, none)")
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             if scheme == "hrnet":

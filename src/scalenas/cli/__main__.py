@@ -1,0 +1,5 @@
+import sys
+
+from scalenas.cli import main
+
+sys.exit(main())

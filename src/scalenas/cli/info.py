@@ -1,0 +1,148 @@
+"""``scalenas info``: params, GFLOPs (both conventions), depths and fusion edges of a model.
+
+With no argument, lists every preset with its published and computed figures.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from scalenas.cli._target import Target, add_target_args, resolve_target
+from scalenas.nets.registry import get_preset, list_presets
+from scalenas.space.profile import Profile, profile
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "info", help="params, GFLOPs and structure of a preset or an arch file",
+        description="Print params and GFLOPs (as MACs/2^30, the ScaleNAS/HRNet convention, and MACs/1e9, the "
+                    "HigherHRNet convention), the depth table (module x branch), blocks and active fusion edges. "
+                    "TARGET is a preset name, an arch JSON, a model.json/preset-format JSON with a 'space', or an "
+                    "official .npy mask. Without TARGET, list the presets with published vs computed figures.")
+    p.add_argument("target", nargs="?", metavar="NAME|ARCH", help="preset name or arch file (omit to list presets)")
+    add_target_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    return p
+
+
+def _console():
+    from rich.console import Console
+
+    # Not a terminal (pipes, CI logs): a fixed width wide enough that the tables do not wrap.
+    return Console(width=None if sys.stdout.isatty() else 130, highlight=False)
+
+
+def target_info(t: Target, prof: Profile) -> dict:
+    a = t.arch
+    out = {"name": t.name, "arch_hash": a.hash, "head": t.head.kind, "head_spec": t.head.to_dict(),
+           "input": f"{t.input_hw[0]}x{t.input_hw[1]}", "input_hw": list(t.input_hw), "space": t.space.to_dict(),
+           "params": prof.params, "params_m": round(prof.params / 1e6, 4), "macs": prof.macs,
+           "gflops_2p30": round(prof.gflops_2p30, 4), "gflops_1e9": round(prof.gflops_1e9, 4),
+           "blocks": a.num_blocks(), "edges": a.num_edges(), "edges_available": t.space.num_edges_available(a),
+           "depths": [list(m.depth) for m in a.modules], "depth_string": a.depth_string()}
+    if t.published:
+        out["published"] = t.published
+    if t.notes:
+        out["notes"] = t.notes
+    return out
+
+
+def _published_gflops(prof: Profile, published: dict) -> float:
+    return prof.gflops_1e9 if published.get("gflops_convention") == "MACs/1e9" else prof.gflops_2p30
+
+
+def _print_target(t: Target, info: dict, prof: Profile) -> None:
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"[bold]{t.name}[/bold]  arch {info['arch_hash']}  |  {t.head.kind} head  |  input {info['input']}  "
+              f"|  width {t.space.width} (channels {', '.join(map(str, t.space.channels))})")
+    s = Table(show_header=False, box=None, pad_edge=False)
+    s.add_column(style="bold")
+    s.add_column()
+    s.add_row("params", f"{prof.params / 1e6:.2f}M ({prof.params:,})")
+    s.add_row("GFLOPs", f"{prof.gflops_2p30:.2f} (MACs/2^30, ScaleNAS/HRNet)   {prof.gflops_1e9:.2f} "
+                        f"(MACs/1e9, HigherHRNet)")
+    s.add_row("blocks", f"{info['blocks']} (HRNet: 104)")
+    s.add_row("fusion edges", f"{info['edges']} active / {info['edges_available']} available at these depths")
+    if t.published:
+        pub = t.published
+        s.add_row("published", f"{pub.get('params_M')}M / {pub.get('gflops')} GFLOPs ({pub.get('gflops_convention')})"
+                               f"; computed {prof.params / 1e6:.1f}M / {_published_gflops(prof, pub):.1f}")
+    for n in t.notes:
+        s.add_row("note", n)
+    con.print(s)
+
+    nb_max = max(m.num_branches for m in t.arch.modules)
+    d = Table(title="depth per module x branch (blocks), cross edges active/available", title_justify="left")
+    d.add_column("module")
+    d.add_column("stage", justify="right")
+    for b in range(nb_max):
+        d.add_column(f"1/{4 * 2 ** b} ({t.space.channels[b]}ch)", justify="right")
+    d.add_column("edges", justify="right")
+    for m, ma in enumerate(t.arch.modules):
+        cells = [str(x) for x in ma.depth] + [""] * (nb_max - ma.num_branches)
+        avail = (ma.num_branches - 1) * sum(ma.depth)
+        d.add_row(f"M{m}", str(t.space.stage_of(m)), *cells, f"{ma.num_edges()}/{avail}")
+    con.print(d)
+
+
+def preset_rows() -> list[dict]:
+    rows = []
+    for name in list_presets():
+        p = get_preset(name)
+        prof = profile(p.space, p.arch, p.head, p.input_hw)
+        pub = p.published or {}
+        conv = pub.get("gflops_convention", "MACs/2^30")
+        g = prof.gflops_1e9 if conv == "MACs/1e9" else prof.gflops_2p30
+        match = None
+        if pub:
+            match = (abs(prof.params / 1e6 - pub["params_M"]) <= 0.1 + 1e-9
+                     and abs(g - pub["gflops"]) <= 0.1 + 1e-9)
+        rows.append({"name": name, "task": p.task, "input": f"{p.input_hw[0]}x{p.input_hw[1]}",
+                     "width": p.space.width, "params": prof.params, "params_m": round(prof.params / 1e6, 2),
+                     "gflops": round(g, 2), "gflops_convention": conv, "published_params_m": pub.get("params_M"),
+                     "published_gflops": pub.get("gflops"), "match": match, "arch_hash": p.arch.hash, "_g": g})
+    return rows
+
+
+def _print_presets(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    t = Table(title="presets: computed vs published (params M / GFLOPs, convention per row)", title_justify="left")
+    for col, just in (("name", "left"), ("task", "left"), ("input", "right"), ("W", "right"), ("params", "right"),
+                      ("published", "right"), ("GFLOPs", "right"), ("published", "right"), ("convention", "left"),
+                      ("", "center")):
+        t.add_column(col, justify=just)
+    for r in rows:
+        mark = {True: "ok", False: "DIFF", None: "-"}[r["match"]]
+        t.add_row(r["name"], r["task"], r["input"], str(r["width"]), f"{r['params'] / 1e6:.1f}",
+                  "-" if r["published_params_m"] is None else f"{r['published_params_m']:.1f}", f"{r['_g']:.1f}",
+                  "-" if r["published_gflops"] is None else f"{r['published_gflops']:.1f}", r["gflops_convention"],
+                  mark)
+    con = _console()
+    con.print(t)
+    con.print("GFLOPs = conv multiply-adds (get_model_summary convention); MACs/2^30 for ScaleNAS/HRNet, "
+              "MACs/1e9 for HigherHRNet. 'scalenas info NAME' for details.")
+
+
+def run(args) -> int:
+    if args.target is None:
+        if args.head or args.input or args.width:
+            from scalenas.errors import ScaleNASError
+
+            raise ScaleNASError("--head/--input/--width need a NAME or ARCH argument")
+        rows = preset_rows()
+        if args.json:
+            print(json.dumps({"presets": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]}))
+        else:
+            _print_presets(rows)
+        return 0
+    t = resolve_target(args.target, args.head, args.input, args.width)
+    prof = profile(t.space, t.arch, t.head, t.input_hw)
+    info = target_info(t, prof)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        _print_target(t, info, prof)
+    return 0

@@ -1,0 +1,375 @@
+"""Bottom-up multi-person pose (HigherHRNet pipeline) as a ``Task``: COCO-format data, random-affine
+augmentation, heatmap + associative-embedding targets and loss, grouping decoder, OKS AP.
+
+Splits: ``train``, ``val``, ``test`` come from the config; ``search`` is ``search_holdout`` training
+images held out (a deterministic draw) so the architecture search ranks subnets on images the supernet
+never trained on, with their annotations, so AP can be computed on them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch.utils.data import Dataset
+
+from scalenas.data.coco_keypoints import CocoKeypoints
+from scalenas.data.keypoint_info import KeypointInfo, get_keypoint_info
+from scalenas.data.pose_transforms import apply_sample_affine, center_affine, normalize, sample_affine
+from scalenas.errors import ScaleNASError
+from scalenas.space.heads import HeadSpec
+from scalenas.tasks.base import Task, register_task
+from scalenas.tasks.pose_decode import DecodeConfig, People, coco_results, decode_image
+from scalenas.tasks.pose_eval import evaluate_keypoints
+from scalenas.tasks.pose_losses import bottomup_loss
+from scalenas.tasks.pose_targets import MAX_NUM_PEOPLE, build_targets
+
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitData(_Strict):
+    """One split: an image folder and its COCO keypoint annotation file (relative to ``data_root``)."""
+
+    images: str
+    annotations: str
+
+
+class AugmentConfig(_Strict):
+    """HigherHRNet's random affine + flip (tasks.md §1.5)."""
+
+    max_rotation: float = Field(30.0, ge=0)
+    min_scale: float = Field(0.75, gt=0)
+    max_scale: float = Field(1.5, gt=0)
+    max_translate: float = Field(40.0, ge=0)
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    scale_type: Literal["short", "long"] = "short"
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.min_scale > self.max_scale:
+            raise ValueError(f"min_scale {self.min_scale} > max_scale {self.max_scale}")
+        return self
+
+
+class LossConfig(_Strict):
+    heatmap_factors: tuple[float, float] = (1.0, 1.0)
+    push_factor: float = Field(1e-3, ge=0)
+    pull_factor: float = Field(1e-3, ge=0)
+    ae_type: Literal["exp", "max"] = "exp"
+
+
+class InferenceConfig(_Strict):
+    """Test-time settings (tasks.md §1.7); the HigherHRNet released configs use these defaults."""
+
+    flip: bool = True
+    scales: list[float] = [1.0]
+    project_to_image: bool = True
+    nms_kernel: int = Field(5, ge=1)
+    detection_threshold: float = 0.1
+    tag_threshold: float = 1.0
+    use_detection_val: bool = True
+    ignore_too_much: bool = False
+    adjust: bool = True
+    refine: bool = True
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v):
+        if not v or any(s <= 0 for s in v):
+            raise ValueError("scales must be a non-empty list of positive numbers")
+        return v
+
+    @field_validator("nms_kernel")
+    @classmethod
+    def _odd(cls, v):
+        if v % 2 == 0:
+            raise ValueError("nms_kernel must be odd (the window is centred on the pixel)")
+        return v
+
+
+class BottomUpPoseConfig(_Strict):
+    name: Literal["pose-bottomup"] = "pose-bottomup"
+    #: folder the split paths are relative to (absolute split paths ignore it)
+    data_root: str = ""
+    train: SplitData | None = None
+    val: SplitData | None = None
+    test: SplitData | None = None
+    #: "coco", "crowdpose", a JSON/YAML dataset-info file (relative to data_root if not found as given),
+    #: or an inline mapping (see scalenas.data.keypoint_info)
+    keypoints: str | dict[str, Any] = "coco"
+    #: which AP implementation: "coco" (pycocotools) or "crowdpose" (xtcocotools); default from keypoints
+    metric: Literal["coco", "crowdpose"] | None = None
+    input_size: int = Field(512, ge=64)
+    sigma: float = Field(2.0, gt=0)
+    max_people: int = Field(MAX_NUM_PEOPLE, ge=1)
+    num_deconv_blocks: int = Field(4, ge=0)
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
+    inference: InferenceConfig = InferenceConfig()
+    #: training images held out as the architecture-search split (deterministic from search_seed)
+    search_holdout: int = Field(0, ge=0)
+    search_seed: int = 0
+    #: image-reading processes for evaluate() (training loaders take their count from the train config)
+    workers: int = Field(2, ge=0)
+    #: overlays written by evaluate() when out_dir is given
+    vis_images: int = Field(4, ge=0)
+
+    @field_validator("input_size")
+    @classmethod
+    def _mult32(cls, v):
+        if v % 32:
+            raise ValueError(f"input_size must be a multiple of 32 (the backbone's coarsest branch is 1/32), got {v}")
+        return v
+
+
+class PoseDataset(Dataset):
+    """Samples: ``image`` (3, S, S) float32, ``heatmaps_0`` (K, S/4, S/4), ``heatmaps_1`` (K, S/2, S/2),
+    ``mask_0``/``mask_1`` (ignore masks), ``joints`` (M, K, 2) int64 at 1/4, ``image_id``.
+    ``train`` draws a random affine + flip per sample (from torch's RNG, so workers differ and runs
+    repeat under ``torch.manual_seed``); otherwise a fixed centred square crop."""
+
+    def __init__(self, index: CocoKeypoints, ids: list[int], cfg: BottomUpPoseConfig, info: KeypointInfo,
+                 train: bool):
+        self.index, self.ids, self.cfg, self.info, self.train = index, list(ids), cfg, info, train
+        s = cfg.input_size
+        self.sizes = (s // 4, s // 2)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict:
+        iid = self.ids[i]
+        img = self.index.load_image(iid)
+        joints = self.index.people(iid)
+        mask = self.index.ignore_mask(iid, img.shape[:2])
+        a = self.cfg.augment
+        if self.train:
+            rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,))))
+            params = sample_affine(rng, img.shape[:2], a.max_rotation, a.min_scale, a.max_scale,
+                                   a.max_translate, a.flip_prob, a.scale_type)
+        else:
+            params = center_affine(img.shape[:2], a.scale_type)
+        image, js, ms = apply_sample_affine(params, img, joints, mask, self.cfg.input_size, self.sizes,
+                                            self.info.flip_index)
+        out = build_targets(js, ms, self.sizes, self.cfg.sigma, self.cfg.max_people)
+        out["image"] = normalize(image)
+        out["image_id"] = np.int64(iid)
+        return out
+
+
+def collate(samples: list[dict]) -> dict:
+    """Every field has a fixed shape per config, so the batch is a plain stack."""
+    if not samples:
+        raise ScaleNASError("collate: empty batch")
+    return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+
+
+def _identity(x):
+    return x
+
+
+class _Images(Dataset):
+    def __init__(self, index: CocoKeypoints, ids: list[int]):
+        self.index, self.ids = index, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        return self.ids[i], self.index.load_image(self.ids[i])
+
+
+def _dist() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@register_task
+class BottomUpPoseTask(Task):
+    Config = BottomUpPoseConfig
+    name = "pose-bottomup"
+    metric_name = "AP"
+
+    def __init__(self, cfg: BottomUpPoseConfig):
+        self.cfg = cfg
+        self.info = get_keypoint_info(cfg.keypoints, cfg.data_root or None)
+        self.metric = cfg.metric or ("crowdpose" if self.info.name == "crowdpose" else "coco")
+        self._indexes: dict[str, CocoKeypoints] = {}
+        self._holdout: list[int] | None = None
+
+    # -- description ------------------------------------------------------------------------------
+    @property
+    def head(self) -> HeadSpec:
+        return HeadSpec(kind="pose-bottomup", num_joints=self.info.num_joints,
+                        num_deconv_blocks=self.cfg.num_deconv_blocks)
+
+    @property
+    def output_sizes(self) -> tuple[int, int]:
+        return self.cfg.input_size // 4, self.cfg.input_size // 2
+
+    def decode_config(self) -> DecodeConfig:
+        t = self.cfg.inference
+        return DecodeConfig(input_size=self.cfg.input_size, scales=tuple(t.scales), flip=t.flip,
+                            project_to_image=t.project_to_image, nms_kernel=t.nms_kernel,
+                            max_people=self.cfg.max_people, detection_threshold=t.detection_threshold,
+                            tag_threshold=t.tag_threshold, use_detection_val=t.use_detection_val,
+                            ignore_too_much=t.ignore_too_much, adjust=t.adjust, refine=t.refine)
+
+    # -- data -------------------------------------------------------------------------------------
+    def _path(self, p: str) -> str:
+        return p if os.path.isabs(p) or not self.cfg.data_root else os.path.join(self.cfg.data_root, p)
+
+    def index(self, split: str) -> CocoKeypoints:
+        """The annotation index of ``split`` ("search" reads the train file)."""
+        src = "train" if split == "search" else split
+        if src not in ("train", "val", "test"):
+            raise ScaleNASError(f"split {split!r}: expected one of train, search, val, test")
+        if src not in self._indexes:
+            sd = getattr(self.cfg, src)
+            if sd is None:
+                raise ScaleNASError(f"task.{src}: no {src} split configured (set task.{src}.images and "
+                                    f"task.{src}.annotations)")
+            self._indexes[src] = CocoKeypoints(self._path(sd.annotations), self._path(sd.images), self.info)
+        return self._indexes[src]
+
+    def search_ids(self) -> list[int]:
+        """The held-out training images (sorted ids), a pure function of the train file and search_seed."""
+        if self._holdout is None:
+            n = self.cfg.search_holdout
+            if n == 0:
+                self._holdout = []
+            else:
+                ids = self.index("train").ids_with_annotations()
+                if n >= len(ids):
+                    raise ScaleNASError(f"task.search_holdout: {n} held-out images leave none of the "
+                                        f"{len(ids)} annotated training images for training")
+                perm = np.random.default_rng(self.cfg.search_seed).permutation(len(ids))
+                self._holdout = sorted(ids[i] for i in perm[:n])
+        return self._holdout
+
+    def split_ids(self, split: str) -> list[int]:
+        idx = self.index(split)
+        if split == "search":
+            ids = self.search_ids()
+            if not ids:
+                raise ScaleNASError("split 'search' is empty: set task.search_holdout to the number of "
+                                    "training images to hold out")
+            return ids
+        if split == "train":
+            held = set(self.search_ids())
+            return [i for i in idx.ids_with_annotations() if i not in held]
+        return list(idx.image_ids)
+
+    def build_dataset(self, split: str, train: bool = False) -> Dataset:
+        return PoseDataset(self.index(split), self.split_ids(split), self.cfg, self.info, train)
+
+    def collate(self, samples: list[dict]) -> dict:
+        return collate(samples)
+
+    # -- training ---------------------------------------------------------------------------------
+    def loss(self, outputs, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        lc = self.cfg.loss
+        return bottomup_loss(outputs, batch, self.info.num_joints, lc.heatmap_factors, lc.push_factor,
+                             lc.pull_factor, lc.ae_type)
+
+    # -- inference --------------------------------------------------------------------------------
+    def decode(self, forward: Callable, image_bgr: np.ndarray, device: torch.device | str = "cpu",
+               cfg: DecodeConfig | None = None) -> People:
+        return decode_image(forward, image_bgr, self.info.num_joints, self.info.flip_index, self.info.joint_order,
+                            cfg or self.decode_config(), device)
+
+    def predict(self, forward: Callable, image_bgr, device: torch.device | str = "cpu", **kw) -> dict:
+        if image_bgr is None or getattr(image_bgr, "ndim", 0) != 3 or image_bgr.shape[2] != 3:
+            raise ScaleNASError(f"predict: expected an (H, W, 3) BGR image, got "
+                                f"{getattr(image_bgr, 'shape', type(image_bgr).__name__)}")
+        people = self.decode(forward, image_bgr, device)
+        return {"keypoint_names": list(self.info.keypoints),
+                "people": [{"keypoints": kp.round(3).tolist(), "score": float(s)}
+                           for kp, s in zip(people.keypoints, people.scores)]}
+
+    def visualise(self, image_bgr, prediction: dict, path: str) -> None:
+        from scalenas.viz.pose_overlay import save_overlay
+
+        people = prediction.get("people", [])
+        kps = np.array([p["keypoints"] for p in people], np.float64).reshape(-1, self.info.num_joints, 3)
+        save_overlay(path, image_bgr, self.info, kps, [p["score"] for p in people],
+                     threshold=self.cfg.inference.detection_threshold)
+
+    def evaluate(self, model: torch.nn.Module, split: str, device: torch.device | str = "cpu",
+                 max_images: int | None = None, out_dir: str | None = None) -> dict[str, float]:
+        """Decode every image of ``split`` (the first ``max_images``) and compute OKS AP on them.
+        Under torch.distributed each rank decodes a shard; results are gathered before COCOeval."""
+        was_training = model.training
+        model.eval()
+        try:
+            return self._evaluate(lambda iid, img: model, split, device, max_images, out_dir)
+        finally:
+            model.train(was_training)
+
+    def evaluate_oracle(self, split: str, max_images: int | None = None, out_dir: str | None = None,
+                        flip: bool | None = None) -> dict[str, float]:
+        """AP of a perfect network (outputs rendered from the ground truth, see ``OracleForward``): the
+        ceiling the decoder and this input size allow on ``split``; far below 100 means a decoder or
+        data problem (or people too small for the input size)."""
+        from scalenas.tasks.pose_targets import OracleForward
+
+        idx = self.index(split)
+        cfg = self.decode_config()
+        if flip is not None:
+            cfg = dataclasses.replace(cfg, flip=flip)
+        return self._evaluate(lambda iid, img: OracleForward(idx.people(iid), img.shape[:2], self.info.flip_index,
+                                                             cfg.input_size, cfg.scales, self.cfg.sigma, cfg.stride),
+                              split, "cpu", max_images, out_dir, cfg)
+
+    def _evaluate(self, forward_for: Callable, split: str, device, max_images, out_dir,
+                  dcfg: DecodeConfig | None = None) -> dict[str, float]:
+        idx = self.index(split)
+        ids = self.split_ids(split)
+        if max_images is not None:
+            ids = ids[:max_images]
+        rank, world = _dist()
+        results, vis = [], 0
+        # images are read (and JPEG-decoded) by loader workers while this process decodes poses
+        loader = torch.utils.data.DataLoader(_Images(idx, ids[rank::world]), batch_size=None, collate_fn=_identity,
+                                             num_workers=self.cfg.workers if len(ids) > 1 else 0)
+        for iid, img in loader:
+            people = self.decode(forward_for(iid, img), img, device, dcfg)
+            results += coco_results(people, iid, idx.category_id)
+            if out_dir and rank == 0 and vis < self.cfg.vis_images:
+                self._overlay(out_dir, split, idx, iid, img, people)
+                vis += 1
+        if world > 1:
+            parts: list = [None] * world
+            dist.all_gather_object(parts, results)
+            results = [r for p in parts for r in p]
+        metrics: dict[str, float] = {}
+        if rank == 0:
+            gt = idx.subset(ids) if split == "search" else idx.coco
+            metrics = evaluate_keypoints(gt, results, self.info.sigmas, self.metric, ids)
+            metrics["images"] = float(len(ids))
+            if out_dir:
+                from scalenas.utils.io import atomic_write_json
+
+                os.makedirs(out_dir, exist_ok=True)
+                atomic_write_json(os.path.join(out_dir, f"keypoints_{split}_results.json"), results, indent=None)
+                atomic_write_json(os.path.join(out_dir, f"keypoints_{split}_metrics.json"), metrics)
+        if world > 1:
+            box = [metrics]
+            dist.broadcast_object_list(box, src=0)
+            metrics = box[0]
+        return metrics
+
+    def _overlay(self, out_dir, split, idx: CocoKeypoints, iid, img, people: People) -> None:
+        from scalenas.viz.pose_overlay import gt_keypoints, save_overlay
+
+        gt = gt_keypoints(idx.annotations(iid), self.info.num_joints)
+        save_overlay(os.path.join(out_dir, "vis", f"{split}_{iid}.png"), img, self.info, people.keypoints,
+                     people.scores, gt=gt, threshold=self.cfg.inference.detection_threshold)

@@ -1,0 +1,69 @@
+"""Bottom-up pose losses (tasks.md §1.4): masked heatmap MSE and the associative-embedding pull/push loss.
+
+The AE loss is fully vectorised over the batch and the people: gather each labelled joint's tag from
+the flat tag tensor, take per-person masked means (the reference embeddings), and compare all pairs of
+references with a (B, M, M) matrix. It computes the same numbers as HigherHRNet's per-person loop.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def heatmap_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) prediction and target, (B, H, W) mask -> (B,) mean squared error per image,
+    averaged over joints and pixels (masked pixels count as zero error, as in HigherHRNet)."""
+    return ((pred - gt) ** 2 * mask[:, None].to(pred.dtype)).mean(dim=(1, 2, 3))
+
+
+def ae_loss(tags: torch.Tensor, joints: torch.Tensor, loss_type: str = "exp") -> tuple[torch.Tensor, torch.Tensor]:
+    """Associative-embedding loss for 1-D per-joint tags.
+
+    ``tags``: (B, K, H, W) tag maps; ``joints``: (B, M, K, 2) int (flat index into the (K, H, W) map,
+    visible flag). Returns ``(push, pull)``, each (B,):
+
+    * pull = mean over people of the mean squared deviation of a person's tags from its mean tag;
+    * push = sum over ordered pairs i != j of exp(-(t_i - t_j)^2) / (N (N - 1)) / 2 ("exp"), or of
+      max(0, 1 - |t_i - t_j|) ("max"). Zero for N < 2 (and pull zero for N = 0).
+    """
+    b = tags.shape[0]
+    flat = tags.reshape(b, -1)
+    idx = joints[..., 0].long()
+    vis = (joints[..., 1] > 0).to(flat.dtype)                       # (B, M, K)
+    m, k = idx.shape[1:]
+    t = torch.gather(flat, 1, idx.reshape(b, m * k)).reshape(b, m, k)
+    cnt = vis.sum(-1)                                               # (B, M) labelled joints per person
+    person = cnt > 0
+    n = person.sum(-1).to(flat.dtype)                               # (B,) people with a tag
+    ref = (t * vis).sum(-1) / cnt.clamp(min=1)                      # (B, M) reference embeddings
+    dev = ((t - ref[..., None]) ** 2 * vis).sum(-1) / cnt.clamp(min=1)
+    pull = (dev * person).sum(-1) / n.clamp(min=1)
+
+    diff = ref[:, :, None] - ref[:, None, :]                        # (B, M, M)
+    if loss_type == "exp":
+        sim = torch.exp(-diff ** 2)
+    elif loss_type == "max":
+        sim = torch.clamp(1 - diff.abs(), min=0)
+    else:
+        raise ValueError(f"unknown AE loss type {loss_type!r}")
+    pair = person[:, :, None] & person[:, None, :]
+    pair = pair & ~torch.eye(m, dtype=torch.bool, device=tags.device)[None]
+    pairs = n * (n - 1)
+    push = torch.where(pairs > 0, (sim * pair).sum((1, 2)) / pairs.clamp(min=1) * 0.5, torch.zeros_like(n))
+    return push, pull
+
+
+def bottomup_loss(outputs, batch: dict, num_joints: int, heatmap_factors=(1.0, 1.0), push_factor: float = 1e-3,
+                  pull_factor: float = 1e-3, ae_type: str = "exp") -> tuple[torch.Tensor, dict[str, float]]:
+    """HigherHRNet's total loss: sum over resolutions of the batch-mean heatmap loss, plus the batch-mean
+    push and pull (1/4 resolution only), weighted. Components are reported weighted (they sum to the loss)."""
+    y4, y2 = outputs[0], outputs[1]
+    k = num_joints
+    hm4 = heatmap_loss(y4[:, :k], batch["heatmaps_0"], batch["mask_0"]).mean() * heatmap_factors[0]
+    hm2 = heatmap_loss(y2[:, :k], batch["heatmaps_1"], batch["mask_1"]).mean() * heatmap_factors[1]
+    push, pull = ae_loss(y4[:, k:2 * k].float(), batch["joints"], ae_type)
+    push = push.mean() * push_factor
+    pull = pull.mean() * pull_factor
+    total = hm4 + hm2 + push + pull
+    parts = {"hm4": float(hm4.detach()), "hm2": float(hm2.detach()), "push": float(push.detach()),
+             "pull": float(pull.detach())}
+    return total, parts

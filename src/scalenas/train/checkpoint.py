@@ -1,0 +1,102 @@
+"""Checkpoints: written atomically (temporary file, then rename), loadable with ``weights_only=True``.
+
+A run directory holds ``checkpoints/step_00000100.pt`` files and a ``checkpoints/latest`` pointer
+written after each complete checkpoint. ``resume="auto"`` takes the newest one that loads.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import random
+import re
+
+import numpy as np
+import torch
+
+from scalenas.errors import ScaleNASError
+from scalenas.utils.io import atomic_torch_save, atomic_write_text
+
+CKPT_RE = re.compile(r"step_(\d+)\.pt$")
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"python": _to_lists(random.getstate()), "torch": torch.get_rng_state(),
+            "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                      "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate(_to_tuples(s["python"]))
+    torch.set_rng_state(s["torch"])
+    n = s["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+
+
+def _to_lists(x):
+    return [_to_lists(v) for v in x] if isinstance(x, tuple) else x
+
+
+def _to_tuples(x):
+    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+def ckpt_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, "checkpoints")
+
+
+def save_checkpoint(run_dir: str, step: int, state: dict, keep_last: int = 3) -> str:
+    d = ckpt_dir(run_dir)
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, f"step_{step:08d}.pt")
+    atomic_torch_save(state, path)
+    atomic_write_text(os.path.join(d, "latest"), os.path.basename(path) + "\n")
+    if keep_last > 0:
+        for old in list_checkpoints(run_dir)[:-keep_last]:
+            os.unlink(old)
+    return path
+
+
+def list_checkpoints(run_dir: str) -> list[str]:
+    files = glob.glob(os.path.join(ckpt_dir(run_dir), "step_*.pt"))
+    return sorted(files, key=lambda p: int(CKPT_RE.search(p).group(1)))
+
+
+def load_checkpoint(path: str, map_location="cpu") -> dict:
+    if not os.path.isfile(path):
+        raise ScaleNASError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, tampered or not a checkpoint
+        raise ScaleNASError(f"{path}: cannot load checkpoint safely ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def find_resume(run_dir: str) -> str | None:
+    """Newest checkpoint of ``run_dir`` that loads; a half-written or corrupt newest one is skipped."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            load_checkpoint(path)
+            return path
+        except ScaleNASError:
+            continue
+    return None
+
+
+def load_supernet(path: str, map_location="cpu"):
+    """(SuperScaleNet with the checkpoint's weights, checkpoint dict) from a training checkpoint."""
+    from scalenas.nets.supernet import SuperScaleNet
+    from scalenas.space.heads import HeadSpec
+    from scalenas.space.space import SearchSpace
+
+    ck = load_checkpoint(path, map_location)
+    meta = ck.get("meta")
+    if not meta or "space" not in meta or "head" not in meta or "model" not in ck:
+        raise ScaleNASError(f"{path}: not a scalenas supernet checkpoint (missing 'meta' or 'model')")
+    net = SuperScaleNet(SearchSpace.from_dict(meta["space"]), HeadSpec.from_dict(meta["head"]),
+                        bn_momentum=meta.get("bn_momentum", 0.1), init="none")
+    missing, unexpected = net.load_state_dict(ck["model"], strict=False)
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise ScaleNASError(f"{path}: weights do not fit the supernet described by its meta "
+                            f"({len(missing)} missing, {len(unexpected)} unexpected; first: {first!r})")
+    return net, ck

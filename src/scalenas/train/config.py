@@ -1,0 +1,94 @@
+"""Typed schema of a supernet training run (YAML + ``KEY=VALUE`` overrides, HRNet-family feel)."""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SpaceCfg(Strict):
+    width: int = 32
+    modules_per_stage: list[int] = [1, 4, 3]
+    depth_choices: list[int] = [2, 3, 4, 5]
+    stem_channels: int = 64
+    stage1_blocks: int = 4
+    fuse_upsample: Literal["nearest", "bilinear"] = "nearest"
+
+
+class ModelCfg(Strict):
+    bn_momentum: float = 0.1
+    init: Literal["kaiming", "hrnet"] = "kaiming"
+    #: a ScaleNet/supernet checkpoint or an HRNet-family state dict to initialise the supernet from
+    pretrained: Optional[str] = None
+
+
+class SamplerCfg(Strict):
+    kind: Literal["grouped", "uniform", "sandwich"] = "grouped"
+    fusion_options: list[float] = [0.2, 0.5, 0.8]
+    depth_options: Optional[list[list[int]]] = None  # None: the paper's [[2,3],[3,4],[4,5]] or consecutive pairs
+    sandwich: bool = True
+    smallest_fusion: Optional[float] = None  # None: 0.1 for segmentation, 0.0 for pose (reference)
+    restart_every_epoch: bool = True  # the reference restarts the group cycle every epoch
+    fusion_prob: float = 0.5  # uniform / sandwich
+    num_random: int = 2  # sandwich
+
+
+class OptimizerCfg(Strict):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleCfg(Strict):
+    name: Literal["poly", "multistep", "cosine", "constant"] = "poly"
+    power: float = 0.9
+    milestones: list[int] = []  # in optimiser steps
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    warmup_factor: float = 0.1
+
+
+class DistillCfg(Strict):
+    #: "none", "largest" (the supernet's own largest subnet, no gradient) or a checkpoint path
+    #: (a supernet checkpoint, whose largest subnet becomes the frozen teacher)
+    teacher: str = "none"
+    weight: float = 0.5
+
+
+class TrainCfg(Strict):
+    steps: int = Field(1000, ge=1, description="optimiser steps")
+    batch_size: int = Field(8, ge=1, description="images per step per process")
+    accumulate: int = Field(1, ge=1)
+    workers: int = 2
+    optimizer: OptimizerCfg = OptimizerCfg()
+    schedule: ScheduleCfg = ScheduleCfg()
+    grad_clip: Optional[float] = None
+    amp: Literal["none", "bf16"] = "none"
+    channels_last: bool = True
+    ckpt_every: int = 500
+    keep_last: int = 3
+    log_every: int = 10
+    tensorboard: bool = True
+    progress: bool = True
+    threads: Optional[int] = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    distill: DistillCfg = DistillCfg()
+
+
+class RunConfig(Strict):
+    run_dir: str = "runs/supernet"
+    seed: int = 0
+    space: SpaceCfg = SpaceCfg()
+    task: dict[str, Any] = {"name": "segmentation"}
+    model: ModelCfg = ModelCfg()
+    sampler: SamplerCfg = SamplerCfg()
+    train: TrainCfg = TrainCfg()
+    #: validated by scalenas.search when a search runs from this config
+    search: dict[str, Any] = {}

@@ -1,0 +1,83 @@
+"""Deterministic, resumable data feeding for step-based training.
+
+The order of samples is a pure function of (seed, epoch); each sample's augmentation draws from
+global RNGs that are re-seeded from (seed, epoch, index) right before the sample is read, in
+whichever worker reads it. So a run resumed at step k sees exactly the batches an uninterrupted run
+sees, whatever the number of workers.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from scalenas.errors import ScaleNASError
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(1)[0])
+
+
+class SeededSamples(Dataset):
+    """Indexes by (epoch, index) and seeds ``random``, ``numpy`` and ``torch`` before reading a sample."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        s = sample_seed(self.seed, epoch, index)
+        random.seed(s)
+        np.random.seed(s)
+        torch.manual_seed(s)
+        return self.dataset[index]
+
+
+class StepBatchSampler(Sampler):
+    """Yields the micro-batches of steps ``start_step .. total_steps-1`` for one rank."""
+
+    def __init__(self, n: int, batch_size: int, total_steps: int, start_step: int = 0, accumulate: int = 1,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.n, self.batch, self.total, self.start = n, batch_size, total_steps, start_step
+        self.accum, self.seed, self.rank, self.world = accumulate, seed, rank, world_size
+        self.per_epoch = n // (batch_size * world_size)
+        if self.per_epoch < 1:
+            raise ScaleNASError(f"train split: {n} images cannot fill one batch of {batch_size} x {world_size} "
+                                f"process(es); lower train.batch_size or add data")
+
+    def __len__(self):
+        return (self.total - self.start) * self.accum
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=g)
+
+    def __iter__(self):
+        mb, end = self.start * self.accum, self.total * self.accum
+        perm_epoch, perm = -1, None
+        while mb < end:
+            epoch, pos = divmod(mb, self.per_epoch)
+            if epoch != perm_epoch:
+                perm, perm_epoch = self.permutation(epoch), epoch
+            lo = (pos * self.world + self.rank) * self.batch
+            yield [(epoch, int(i)) for i in perm[lo:lo + self.batch]]
+            mb += 1
+
+
+def _worker_init(_):
+    import cv2
+
+    cv2.setNumThreads(1)  # workers are processes already; OpenCV's own threads would oversubscribe
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: Dataset, collate, batch_sampler: StepBatchSampler, seed: int, workers: int,
+                pin_memory: bool = False) -> DataLoader:
+    return DataLoader(SeededSamples(dataset, seed), batch_sampler=batch_sampler, num_workers=workers,
+                      collate_fn=collate, worker_init_fn=_worker_init if workers else None,
+                      pin_memory=pin_memory, persistent_workers=False, prefetch_factor=4 if workers else None)

@@ -1,0 +1,299 @@
+"""The task-agnostic supernet training engine: one CPU, one GPU, or many processes under torchrun.
+
+A task supplies datasets, loss and metric; a sampler decides which subnet each step trains; the
+engine does the rest: optimiser and schedule, distillation, bf16 autocast, channels_last, DDP,
+atomic checkpoints with exact resume, a non-finite-loss guard, progress bar, TensorBoard and JSONL.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from scalenas.errors import ScaleNASError
+from scalenas.nets.supernet import SuperScaleNet
+from scalenas.space.space import SearchSpace
+from scalenas.tasks.base import Task, get_task_class
+from scalenas.train import checkpoint as ckpt
+from scalenas.train.config import RunConfig
+from scalenas.train.data import StepBatchSampler, make_loader
+from scalenas.train.distributed import (DistInfo, all_finite, cleanup, init_distributed, sync_buffers,
+                                        wrap_ddp)
+from scalenas.train.optim import build_optimizer, build_scheduler
+from scalenas.train.samplers import build_sampler
+from scalenas.utils.io import atomic_write_json, atomic_write_text, package_versions
+from scalenas.utils.runtime import setup_process
+
+
+def build_task(task_cfg: dict) -> Task:
+    if not isinstance(task_cfg, dict) or "name" not in task_cfg:
+        raise ScaleNASError("task.name: missing (e.g. segmentation, pose-bottomup)")
+    return get_task_class(task_cfg["name"]).from_config(task_cfg)
+
+
+def space_of(cfg: RunConfig) -> SearchSpace:
+    return SearchSpace.from_dict(cfg.space.model_dump())
+
+
+def tree_float(x):
+    if isinstance(x, (tuple, list)):
+        return type(x)(tree_float(v) for v in x)
+    return x.float()
+
+
+def kd_loss(student, teacher) -> torch.Tensor:
+    """MSE between student and frozen teacher outputs, summed over output tensors (method §5.2)."""
+    if isinstance(student, (tuple, list)):
+        return sum(F.mse_loss(s, t) for s, t in zip(student, teacher))
+    return F.mse_loss(student, teacher)
+
+
+def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            v = v.to(device, non_blocking=True)
+            if k == "image" and channels_last:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
+
+
+class SupernetTrainer:
+    def __init__(self, cfg: RunConfig, resume: str | None = None, info: DistInfo | None = None):
+        self.cfg = cfg
+        self.info = info or init_distributed(cfg.train.device)
+        setup_process(cfg.train.threads)
+        self.task = build_task(cfg.task)
+        self.space = space_of(cfg)
+        self.head = self.task.head
+        t = cfg.train
+        self.device = self.info.device
+        torch.manual_seed(cfg.seed)
+        self.net = SuperScaleNet(self.space, self.head, bn_momentum=cfg.model.bn_momentum, init=cfg.model.init)
+        self.init_report = None
+        if cfg.model.pretrained:
+            from scalenas.nets.init import init_supernet_from
+
+            self.init_report = init_supernet_from(self.net, cfg.model.pretrained)
+        self.net.to(self.device)
+        if t.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.model = wrap_ddp(self.net, self.info)
+        self.optimizer = build_optimizer(self.net.parameters(), t.optimizer)
+        self.scheduler = build_scheduler(self.optimizer, t.schedule, t.steps)
+        self.dataset = self.task.build_dataset("train", train=True)
+        self.steps_per_epoch = max(1, len(self.dataset) // (t.batch_size * self.info.world_size * t.accumulate))
+        s = cfg.sampler
+        kw: dict[str, Any]
+        if s.kind == "grouped":
+            kw = dict(fusion_options=s.fusion_options, depth_options=s.depth_options, sandwich=s.sandwich,
+                      smallest_fusion=s.smallest_fusion,
+                      steps_per_cycle=self.steps_per_epoch if s.restart_every_epoch else None)
+        elif s.kind == "uniform":
+            kw = dict(fusion_prob=s.fusion_prob)
+        else:
+            kw = dict(fusion_prob=s.fusion_prob, num_random=s.num_random)
+        self.sampler = build_sampler(s.kind, self.space, cfg.seed, self.head.pose_rule, **kw)
+        self.teacher = self._build_teacher()
+        self.step = 0
+        if resume:
+            self._resume(resume)
+
+    # ---- set-up ------------------------------------------------------------------------
+    def _build_teacher(self):
+        d = self.cfg.train.distill
+        if d.teacher in ("none", "largest"):
+            return None
+        teacher_super, _ = ckpt.load_supernet(d.teacher)
+        if teacher_super.space != self.space or teacher_super.head_spec != self.head:
+            raise ScaleNASError(f"train.distill.teacher: {d.teacher} was trained for another space or head")
+        teacher = teacher_super.extract(self.space.largest(self.head.pose_rule)).to(self.device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        if self.cfg.train.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        return teacher
+
+    def _resume(self, resume: str):
+        path = ckpt.find_resume(self.cfg.run_dir) if resume == "auto" else resume
+        if path is None:
+            return
+        state = ckpt.load_checkpoint(path, map_location=self.device)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        ckpt.set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        if self.info.is_main:
+            print(f"resumed from {path} at step {self.step}")
+
+    def state(self) -> dict:
+        return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
+                "rng": ckpt.rng_state(), "step": self.step, "config": self.cfg.model_dump(mode="json"),
+                "versions": package_versions(),
+                "meta": {"format": "scalenas.supernet/1", "space": self.space.to_dict(), "head": self.head.to_dict(),
+                         "task": self.cfg.task, "bn_momentum": self.cfg.model.bn_momentum}}
+
+    def save(self) -> str | None:
+        """Checkpoint (rank 0 writes). All ranks call it: BN running statistics are local to each rank
+        between DDP's per-forward broadcasts, so rank 0's are broadcast first to keep ranks identical."""
+        sync_buffers(self.net, self.info)
+        if not self.info.is_main:
+            return None
+        return ckpt.save_checkpoint(self.cfg.run_dir, self.step, self.state(), self.cfg.train.keep_last)
+
+    def _write_run_files(self):
+        os.makedirs(self.cfg.run_dir, exist_ok=True)
+        atomic_write_text(os.path.join(self.cfg.run_dir, "config.yaml"),
+                          yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        atomic_write_json(os.path.join(self.cfg.run_dir, "versions.json"), package_versions())
+        if self.init_report is not None:
+            atomic_write_json(os.path.join(self.cfg.run_dir, "init_report.json"), self.init_report)
+
+    # ---- the loop -------------------------------------------------------------------------
+    def train(self) -> dict:
+        t, info = self.cfg.train, self.info
+        if info.is_main:
+            self._write_run_files()
+        bs = StepBatchSampler(len(self.dataset), t.batch_size, t.steps, self.step, t.accumulate, self.cfg.seed,
+                              info.rank, info.world_size)
+        loader = make_loader(self.dataset, self.task.collate, bs, self.cfg.seed, t.workers,
+                             pin_memory=self.device.type == "cuda")
+        it = iter(loader)
+        logger = _Logger(self.cfg, info, self.step)
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16")
+        largest = self.space.largest(self.head.pose_rule)
+        history = []
+        self.net.train()
+        try:
+            while self.step < t.steps:
+                t0 = time.perf_counter()
+                archs = self.sampler.archs_for(self.step)
+                self.optimizer.zero_grad(set_to_none=True)
+                parts_sum: dict[str, float] = {}
+                loss_sum, n_img = 0.0, 0
+                for _ in range(t.accumulate):
+                    batch = to_device(next(it), self.device, t.channels_last)
+                    img = batch["image"]
+                    n_img += img.shape[0]
+                    teacher_out = None
+                    if t.distill.teacher != "none":
+                        with torch.no_grad(), amp:
+                            if self.teacher is not None:
+                                teacher_out = tree_float(self.teacher(img))
+                            else:
+                                self.net.set_active(largest)
+                                teacher_out = tree_float(self.net(img))
+                    for arch, group in archs:
+                        self.net.set_active(arch)
+                        with amp:
+                            out = self.model(img)
+                        out = tree_float(out)
+                        loss, parts = self.task.loss(out, batch)
+                        if teacher_out is not None:
+                            kd = kd_loss(out, teacher_out)
+                            loss = loss + t.distill.weight * kd
+                            parts = {**parts, "kd": float(kd.detach())}
+                        if not all_finite(loss.detach(), info):
+                            self._nonfinite(arch, float(loss.detach()))
+                        (loss / (t.accumulate * len(archs))).backward()
+                        loss_sum += float(loss.detach()) / (t.accumulate * len(archs))
+                        for k, v in parts.items():
+                            parts_sum[k] = parts_sum.get(k, 0.0) + v / (t.accumulate * len(archs))
+                if t.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for p in self.net.parameters() if p.grad is not None], t.grad_clip)
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+                dt = time.perf_counter() - t0
+                rec = {"step": self.step, "loss": loss_sum, "lr": lr, "group": archs[0][1],
+                       "arch": archs[0][0].hash, "img_per_s": n_img * info.world_size / dt, **parts_sum}
+                history.append(loss_sum)
+                logger.log(rec)
+                if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
+                    self.save()
+            path = self.save()
+        finally:
+            logger.close()
+            del it, loader
+        return {"steps": self.step, "final_loss": history[-1] if history else None, "losses": history,
+                "checkpoint": path}
+
+    def _nonfinite(self, arch, value: float):
+        # the weights have not been touched by this step yet: save them as the last good state
+        path = self.save()
+        raise ScaleNASError(f"non-finite loss ({value}) at step {self.step} for subnet {arch.hash} "
+                            f"({arch.depth_string()}); last good state saved to {path}. Lower the learning "
+                            f"rate, enable train.grad_clip, or check the data")
+
+    def close(self):
+        cleanup(self.info)
+
+
+class _Logger:
+    """Progress bar (rank 0), JSONL log and TensorBoard scalars (loss per sampling group, lr, throughput)."""
+
+    def __init__(self, cfg: RunConfig, info: DistInfo, start: int):
+        self.cfg, self.info = cfg, info
+        self.main = info.is_main
+        self.bar = self.tb = self.jsonl = None
+        if not self.main:
+            return
+        os.makedirs(cfg.run_dir, exist_ok=True)
+        self.jsonl = open(os.path.join(cfg.run_dir, "train_log.jsonl"), "a", encoding="utf-8")
+        if cfg.train.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.train.steps, initial=start, desc="supernet", unit="step", dynamic_ncols=True,
+                            mininterval=1.0)
+        if cfg.train.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(os.path.join(cfg.run_dir, "tb"))
+            except ImportError:
+                self.tb = None
+
+    def log(self, rec: dict):
+        if not self.main:
+            return
+        step = rec["step"]
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['img_per_s']:.1f}", refresh=False)
+        every = max(1, self.cfg.train.log_every)
+        if step % every == 0 or step == self.cfg.train.steps:
+            self.jsonl.write(json.dumps(rec) + "\n")
+            self.jsonl.flush()
+        if self.tb is not None:
+            self.tb.add_scalar("loss/total", rec["loss"], step)
+            self.tb.add_scalar(f"loss/group/{rec['group']}", rec["loss"], step)
+            self.tb.add_scalar("lr", rec["lr"], step)
+            self.tb.add_scalar("throughput/img_per_s", rec["img_per_s"], step)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train_supernet(cfg: RunConfig, resume: str | None = None) -> dict:
+    trainer = SupernetTrainer(cfg, resume)
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()

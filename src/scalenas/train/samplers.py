@@ -1,0 +1,164 @@
+"""Subnet samplers for supernet training (method §5.1).
+
+The subnet(s) of a step are a pure function of (seed, global step): every DDP rank trains the same
+subnet without communicating, and a resumed run continues the same sequence. The state is therefore
+just the seed and the settings.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+from scalenas.errors import ScaleNASError
+from scalenas.space.arch import Arch
+from scalenas.space.space import SearchSpace
+
+
+def step_rng(seed: int, step: int, salt: str = "") -> random.Random:
+    # str seeds are hashed with SHA-512 by `random`, so this is stable across processes and platforms
+    return random.Random(f"scalenas:{seed}:{step}:{salt}")
+
+
+def default_depth_options(choices: Sequence[int]) -> list[list[int]]:
+    """The paper's [[2,3],[3,4],[4,5]] for choices 2..5; consecutive pairs for other spaces."""
+    c = sorted(choices)
+    if len(c) == 1:
+        return [c]
+    return [c[i:i + 2] for i in range(len(c) - 1)]
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    fusion_prob: float
+    depths: tuple[int, ...]
+
+
+class Sampler:
+    """Base: ``archs_for(step)`` gives the (arch, group name) pairs trained at ``step``."""
+
+    kind = ""
+
+    def __init__(self, space: SearchSpace, seed: int = 0, pose_rule: bool = False):
+        self.space = space
+        self.seed = int(seed)
+        self.pose_rule = pose_rule
+
+    def archs_for(self, step: int) -> list[tuple[Arch, str]]:
+        raise NotImplementedError
+
+    def _settings(self) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "seed": self.seed, "pose_rule": self.pose_rule, "settings": self._settings()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") != self.kind:
+            raise ScaleNASError(f"sampler: checkpoint holds a {state.get('kind')!r} sampler, the config asks for "
+                                f"{self.kind!r}; resume with the same sampler settings")
+        if state.get("settings") != self._settings() or state.get("pose_rule") != self.pose_rule:
+            raise ScaleNASError("sampler: the checkpoint's sampler settings differ from the config "
+                                f"({state.get('settings')} vs {self._settings()}); resume with the same settings")
+        self.seed = int(state["seed"])
+
+
+class GroupedSampler(Sampler):
+    """Round-robin over 9 (fusion prob x depth range) groups plus a smallest and a largest group.
+
+    Group order follows the reference code: g0 smallest (fusion ``smallest_fusion``, min depth),
+    g1..g9 the product fusion_options x depth_options shifted by one (g9 = first combination),
+    g10 largest (all edges, max depth). ``sandwich=False`` keeps only the 9 middle groups.
+    The group index is ``(step mod steps_per_cycle) mod n_groups``; ``steps_per_cycle`` is the epoch
+    length, as the reference restarts the cycle every epoch (None: never restart).
+    """
+
+    kind = "grouped"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, pose_rule: bool = False,
+                 fusion_options: Sequence[float] = (0.2, 0.5, 0.8),
+                 depth_options: Sequence[Sequence[int]] | None = None, sandwich: bool = True,
+                 smallest_fusion: float | None = None, steps_per_cycle: int | None = None):
+        super().__init__(space, seed, pose_rule)
+        depth_options = [list(d) for d in (depth_options or default_depth_options(space.depth_choices))]
+        for d in depth_options:
+            bad = [x for x in d if x not in space.depth_choices]
+            if bad:
+                raise ScaleNASError(f"sampler.depth_options: {bad} not among the space's depth choices "
+                                    f"{list(space.depth_choices)}")
+        if smallest_fusion is None:
+            smallest_fusion = 0.0 if pose_rule else 0.1  # seg 0.1 / pose 0.0 in the reference
+        combos = [Group(f"f{f:g}_d{''.join(map(str, d))}", float(f), tuple(d))
+                  for f in fusion_options for d in depth_options]
+        middle = [combos[g % len(combos)] for g in range(1, len(combos) + 1)]
+        groups = middle
+        if sandwich:
+            lo, hi = min(space.depth_choices), max(space.depth_choices)
+            groups = [Group("smallest", float(smallest_fusion), (lo,))] + middle + [Group("largest", 1.0, (hi,))]
+        self.groups = groups
+        self.fusion_options = [float(f) for f in fusion_options]
+        self.depth_options = depth_options
+        self.sandwich = sandwich
+        self.smallest_fusion = float(smallest_fusion)
+        self.steps_per_cycle = steps_per_cycle
+
+    def group_index(self, step: int) -> int:
+        s = step % self.steps_per_cycle if self.steps_per_cycle else step
+        return s % len(self.groups)
+
+    def sample_group(self, g: int, rng: random.Random) -> Arch:
+        grp = self.groups[g]
+        return self.space.sample(rng, grp.fusion_prob, grp.depths, pose_rule=self.pose_rule)
+
+    def archs_for(self, step: int) -> list[tuple[Arch, str]]:
+        g = self.group_index(step)
+        return [(self.sample_group(g, step_rng(self.seed, step)), self.groups[g].name)]
+
+    def _settings(self) -> dict:
+        return {"fusion_options": self.fusion_options, "depth_options": self.depth_options, "sandwich": self.sandwich,
+                "smallest_fusion": self.smallest_fusion, "steps_per_cycle": self.steps_per_cycle}
+
+
+class UniformSampler(Sampler):
+    """Baseline: every edge on with ``fusion_prob`` (0.5), every depth uniform over the choices."""
+
+    kind = "uniform"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, pose_rule: bool = False, fusion_prob: float = 0.5):
+        super().__init__(space, seed, pose_rule)
+        self.fusion_prob = float(fusion_prob)
+
+    def archs_for(self, step: int) -> list[tuple[Arch, str]]:
+        rng = step_rng(self.seed, step)
+        return [(self.space.sample(rng, self.fusion_prob, None, self.pose_rule), "uniform")]
+
+    def _settings(self) -> dict:
+        return {"fusion_prob": self.fusion_prob}
+
+
+class SandwichSampler(UniformSampler):
+    """BigNAS-style: largest + smallest + ``num_random`` uniform subnets per step, gradients accumulated."""
+
+    kind = "sandwich"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, pose_rule: bool = False, fusion_prob: float = 0.5,
+                 num_random: int = 2):
+        super().__init__(space, seed, pose_rule, fusion_prob)
+        self.num_random = int(num_random)
+
+    def archs_for(self, step: int) -> list[tuple[Arch, str]]:
+        rng = step_rng(self.seed, step)
+        out = [(self.space.largest(self.pose_rule), "largest"), (self.space.smallest(self.pose_rule), "smallest")]
+        out += [(self.space.sample(rng, self.fusion_prob, None, self.pose_rule), "random") for _ in range(self.num_random)]
+        return out
+
+    def _settings(self) -> dict:
+        return {"fusion_prob": self.fusion_prob, "num_random": self.num_random}
+
+
+def build_sampler(kind: str, space: SearchSpace, seed: int, pose_rule: bool, **kw) -> Sampler:
+    classes = {c.kind: c for c in (GroupedSampler, UniformSampler, SandwichSampler)}
+    if kind not in classes:
+        raise ScaleNASError(f"sampler.kind: unknown sampler {kind!r}; choose one of {', '.join(classes)}")
+    return classes[kind](space, seed, pose_rule, **kw)

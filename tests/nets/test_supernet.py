@@ -1,0 +1,94 @@
+"""SuperScaleNet: set_active(a) and extract(a) compute the same function and the same gradients."""
+import random
+
+import pytest
+import torch
+
+from scalenas.nets import get_preset
+from scalenas.nets.supernet import SuperScaleNet
+from scalenas.space import SearchSpace
+
+# The paper's module structure and depth choices at a tiny width, so every preset is a valid point.
+SPACE = SearchSpace(width=4, stem_channels=8, stage1_blocks=1)
+PRESETS = ["scalenet-s1", "scalenet-s2", "scalenet-s3", "scalenet-s4", "scalenet-p1", "scalenet-p2",
+           "scalenet-p3", "scalenet-p4"]
+
+
+def _archs(pose: bool):
+    archs = [SPACE.largest(pose), SPACE.smallest(pose), SPACE.hrnet(pose)]
+    archs += [get_preset(n).arch for n in PRESETS if (n.startswith("scalenet-p")) == pose]
+    rng = random.Random(7 if pose else 3)
+    archs += [SPACE.sample(rng, rng.choice([0.1, 0.5, 0.9]), pose_rule=pose) for _ in range(50)]
+    return archs
+
+
+def _maxdiff(a, b):
+    if isinstance(a, tuple):
+        return max(_maxdiff(x, y) for x, y in zip(a, b))
+    return (a - b).abs().max().item()
+
+
+def _sum(out):
+    return sum(o.square().mean() for o in out) if isinstance(out, tuple) else out.square().mean()
+
+
+@pytest.mark.parametrize("head", ["seg", "pose-bottomup"])
+def test_set_active_equals_extract(head):
+    """50 random archs per head (100 in all) plus largest, smallest, hrnet and the presets."""
+    sn = SuperScaleNet(SPACE, head)
+    x = torch.randn(2, 3, 32, 64)
+    pose = sn.head_spec.pose_rule
+    for arch in _archs(pose):
+        sn.set_active(arch)
+        net = sn.extract(arch)
+        sn.eval(), net.eval()
+        with torch.no_grad():
+            assert _maxdiff(sn(x), net(x)) <= 1e-5, arch.hash
+        # train mode on the same batch: same outputs and same gradients of the shared parameters
+        sn.train(), net.train()
+        sn.zero_grad(set_to_none=True)
+        _sum(sn(x)).backward()
+        _sum(net(x)).backward()
+        sp = dict(sn.named_parameters())
+        for name, p in net.named_parameters():
+            # dead compute (pose M7 blocks after branch 0's last fusion) has no gradient in either net
+            assert (sp[name].grad is None) == (p.grad is None), name
+            if p.grad is not None:
+                torch.testing.assert_close(sp[name].grad, p.grad, atol=1e-5, rtol=1e-4)
+        used = {n for n, _ in net.named_parameters()}
+        for name, p in sp.items():
+            if name not in used:
+                assert p.grad is None, f"inactive {name} got a gradient"
+
+
+def test_extract_copies_bn_statistics_and_is_independent():
+    sn = SuperScaleNet(SPACE, "seg")
+    arch = SPACE.sample(random.Random(1), 0.5)
+    sn.set_active(arch).train()
+    sn(torch.randn(2, 3, 64, 64))  # move running stats away from their init
+    net = sn.extract(arch)
+    ssd = sn.state_dict()
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, ssd[k]), k
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)
+    assert not torch.equal(next(net.parameters()), next(sn.parameters()))
+
+
+def test_set_active_allocates_nothing():
+    sn = SuperScaleNet(SPACE, "seg")
+    before = {k: v.data_ptr() for k, v in sn.state_dict().items()}
+    n_modules = len(list(sn.modules()))
+    for i in range(20):
+        sn.set_active(SPACE.sample(random.Random(i), 0.5))
+    assert len(list(sn.modules())) == n_modules
+    assert {k: v.data_ptr() for k, v in sn.state_dict().items()} == before
+
+
+def test_supernet_holds_every_slot_and_edge():
+    sn = SuperScaleNet(SPACE, "seg")
+    for m, nb in enumerate(SPACE.module_branches):
+        stage = sn.stages[m]
+        assert [len(b) for b in stage.blocks] == [SPACE.max_depth] * nb
+        assert len(stage.fuse) == SPACE.max_depth
+        assert all(len(step) == nb * (nb - 1) for step in stage.fuse)

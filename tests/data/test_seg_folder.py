@@ -91,7 +91,8 @@ def test_size_mismatch(tmp_path):
     make_folder(tmp_path)
     write(os.path.join(tmp_path, "masks/train/sub/002.png"), np.zeros((20, 32), np.uint8))
     ds = dataset(tmp_path)
-    with pytest.raises(ScaleNASError, match=r"masks/train/sub/002\.png: mask is 20x32 but its image .*002\.jpg is 24x32"):
+    with pytest.raises(ScaleNASError,
+                       match=r"masks/train/sub/002\.png: mask is 20x32 but its image .*002\.jpg is 24x32"):
         ds[2]
 
 
@@ -100,7 +101,8 @@ def test_bad_label_values(tmp_path):
     mask = np.zeros((24, 32), np.uint8)
     mask[0, 0], mask[1, 1] = 3, 200
     write(os.path.join(tmp_path, "masks/train/sub/000.png"), mask)
-    with pytest.raises(ScaleNASError, match=r"masks/train/sub/000\.png: label values 3, 200 are not a class id 0\.\.2"):
+    with pytest.raises(ScaleNASError,
+                       match=r"masks/train/sub/000\.png: label values 3, 200 are not a class id 0\.\.2"):
         dataset(tmp_path).verify()
 
 

@@ -52,7 +52,8 @@ def test_sizes_span_and_classes_present(synth):
     assert {o["class"] for o in objs} == set(range(1, len(CLASSES)))
     present = np.zeros(256, bool)
     for r in recs:
-        present[np.unique(cv2.imread(os.path.join(out, "masks/train", r["file"] + ".png"), cv2.IMREAD_UNCHANGED))] = True
+        mask = cv2.imread(os.path.join(out, "masks/train", r["file"] + ".png"), cv2.IMREAD_UNCHANGED)
+        present[np.unique(mask)] = True
     assert present[: len(CLASSES)].all()  # background and every object class
     assert not present[len(CLASSES):255].any()
 

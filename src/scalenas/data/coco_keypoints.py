@@ -49,8 +49,9 @@ class CocoKeypoints:
     """A validated COCO keypoint annotation file plus its image folder.
 
     ``people(image_id)`` gives the (N, K, 3) joints fed to the targets (annotations with ``iscrowd == 0``
-    or ``num_keypoints > 0``, as HigherHRNet, that label at least one joint); ``ignore_mask(image_id)`` is 1 everywhere except crowd
-    regions and people annotated with 0 keypoints, where the loss must not punish detections.
+    or ``num_keypoints > 0``, as HigherHRNet, that label at least one joint); ``ignore_mask(image_id)``
+    is 1 everywhere except crowd regions and people annotated with 0 keypoints, where the loss must not
+    punish detections.
     """
 
     def __init__(self, ann_file: str, img_dir: str, info: KeypointInfo, check_images: bool = True):

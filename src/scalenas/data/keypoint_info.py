@@ -241,8 +241,8 @@ def load_keypoint_info(path: str) -> KeypointInfo:
 
 
 def get_keypoint_info(spec: "str | dict | KeypointInfo", base_dir: str | None = None) -> KeypointInfo:
-    """``"coco"``/``"crowdpose"``, a path to a JSON/YAML description (relative to ``base_dir``), an
-    inline mapping, or a ready ``KeypointInfo``."""
+    """``"coco"``/``"crowdpose"``, a path to a JSON/YAML description (as given, else relative to
+    ``base_dir``), an inline mapping, or a ready ``KeypointInfo``."""
     if isinstance(spec, KeypointInfo):
         return spec
     if isinstance(spec, dict):
@@ -250,7 +250,9 @@ def get_keypoint_info(spec: "str | dict | KeypointInfo", base_dir: str | None = 
     if isinstance(spec, str):
         if spec.lower() in BUILTIN:
             return BUILTIN[spec.lower()]()
-        path = spec if os.path.isabs(spec) or base_dir is None else os.path.join(base_dir, spec)
+        path = spec
+        if not os.path.exists(path) and base_dir and not os.path.isabs(spec):
+            path = os.path.join(base_dir, spec)
         if not os.path.exists(path):
             raise ScaleNASError(f"task.keypoints: {spec!r} is neither a builtin ({', '.join(BUILTIN)}) nor an "
                                 f"existing keypoint info file ({path})")

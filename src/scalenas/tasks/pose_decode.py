@@ -8,15 +8,17 @@ given inline (integer person ids instead of float tag keys; one peak per exact p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from scalenas.data.pose_transforms import multi_scale_size, normalize, resize_for_test, to_image_coords
+from scalenas.errors import ScaleNASError
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,6 @@ class Maps:
 class People:
     keypoints: np.ndarray                       # (P, K, 3): x, y, heatmap value (image coords)
     scores: np.ndarray                          # (P,)
-    extra: dict = field(default_factory=dict)
 
 
 def _as_tensor(x, device) -> torch.Tensor:
@@ -68,6 +69,10 @@ def _one_pass(forward: Callable, x: torch.Tensor, k: int, flip_index: Sequence[i
     if isinstance(outs, (torch.Tensor, np.ndarray)):
         outs = [outs]
     outs = [_as_tensor(o, x.device) for o in outs]
+    if outs[0].dim() != 4 or outs[0].shape[1] < 2 * k:
+        raise ScaleNASError(f"pose decoder: the model's first output has shape {tuple(outs[0].shape)}; a "
+                            f"bottom-up head for {k} keypoints gives (1, {2 * k}, h/4, w/4) (heatmaps + tags). "
+                            f"Check that the model was built with this dataset's keypoint count")
     size = outs[-1].shape[-2:]
     hm, tag = 0, None
     for i, o in enumerate(outs):
@@ -125,8 +130,6 @@ def aggregate(forward: Callable, image_bgr: np.ndarray, num_joints: int, flip_in
 def _max_filter_np(a: np.ndarray, kernel: int) -> np.ndarray:
     """Max over a kernel x kernel window (padding = -inf) of each plane of (C, H, W), with OpenCV's
     dilate: torch's CPU max_pool2d at stride 1 is ~50x slower on our machines."""
-    import cv2
-
     ker = np.ones((kernel, kernel), np.uint8)
     return np.stack([cv2.dilate(p, ker, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf) for p in a])
 
@@ -135,16 +138,22 @@ def peak_nms(hm: torch.Tensor, kernel: int) -> torch.Tensor:
     """(K, H, W) -> heatmap with non-peaks zeroed. A pixel is a peak when it equals its window's max;
     of several equal pixels in one window only the first in raster order survives, so an exactly flat
     top (e.g. a symmetric peak upsampled x2) yields one candidate instead of duplicate people."""
+    if hm.device.type != "cpu":
+        return _peak_nms_torch(hm, kernel)
+    k, h, w = hm.shape
+    a = hm.detach().float().numpy()
+    keep = a == _max_filter_np(a, kernel)
+    # float32 holds integers exactly up to 2**24, i.e. maps up to 16M pixels
+    order = -np.arange(h * w, dtype=np.float32).reshape(1, h, w)
+    cand = np.where(keep, order, np.float32(-np.inf))
+    keep &= cand == _max_filter_np(cand, kernel)
+    return torch.from_numpy(a * keep)
+
+
+def _peak_nms_torch(hm: torch.Tensor, kernel: int) -> torch.Tensor:
+    """``peak_nms`` with max_pool2d, for maps on an accelerator."""
     k, h, w = hm.shape
     pad = kernel // 2
-    if hm.device.type == "cpu":
-        a = hm.detach().float().numpy()
-        keep = a == _max_filter_np(a, kernel)
-        # float32 holds integers exactly up to 2**24, i.e. maps up to 16M pixels
-        order = -np.arange(h * w, dtype=np.float32).reshape(1, h, w)
-        cand = np.where(keep, order, np.float32(-np.inf))
-        keep &= cand == _max_filter_np(cand, kernel)
-        return torch.from_numpy(a * keep)
     hm = hm.float()
     keep = hm == F.max_pool2d(hm[None], kernel, 1, pad)[0]
     order = -torch.arange(h * w, device=hm.device, dtype=torch.float32).view(1, h, w).expand(k, h, w)
@@ -235,47 +244,40 @@ def adjust(people: np.ndarray, hm: np.ndarray) -> np.ndarray:
     return out
 
 
-def refine(people: np.ndarray, hm: torch.Tensor, tags: torch.Tensor, chunk_bytes: int = 1 << 25) -> np.ndarray:
+def refine(people: np.ndarray, hm: np.ndarray, tags: np.ndarray) -> np.ndarray:
     """Fill each person's missing joints: the argmax over the map of heatmap - round(tag distance to the
     person's mean tag), with the quarter-pixel adjust; kept when the heatmap value there is > 0.
-    Runs on the maps' device, people in chunks to bound memory."""
+
+    ``hm`` (K, H, W) and ``tags`` (K, H, W, L) as numpy. Computed per person for its missing joints only,
+    with the tag dimension first so each distance term is one contiguous pass."""
     if len(people) == 0:
         return people
     out = people.copy()
     k, h, w = hm.shape
-    todo = [p for p in range(len(out)) if (out[p, :, 2] == 0).any() and (out[p, :, 2] > 0).any()]
-    if not todo:
-        return out
-    # mean tag of the joints each person already has, read from the tag map at their integer cells
-    means = []
-    for p in todo:
+    tl = np.ascontiguousarray(np.moveaxis(tags, -1, 0), dtype=np.float32)     # (L, K, H, W)
+    for p in range(len(out)):
         have = np.nonzero(out[p, :, 2] > 0)[0]
+        miss = np.nonzero(out[p, :, 2] == 0)[0]
+        if len(have) == 0 or len(miss) == 0:
+            continue
+        # mean tag of the joints the person has, read from the tag map at their integer cells
         xs = out[p, have, 0].astype(np.int64).clip(0, w - 1)
         ys = out[p, have, 1].astype(np.int64).clip(0, h - 1)
-        means.append(tags[torch.as_tensor(have), torch.as_tensor(ys), torch.as_tensor(xs)].float().mean(0))
-    means = torch.stack(means).to(hm.device)                  # (P', L)
-    per = max(1, int(chunk_bytes // (k * h * w * 4 * tags.shape[-1])))
-    hmf, tagsf = hm.float(), tags.float()
-    kk = torch.arange(k, device=hm.device)[None]
-    for s in range(0, len(todo), per):
-        m = means[s:s + per]                                  # (c, L)
-        d = ((tagsf[None] - m[:, None, None, None, :]) ** 2).sum(-1).sqrt()   # (c, K, H, W)
-        score = (hmf[None] - torch.round(d)).reshape(len(m), k, -1)
-        arg = score.argmax(-1)                                # (c, K)
-        ys, xs = arg // w, arg % w
-        val = hmf.reshape(k, -1).gather(1, arg.T).T          # (c, K)
-        right = hmf[kk, ys, (xs + 1).clamp(max=w - 1)] > \
-            hmf[kk, ys, (xs - 1).clamp(min=0)]
-        down = hmf[kk, (ys + 1).clamp(max=h - 1), xs] > \
-            hmf[kk, (ys - 1).clamp(min=0), xs]
-        fx = (xs.double() + 0.5 + torch.where(right, 0.25, -0.25)).cpu().numpy()
-        fy = (ys.double() + 0.5 + torch.where(down, 0.25, -0.25)).cpu().numpy()
-        val = val.cpu().numpy()
-        for c, p in enumerate(todo[s:s + per]):
-            fill = (out[p, :, 2] == 0) & (val[c] > 0)
-            out[p, fill, 0] = fx[c, fill]
-            out[p, fill, 1] = fy[c, fill]
-            out[p, fill, 2] = val[c, fill]
+        mean = tl[:, have, ys, xs].mean(axis=1)                                # (L,)
+        d2 = np.zeros((len(miss), h, w), np.float32)
+        for li in range(tl.shape[0]):
+            d2 += (tl[li, miss] - mean[li]) ** 2
+        sub = hm[miss]
+        arg = (sub - np.round(np.sqrt(d2))).reshape(len(miss), -1).argmax(axis=1)
+        yy, xx = arg // w, arg % w
+        r = np.arange(len(miss))
+        val = sub[r, yy, xx].astype(np.float64)
+        right = sub[r, yy, np.minimum(xx + 1, w - 1)] > sub[r, yy, np.maximum(xx - 1, 0)]
+        down = sub[r, np.minimum(yy + 1, h - 1), xx] > sub[r, np.maximum(yy - 1, 0), xx]
+        ok = val > 0
+        out[p, miss[ok], 0] = (xx + 0.5 + np.where(right, 0.25, -0.25))[ok]
+        out[p, miss[ok], 1] = (yy + 0.5 + np.where(down, 0.25, -0.25))[ok]
+        out[p, miss[ok], 2] = val[ok]
     return out
 
 
@@ -289,7 +291,7 @@ def parse(maps: Maps, joint_order: Sequence[int], cfg: DecodeConfig) -> People:
     # person score: mean joint value over all K joints (missing count as 0), before refine
     scores = people[:, :, 2].mean(axis=1) if len(people) else np.zeros(0)
     if cfg.refine:
-        people = refine(people, maps.heatmaps, maps.tags)
+        people = refine(people, hm_np, maps.tags.cpu().numpy())
     kps = people[:, :, :3].copy() if len(people) else np.zeros((0, maps.heatmaps.shape[0], 3))
     if len(kps):
         kps[..., :2] = to_image_coords(kps[..., :2], maps.center, maps.scale_vec, maps.size_wh)

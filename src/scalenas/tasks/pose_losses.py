@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from scalenas.errors import ScaleNASError
+
 
 def heatmap_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B, K, H, W) prediction and target, (B, H, W) mask -> (B,) mean squared error per image,
@@ -58,6 +60,9 @@ def bottomup_loss(outputs, batch: dict, num_joints: int, heatmap_factors=(1.0, 1
     push and pull (1/4 resolution only), weighted. Components are reported weighted (they sum to the loss)."""
     y4, y2 = outputs[0], outputs[1]
     k = num_joints
+    if y4.shape[1] != 2 * k or y2.shape[1] < k:
+        raise ScaleNASError(f"pose loss: the head outputs {y4.shape[1]} and {y2.shape[1]} channels; the dataset "
+                            f"has {k} keypoints, so a bottom-up head needs {2 * k} (heatmaps + tags) and {k}")
     hm4 = heatmap_loss(y4[:, :k], batch["heatmaps_0"], batch["mask_0"]).mean() * heatmap_factors[0]
     hm2 = heatmap_loss(y2[:, :k], batch["heatmaps_1"], batch["mask_1"]).mean() * heatmap_factors[1]
     push, pull = ae_loss(y4[:, k:2 * k].float(), batch["joints"], ae_type)

@@ -259,7 +259,9 @@ class SegmentationTask(Task):
 
         try:
             for s in loader:
-                if pending and (len(pending) >= self.cfg.eval_batch_size or s["image"].shape != pending[0]["image"].shape
+                # batch consecutive images of one size; a size change or a full batch flushes
+                if pending and (len(pending) >= self.cfg.eval_batch_size
+                                or s["image"].shape != pending[0]["image"].shape
                                 or s["label"].shape != pending[0]["label"].shape):
                     flush()
                 pending.append(s)

@@ -106,3 +106,30 @@ class SyntheticRegressionTask(Task):
         sse = float(((p - t) ** 2).sum())
         sst = float(((t - t.mean(dim=(0, 2, 3), keepdim=True)) ** 2).sum())
         return {"R2": 100.0 * (1.0 - sse / sst), "mse": sse / t.numel()}
+
+    @torch.no_grad()
+    def predict(self, forward, image_bgr, **kw) -> dict:
+        """Summary statistics of the regression map of one (H, W, 3) uint8 BGR image, which is
+        standardised like the training images (zero mean, unit std) and edge-padded to multiples of 32;
+        ``map`` is the (outputs, H/4, W/4) float32 prediction of the unpadded area."""
+        rgb = np.asarray(image_bgr)[..., ::-1].astype(np.float32)
+        x = torch.from_numpy(((rgb - rgb.mean()) / (rgb.std() + 1e-6)).transpose(2, 0, 1).copy())[None]
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, -w % 32, 0, -h % 32), mode="replicate")
+        y = torch.as_tensor(forward(x)).float().cpu()[0, :, : (h + 3) // 4, : (w + 3) // 4]
+        return {"map": y.numpy(), "size": [int(h), int(w)],
+                "stats": [{"channel": c, "mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+                           "max": float(v.max())} for c, v in enumerate(y)]}
+
+    def visualise(self, image_bgr, prediction: dict, path: str) -> None:
+        """Channel 0 of the map, colour-mapped (JET, min..max) and blended over the image."""
+        import os
+
+        import cv2
+
+        m = np.asarray(prediction["map"])[0]
+        u8 = np.uint8(255 * (m - m.min()) / (np.ptp(m) + 1e-12))
+        h, w = np.asarray(image_bgr).shape[:2]
+        heat = cv2.resize(cv2.applyColorMap(u8, cv2.COLORMAP_JET), (w, h), interpolation=cv2.INTER_NEAREST)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        cv2.imwrite(path, cv2.addWeighted(np.asarray(image_bgr, np.uint8), 0.5, heat, 0.5, 0))

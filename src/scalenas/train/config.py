@@ -70,7 +70,8 @@ class TrainCfg(Strict):
     optimizer: OptimizerCfg = OptimizerCfg()
     schedule: ScheduleCfg = ScheduleCfg()
     grad_clip: Optional[float] = None
-    amp: Literal["none", "bf16"] = "none"
+    #: bf16 autocast; "auto" uses it only where bf16 convolutions are native (see utils.runtime.native_bf16)
+    amp: Literal["none", "bf16", "auto"] = "none"
     channels_last: bool = True
     ckpt_every: int = 500
     keep_last: int = 3

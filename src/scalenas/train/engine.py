@@ -28,7 +28,7 @@ from scalenas.train.distributed import (DistInfo, all_finite, cleanup, init_dist
 from scalenas.train.optim import build_optimizer, build_scheduler
 from scalenas.train.samplers import build_sampler
 from scalenas.utils.io import atomic_write_json, atomic_write_text, package_versions
-from scalenas.utils.runtime import setup_process
+from scalenas.utils.runtime import resolve_amp, setup_process
 
 
 def build_task(task_cfg: dict) -> Task:
@@ -170,7 +170,8 @@ class SupernetTrainer:
                              pin_memory=self.device.type == "cuda")
         it = iter(loader)
         logger = _Logger(self.cfg, info, self.step)
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16")
+        self.amp = resolve_amp(t.amp, self.device)
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16")
         largest = self.space.largest(self.head.pose_rule)
         history = []
         self.net.train()

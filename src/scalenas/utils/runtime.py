@@ -36,3 +36,33 @@ def setup_process(num_threads: int | None = None) -> None:
     n = num_threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def native_bf16(device) -> bool:
+    """True where bf16 convolutions run on a fast path: CUDA with bf16 support, or a CPU whose oneDNN
+    has bf16 kernels (AVX512-BF16 / AMX). Elsewhere (e.g. AVX2-only CPUs) torch falls back to a
+    reference convolution that is ~100x slower than fp32, so bf16 must not be used there."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_amp(requested: str, device) -> str:
+    """``auto`` -> bf16 where native, else none; ``bf16`` on hardware without native bf16 falls back to
+    fp32 with a warning (it would be two orders of magnitude slower)."""
+    import warnings
+
+    if requested == "none":
+        return "none"
+    if native_bf16(device):
+        return "bf16"
+    if requested == "bf16":
+        warnings.warn(f"amp=bf16 requested but {device} has no native bf16 convolution (needs AVX512-BF16/AMX "
+                      f"on CPU); running in fp32", RuntimeWarning, stacklevel=2)
+    return "none"

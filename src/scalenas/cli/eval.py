@@ -1,0 +1,52 @@
+"""``scalenas eval``: a model dir's metric with its task's evaluation (eager PyTorch or ONNX Runtime)."""
+from __future__ import annotations
+
+import json
+import os
+
+from scalenas.cli.extract import add_data_arg
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "eval", help="evaluate a model dir on a split",
+        description="Evaluate MODEL_DIR with its task's evaluate() on --split. The model runs exactly as at "
+                    "extraction (fp32, channels_last), so the number reproduces the one recorded by extract or "
+                    "by the search for the same arch and calibration. --onnx evaluates the exported graph instead.")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("--split", default="val", choices=("search", "val", "test"))
+    p.add_argument("--onnx", nargs="?", const="", metavar="FILE",
+                   help="evaluate through ONNX Runtime (default file: MODEL_DIR/model.onnx)")
+    p.add_argument("--max-images", type=int, metavar="N", help="first N images only")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics to FILE")
+    add_data_arg(p)
+    return p
+
+
+def run(args) -> int:
+    from scalenas.deploy.extract import evaluate_net, resolve_device
+    from scalenas.deploy.model_dir import load_model
+    from scalenas.deploy.runtime import OnnxModule, build_model_task
+    from scalenas.utils.io import atomic_write_json
+
+    device = resolve_device(args.device)
+    lm = load_model(args.model_dir, device)
+    task = build_model_task(lm.meta, args.model_dir, need_data=True, overrides=args.data)
+    if args.onnx is not None:
+        path = args.onnx or os.path.join(args.model_dir, "model.onnx")
+        metrics = task.evaluate(OnnxModule(path, device=str(device)), args.split, device="cpu",
+                                max_images=args.max_images)
+        backend = f"onnxruntime ({path})"
+    else:
+        metrics = evaluate_net(lm.net, task, args.split, device, args.max_images)
+        backend = "torch eager fp32 channels_last"
+    metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) or hasattr(v, "item")}
+    name = task.metric_name
+    print(f"{name} = {metrics[name]!r} on split {args.split} ({backend}; arch {lm.arch.hash})")
+    print(json.dumps(metrics, indent=1))
+    if args.json:
+        atomic_write_json(args.json, {"metric": name, "value": metrics[name], "split": args.split, "backend": backend,
+                                      "model_dir": os.path.abspath(args.model_dir), "arch_hash": lm.arch.hash,
+                                      "metrics": metrics})
+    return 0

@@ -1,0 +1,114 @@
+"""Model cards: ``card.json`` (data) and ``MODEL_CARD.md`` (the same figures for people).
+
+Every figure says how it was obtained: FLOPs name their convention, latency where and how it ran,
+the metric on which split and after which calibration, and the provenance pins the supernet
+checkpoint by SHA-256.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+
+from scalenas.space.profile import profile
+
+CARD_FORMAT = "scalenas.card/1"
+FLOPS_CONVENTION = ("multiply-adds of convolutions and linear layers that run (BN, ReLU, upsampling and "
+                    "additions not counted); gflops_2p30 = MACs / 2^30 (ScaleNAS / HRNet papers), "
+                    "gflops_1e9 = MACs / 1e9 (HigherHRNet)")
+
+
+def flops_entry(space, arch, head, input_hw) -> dict:
+    p = profile(space, arch, head, tuple(input_hw))
+    return {"params": p.params, "params_m": round(p.params_m, 4), "macs": p.macs,
+            "gflops_2p30": round(p.gflops_2p30, 4), "gflops_1e9": round(p.gflops_1e9, 4),
+            "input_hw": [int(input_hw[0]), int(input_hw[1])], "convention": FLOPS_CONVENTION}
+
+
+def build_card(meta: dict, space, arch, head, latency: dict | None, metric: dict | None,
+               search: dict | None) -> dict:
+    fl = flops_entry(space, arch, head, meta["input_hw"])
+    return {
+        "format": CARD_FORMAT,
+        "name": meta.get("name"),
+        "created": meta.get("provenance", {}).get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "task": meta["task"].get("name"),
+        "head": head.to_dict(),
+        "arch_hash": arch.hash,
+        "depths": arch.depth_string(),
+        "fusion_edges": arch.num_edges(),
+        "input_hw": list(meta["input_hw"]),
+        "params": fl["params"],
+        "flops": fl,
+        "latency": latency,
+        "metric": metric,
+        "search": search,
+        "calibration": meta.get("calibration"),
+        "finetune": meta.get("finetune"),
+        "normalisation": meta.get("normalisation"),
+        "provenance": meta.get("provenance"),
+    }
+
+
+def _fmt(v, nd=4):
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def render_markdown(card: dict) -> str:
+    fl = card["flops"]
+    h, w = card["input_hw"]
+    lines = [f"# {card.get('name') or 'ScaleNet'} (arch {card['arch_hash']})", "",
+             f"A static ScaleNet extracted from a ScaleNAS supernet for the **{card['task']}** task "
+             f"({card['head']['kind']} head).", "",
+             "## Size", "",
+             "| figure | value |", "|---|---|",
+             f"| params | {fl['params'] / 1e6:.3f} M ({fl['params']:,}) |",
+             f"| GFLOPs, MACs/2^30 (ScaleNAS/HRNet) at {h}x{w} | {fl['gflops_2p30']:.4f} |",
+             f"| GFLOPs, MACs/1e9 (HigherHRNet) at {h}x{w} | {fl['gflops_1e9']:.4f} |",
+             f"| depths (module x branch) | `{card['depths']}` |",
+             f"| active fusion edges | {card['fusion_edges']} |", "",
+             f"FLOPs convention: {fl['convention']}.", ""]
+    lat = card.get("latency")
+    lines += ["## Latency", ""]
+    if lat:
+        lines += [f"{lat['median_ms']:.2f} ms median (min {lat['min_ms']:.2f} ms, {lat['iters']} runs) for batch "
+                  f"{lat['batch']} at {lat['input_hw'][0]}x{lat['input_hw'][1]}, {lat['backend']}, "
+                  f"{lat['threads']} threads, on {lat['device']} (torch {lat['torch']}).", ""]
+    else:
+        lines += ["Not measured.", ""]
+    lines += ["## Metric", ""]
+    m = card.get("metric")
+    if m:
+        lines += [f"{m['name']} = {_fmt(m['value'])} on split `{m['split']}`"
+                  + (" after BN recalibration" if m.get("calibrated") else " (no BN recalibration)")
+                  + (", after fine-tuning" if card.get("finetune") else "") + ".", ""]
+    else:
+        lines += ["Not evaluated at extraction (run `scalenas eval MODEL_DIR --split val`).", ""]
+    s = card.get("search")
+    if s:
+        lines += [f"The search ({s.get('run_dir')}) recorded {s.get('metric_name', 'metric')} = "
+                  f"{_fmt(s.get('metric'))} for this arch on split `{s.get('split')}`.", ""]
+    c = card.get("calibration") or {}
+    lines += ["## BN calibration", ""]
+    if c.get("enabled"):
+        lines += [f"Running statistics re-estimated on {c['num_images']} training images (batches of "
+                  f"{c['batch_size']}, seed {c['seed']}, training augmentation; settings from {c['source']}).", ""]
+    else:
+        lines += ["Off: the supernet's shared BN statistics are used as they are.", ""]
+    ft = card.get("finetune")
+    if ft:
+        lines += ["## Fine-tuning", "",
+                  f"{ft['epochs']} epoch(s), {ft['steps']} steps, {ft['optimizer']} lr {ft['lr']}, "
+                  f"final loss {_fmt(ft.get('final_loss'))}.", ""]
+    n = card.get("normalisation") or {}
+    lines += ["## Input", "",
+              f"Float (B, 3, H, W) with H and W multiples of 32 (any batch and size: the exported graphs are "
+              f"dynamic). Normalisation: {n.get('kind')} ({n.get('input', '')})"
+              + (f", mean {n['mean']}, std {n['std']}" if 'mean' in n else "") + ".", ""]
+    p = card.get("provenance") or {}
+    lines += ["## Provenance", "",
+              f"- supernet checkpoint: `{p.get('supernet_checkpoint')}` (SHA-256 `{p.get('supernet_sha256')}`, "
+              f"step {p.get('supernet_step')})",
+              f"- search run: `{p.get('search_run')}`",
+              f"- arch hash: `{card['arch_hash']}`",
+              f"- created: {card.get('created')}",
+              "- packages: " + ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items()), ""]
+    return "\n".join(lines)

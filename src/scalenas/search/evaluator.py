@@ -1,0 +1,120 @@
+"""The evaluator: scores one subnet of a trained supernet on a task split. Knows nothing of evolution.
+
+``evaluate(arch)``: make ``arch`` the active subnet, recalibrate the BN statistics it uses on a fixed
+set of training images (method §6.2; the :class:`Calibrator` is built once per evaluator, so
+thousands of evaluations reuse the same cached batches), then ``task.evaluate`` on the **search**
+split: images held out from training and distinct from the val/test splits that results are
+reported on. The result is a pure function of (weights, arch, calibration set, split): calibration
+resets every BN layer the subnet runs, so the order of evaluations does not matter and any number of
+workers gives the same numbers.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from scalenas.errors import ScaleNASError
+from scalenas.search.calibrate import CALIB_SEED, Calibrator
+from scalenas.space.arch import Arch
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ScaleNASError(f"search.device: {device!r} requested but CUDA is not available")
+    return device
+
+
+@dataclass
+class EvalSpec:
+    """Everything a worker needs to build its own evaluator (plain, picklable data)."""
+
+    checkpoint: str
+    task: dict
+    split: str = "search"
+    max_images: int | None = None
+    calib_images: int = 64
+    calib_batch_size: int = 16
+    calib_seed: int = CALIB_SEED
+    device: str = "cpu"
+    threads: int | None = None  # torch intra-op threads during evaluation (None: leave as is)
+    channels_last: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _threads:
+    def __init__(self, n: int | None):
+        self.n = n
+
+    def __enter__(self):
+        self.prev = torch.get_num_threads()
+        if self.n and self.n != self.prev:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if torch.get_num_threads() != self.prev:
+            torch.set_num_threads(self.prev)
+
+
+class Evaluator:
+    def __init__(self, supernet, task, split: str = "search", max_images: int | None = None,
+                 calib_images: int = 64, calib_batch_size: int = 16, calib_seed: int = CALIB_SEED,
+                 device: str = "cpu", threads: int | None = None, channels_last: bool = True):
+        self.task = task
+        self.split = split
+        self.max_images = max_images
+        self.device = torch.device(resolve_device(device))
+        self.threads = threads
+        self.net = supernet.to(self.device)
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        with _threads(threads):
+            self.calibrator = Calibrator(task, calib_images, calib_batch_size, calib_seed, self.device, channels_last)
+        if not task.metric_name:
+            raise ScaleNASError(f"task {task.name}: no metric_name to rank archs by")
+
+    @classmethod
+    def from_spec(cls, spec: EvalSpec) -> "Evaluator":
+        from scalenas.train.checkpoint import load_supernet
+        from scalenas.train.engine import build_task
+
+        net, _ = load_supernet(spec.checkpoint)
+        task = build_task(spec.task)
+        return cls(net, task, spec.split, spec.max_images, spec.calib_images, spec.calib_batch_size,
+                   spec.calib_seed, spec.device, spec.threads, spec.channels_last)
+
+    def evaluate(self, arch: Arch) -> dict[str, Any]:
+        """``{"hash", "metric", "metrics", "calib_bn", "eval_s"}`` for ``arch`` (BN recalibrated first)."""
+        t0 = time.perf_counter()
+        with _threads(self.threads):
+            self.net.set_active(arch)
+            n_bn = self.calibrator.calibrate(self.net)
+            metrics = self.task.evaluate(self.net, self.split, self.device, self.max_images)
+        name = self.task.metric_name
+        if name not in metrics:
+            raise ScaleNASError(f"task {self.task.name}: evaluate() returned no {name!r} (got {sorted(metrics)})")
+        value = float(metrics[name])
+        if math.isnan(value):
+            raise ScaleNASError(f"arch {arch.hash}: the metric {name} is NaN on split {self.split!r}")
+        return {"hash": arch.hash, "metric": value, "metrics": _scalars(metrics), "calib_bn": n_bn,
+                "eval_s": round(time.perf_counter() - t0, 4)}
+
+
+def _scalars(d: dict) -> dict:
+    """The JSON-able scalar entries of a metrics dict (tasks may add arrays or per-class lists)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, bool):
+            out[k] = v
+        elif isinstance(v, (int, float)):
+            out[k] = float(v)
+        elif torch.is_tensor(v) and v.numel() == 1:
+            out[k] = float(v)
+    return out

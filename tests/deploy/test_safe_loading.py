@@ -1,0 +1,137 @@
+"""Strict, safe loading of model dirs: tampered, truncated, mismatched and malicious files are refused
+with a ScaleNASError naming the file (and the first offending tensor), never run or half-loaded."""
+import json
+import os
+import pickle
+import shutil
+
+import pytest
+import torch
+
+from scalenas.deploy.model_dir import check_target, load_model, read_weights, write_model_dir
+from scalenas.errors import ScaleNASError
+
+
+@pytest.fixture
+def model_copy(synth_model_dir, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(synth_model_dir, d)
+    return d
+
+
+def _set_weights(d, name, sha=None):
+    meta = json.loads((d / "model.json").read_text())
+    meta["weights"] = {"file": name, **({"sha256": sha} if sha else {})}
+    (d / "model.json").write_text(json.dumps(meta))
+
+
+class _RunsCode:
+    """Unpickling this calls open(path, "w"): a stand-in for arbitrary code execution."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_loads_and_matches(synth_model_dir):
+    lm = load_model(synth_model_dir)
+    assert not lm.net.training and lm.arch.hash == lm.meta["arch_hash"]
+
+
+def test_malicious_pickle_is_refused_and_not_run(model_copy, tmp_path):
+    marker = tmp_path / "pwned"
+    sd = {"stem.weight": torch.zeros(1), "payload": _RunsCode(str(marker))}
+    with open(model_copy / "model.pt", "wb") as f:
+        pickle.dump(sd, f)  # plain pickle; torch.load reads legacy pickles too
+    torch.save({"x": torch.zeros(1), "payload": _RunsCode(str(marker))}, model_copy / "model2.pt")
+    for name, why in (("model.pt", "does not allow"), ("model2.pt", "would call 'io.open'")):
+        with pytest.raises(ScaleNASError, match=rf"{name}: refused: .*{why}") as e:
+            read_weights(str(model_copy / name))
+        assert "malicious" in str(e.value) and "nothing was executed" in str(e.value)
+        _set_weights(model_copy, name)
+        with pytest.raises(ScaleNASError, match="refused"):
+            load_model(str(model_copy))
+    assert not marker.exists(), "the pickle payload ran"
+
+
+def test_truncated_safetensors(model_copy, h, capsys):
+    w = model_copy / "model.safetensors"
+    data = w.read_bytes()
+    w.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ScaleNASError, match="SHA-256"):  # the checksum in model.json catches it first
+        load_model(str(model_copy))
+    with pytest.raises(ScaleNASError, match=r"model\.safetensors: (truncated|not a valid)"):
+        load_model(str(model_copy), verify=False)
+    w.write_bytes(data[:5])
+    with pytest.raises(ScaleNASError, match="truncated safetensors file"):
+        read_weights(str(w))
+    # through the CLI: a message, exit code 2, no traceback
+    assert h.cli("eval", model_copy) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors" in err and "Traceback" not in err
+
+
+def test_weights_of_another_arch_name_the_first_tensor(model_copy, synth_ckpt, tmp_path, h):
+    from safetensors.torch import save_file
+
+    from scalenas.train.checkpoint import load_supernet
+
+    sd = load_model(str(model_copy)).net.state_dict()
+    first = next(iter(sd))
+    bad = dict(sd)
+    bad[first] = torch.zeros(3, 3)
+    save_file({k: v.contiguous() for k, v in bad.items()}, str(model_copy / "shape.safetensors"))
+    _set_weights(model_copy, "shape.safetensors")
+    with pytest.raises(ScaleNASError, match=rf"shape\.safetensors.*first: tensor '{first}' has shape \[3, 3\]"):
+        load_model(str(model_copy))
+
+    supernet, _ = load_supernet(synth_ckpt)
+    other = supernet.extract(h.sample_arch(11)).state_dict()
+    missing = next(k for k in sd if k not in other)
+    save_file({k: v.contiguous() for k, v in other.items()}, str(model_copy / "other.safetensors"))
+    _set_weights(model_copy, "other.safetensors")
+    with pytest.raises(ScaleNASError, match=rf"first: tensor '{missing}' is missing"):
+        load_model(str(model_copy))
+
+    extra = dict(sd, **{"head.extra.weight": torch.zeros(2)})
+    torch.save(extra, model_copy / "extra.pt")
+    _set_weights(model_copy, "extra.pt")
+    with pytest.raises(ScaleNASError, match="unexpected tensor 'head.extra.weight'"):
+        load_model(str(model_copy))
+
+    nan = {k: v.clone() for k, v in sd.items()}
+    nan[first][0] = float("nan")
+    save_file({k: v.contiguous() for k, v in nan.items()}, str(model_copy / "nan.safetensors"))
+    _set_weights(model_copy, "nan.safetensors")
+    with pytest.raises(ScaleNASError, match=f"'{first}' holds NaN"):
+        load_model(str(model_copy))
+
+
+def test_model_json_problems(model_copy):
+    _set_weights(model_copy, "../../etc/passwd")
+    with pytest.raises(ScaleNASError, match="plain file name"):
+        load_model(str(model_copy))
+    (model_copy / "model.json").write_text("{not json")
+    with pytest.raises(ScaleNASError, match=r"model\.json: invalid JSON"):
+        load_model(str(model_copy))
+    (model_copy / "model.json").write_text(json.dumps({"format": "other/1"}))
+    with pytest.raises(ScaleNASError, match="format 'other/1'"):
+        load_model(str(model_copy))
+    with pytest.raises(ScaleNASError, match="not found"):
+        load_model(str(model_copy / "nope"))
+
+
+def test_atomic_model_dir_writes(tmp_path):
+    d = tmp_path / "out"
+    write_model_dir(str(d), {"model.json": b"{}", "a.bin": b"1"})
+    with pytest.raises(ScaleNASError, match="--overwrite"):
+        check_target(str(d), overwrite=False)
+    write_model_dir(str(d), {"model.json": b"{}", "b.bin": b"2"}, overwrite=True)
+    assert sorted(os.listdir(d)) == ["b.bin", "model.json"]
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no temporary leftovers
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "x.txt").write_text("mine")
+    with pytest.raises(ScaleNASError, match="not a model directory"):
+        write_model_dir(str(tmp_path / "notes"), {"model.json": b"{}"}, overwrite=True)

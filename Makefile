@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/scalenas demo
+	$(BIN)/scalenas demo -o demo-out
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -4,7 +4,6 @@ import math
 import os
 
 import pytest
-import torch
 
 from scalenas.deploy import export as export_mod
 from scalenas.deploy.runtime import OnnxModule, apply_task_overrides
@@ -67,3 +66,30 @@ def test_data_overrides():
 
     with pytest.raises(ScaleNASError, match="reads no dataset folder"):
         apply_task_overrides({"name": "synthetic-regression"}, ["/data"])
+
+
+@pytest.mark.skipif(not os.environ.get("SCALENAS_TEST_DYNAMO"),
+                    reason="the dynamo exporter takes ~45 s for even a tiny net on 2 cores; "
+                           "set SCALENAS_TEST_DYNAMO=1 to run")
+def test_dynamo_exporter(synth_model_dir, tmp_path, h):
+    out = tmp_path / "d.onnx"
+    assert h.cli("export", synth_model_dir, "--exporter", "dynamo", "-o", out) == 0
+    rec = json.loads(out.with_name("d.onnx.json").read_text())
+    assert rec["exporter"] == "dynamo" and rec["parity"]["passed"]
+
+
+def test_parity_inputs_without_data_use_a_natural_image():
+    from scalenas.deploy.export import parity_inputs
+    from scalenas.deploy.runtime import normalisation_of
+
+    meta = {"task": {"name": "segmentation", "root": "/nonexistent/data"}, "input_hw": [512, 1024],
+            "normalisation": normalisation_of("segmentation")}
+    msgs = []
+    inputs = parity_inputs(meta, "/nonexistent/model", log=msgs.append)
+    labels = [label for label, _ in inputs]
+    assert labels == ["random a", "random b", "natural-synthetic b1", "natural-synthetic b2"]
+    assert "not reachable" in msgs[0]
+    shapes = [tuple(x.shape) for _, x in inputs]
+    assert len(set(shapes)) == 4 and all(s[2] % 32 == 0 and s[3] % 32 == 0 for s in shapes)
+    nat = inputs[2][1]
+    assert abs(float(nat.mean())) < 2 and 0.2 < float(nat.std()) < 3  # ImageNet-normalised, image-like

@@ -24,6 +24,16 @@ def add_parser(sub):
     return p
 
 
+def _scalar(v) -> float | None:
+    """A metric value as a float; None for arrays, lists and text (per-class tables and the like)."""
+    import numpy as np
+
+    try:
+        return float(v) if np.ndim(v) == 0 else None
+    except (TypeError, ValueError):
+        return None
+
+
 def run(args) -> int:
     from scalenas.deploy.extract import evaluate_net, resolve_device
     from scalenas.deploy.model_dir import load_model
@@ -33,20 +43,27 @@ def run(args) -> int:
     device = resolve_device(args.device)
     lm = load_model(args.model_dir, device)
     task = build_model_task(lm.meta, args.model_dir, need_data=True, overrides=args.data)
+    max_images = args.max_images
+    rec = lm.meta.get("search") or {}
+    if max_images is None and rec.get("max_images") and args.split == rec.get("split"):
+        max_images = rec["max_images"]  # as the search scored it, so the numbers compare
+        print(f"note: evaluating the first {max_images} images of split {args.split}, as the search did "
+              f"(--max-images to change)")
     if args.onnx is not None:
         path = args.onnx or os.path.join(args.model_dir, "model.onnx")
         metrics = task.evaluate(OnnxModule(path, device=str(device)), args.split, device="cpu",
-                                max_images=args.max_images)
+                                max_images=max_images)
         backend = f"onnxruntime ({path})"
     else:
-        metrics = evaluate_net(lm.net, task, args.split, device, args.max_images)
+        metrics = evaluate_net(lm.net, task, args.split, device, max_images)
         backend = "torch eager fp32 channels_last"
-    metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) or hasattr(v, "item")}
+    metrics = {k: x for k, x in ((k, _scalar(v)) for k, v in metrics.items()) if x is not None}
     name = task.metric_name
     print(f"{name} = {metrics[name]!r} on split {args.split} ({backend}; arch {lm.arch.hash})")
     print(json.dumps(metrics, indent=1))
     if args.json:
-        atomic_write_json(args.json, {"metric": name, "value": metrics[name], "split": args.split, "backend": backend,
+        atomic_write_json(args.json, {"metric": name, "value": metrics[name], "split": args.split,
+                                      "max_images": max_images, "backend": backend,
                                       "model_dir": os.path.abspath(args.model_dir), "arch_hash": lm.arch.hash,
                                       "metrics": metrics})
     return 0

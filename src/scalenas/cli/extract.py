@@ -16,7 +16,7 @@ def add_parser(sub):
     p = sub.add_parser(
         "extract", help="extract a standalone ScaleNet (model dir) from a supernet",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Load SUPERNET_CKPT, select an arch (ARCH.json, or --pick the best front member of a search "
+        description="Load SUPERNET_CKPT, select an arch (ARCH.json, or --pick the best evaluated arch of a search "
                     "run under a budget), recalibrate BN (default on; the search run's calibration settings with "
                     "--pick, so the metric matches), extract the static ScaleNet, optionally fine-tune and "
                     "evaluate, measure latency, and write MODEL_DIR atomically:\n"
@@ -30,7 +30,7 @@ def add_parser(sub):
     p.add_argument("arch", nargs="?", metavar="ARCH.json", help="arch file (or a model.json / preset-format JSON)")
     p.add_argument("-o", "--out", required=True, metavar="MODEL_DIR", help="output model directory")
     g = p.add_argument_group("pick from a search run")
-    g.add_argument("--pick", metavar="RUN", help="search run directory holding pareto.json")
+    g.add_argument("--pick", metavar="RUN", help="search run directory (config.yaml, evaluations.jsonl, pareto.json)")
     g.add_argument("--max-gflops", type=float, metavar="X", help="GFLOPs budget")
     g.add_argument("--gflops-convention", choices=("2p30", "1e9"), default="2p30",
                    help="unit of --max-gflops: MACs/2^30 (ScaleNAS, default) or MACs/1e9 (HigherHRNet)")
@@ -40,14 +40,17 @@ def add_parser(sub):
     c.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="keep the supernet's shared BN statistics (not recommended)")
     c.add_argument("--calib-images", type=int, metavar="N", help="calibration images (default: search run's, else 64)")
-    c.add_argument("--calib-batch-size", type=int, metavar="N", help="calibration batch size (default: search run's, else 16)")
+    c.add_argument("--calib-batch-size", type=int, metavar="N",
+                   help="calibration batch size (default: search run's, else 16)")
     c.add_argument("--calib-seed", type=int, metavar="N", help="calibration image draw seed (default: search run's)")
     f = p.add_argument_group("fine-tuning and evaluation")
     f.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
                    help="fine-tune the extracted net for N epochs with the supernet run's optimiser recipe")
     f.add_argument("--finetune-lr", type=float, metavar="LR", help="learning rate for fine-tuning (default: the run's)")
     f.add_argument("--eval-split", choices=("search", "val", "test"), help="evaluate on this split and record it")
-    f.add_argument("--eval-max-images", type=int, metavar="N", help="evaluate on the first N images only")
+    f.add_argument("--eval-max-images", type=int, metavar="N",
+                   help="evaluate on the first N images only (default: all; with --pick on the search's split, "
+                        "as many as the search used)")
     add_data_arg(f)
     o = p.add_argument_group("card")
     o.add_argument("--input", type=parse_hw, metavar="HxW",

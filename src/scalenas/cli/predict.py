@@ -1,7 +1,6 @@
 """``scalenas predict``: overlays and JSON predictions for image files, from the model dir or its ONNX export."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -84,9 +83,8 @@ def run(args) -> int:
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
             raise ScaleNASError(f"{path}: cannot read as an image")
-        kw = {"device": dev} if meta["task"].get("name") == "pose-bottomup" else {}
         with torch.no_grad():
-            pred = task.predict(forward, image, **kw)
+            pred = task.predict(forward, image, device=dev)
         overlay = os.path.join(args.out, f"{stem}_overlay.png")
         task.visualise(image, pred, overlay)
         doc = {"image": os.path.abspath(path), "model_dir": os.path.abspath(args.model_dir),

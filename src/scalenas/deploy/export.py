@@ -17,7 +17,6 @@ than the export example's, so a graph that baked in a shape fails. Max abs diff 
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -79,7 +78,7 @@ def export_onnx(net: torch.nn.Module, path: str, example: torch.Tensor, out_name
 
 def _onnx_legacy(net, path, example, out_names, opset):
     axes = {"image": {0: "batch", 2: "height", 3: "width"}}
-    for i, n in enumerate(out_names):
+    for n in out_names:
         axes[n] = {0: "batch", 2: f"{n}_height", 3: f"{n}_width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DeprecationWarning of the exporter itself, TracerWarnings
@@ -182,8 +181,8 @@ def check_parity(net: torch.nn.Module, exported, inputs: list[tuple[str, torch.T
 
 
 def _crop32(x: torch.Tensor, cap: int = 256) -> torch.Tensor:
-    """Centre crop of a (3, H, W) image to multiples of 32, at most ``cap`` per side; reflect-pad when
-    a side is under 32."""
+    """Centre crop of a (3, H, W) image to multiples of 32, at most ``cap`` per side; edge-padded
+    first when a side is under 32."""
     h, w = x.shape[-2:]
     if h < 32 or w < 32:
         x = torch.nn.functional.pad(x[None], (0, max(0, 32 - w), 0, max(0, 32 - h)), mode="replicate")[0]
@@ -215,7 +214,7 @@ def parity_inputs(meta: dict, model_path: str, data: list[str] | None = None, se
     img, label = _real_image(meta, model_path, data, log)
     if img is None:
         h, w = _fit(meta["input_hw"])
-        bgr = natural_image(h, w, seed)
+        bgr = natural_image(h + 64, w, seed)  # a size the random checks do not use
         try:
             img = torch.from_numpy(normalise(meta["normalisation"], bgr))
         except ScaleNASError:

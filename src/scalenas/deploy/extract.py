@@ -134,11 +134,13 @@ def calibration_settings(opts: ExtractOptions, search: dict | None) -> dict:
                            ("batch_size", opts.calib_batch_size, "calib_batch_size"),
                            ("seed", opts.calib_seed, "calib_seed")):
         if opt is not None:
-            out[key], _ = int(opt), src.add("command line")
+            value, origin = opt, "command line"
         elif search.get(skey) is not None:
-            out[key], _ = int(search[skey]), src.add("search run config")
+            value, origin = search[skey], "search run config"
         else:
-            out[key], _ = int(getattr(d, skey)), src.add("defaults")
+            value, origin = getattr(d, skey), "defaults"
+        out[key] = int(value)
+        src.add(origin)
     out["source"] = " + ".join(sorted(src))
     return out
 
@@ -247,10 +249,13 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
     del calibrator
 
     metric = None
+    max_images = opts.eval_max_images
+    if max_images is None and search and opts.eval_split == search.get("eval_split"):
+        max_images = search.get("eval_max_images")  # the search scored on this many images of the split
     if opts.eval_split:
-        metrics = evaluate_net(net, task, opts.eval_split, device, opts.eval_max_images)
+        metrics = evaluate_net(net, task, opts.eval_split, device, max_images)
         metric = {"name": task.metric_name, "value": float(metrics[task.metric_name]), "split": opts.eval_split,
-                  "calibrated": calib is not None, "max_images": opts.eval_max_images,
+                  "calibrated": calib is not None, "max_images": max_images,
                   "all": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
         log(f"{task.metric_name} on {opts.eval_split}: {metric['value']!r}")
 

@@ -109,7 +109,8 @@ def _read_pickle(path: str) -> dict[str, torch.Tensor]:
                 what = f"unpickling it would call '{m.group(1)}'"
             else:
                 d = _DETAIL_RE.search(msg)
-                what = f"the pickle uses something a weights-only reader does not allow ({d.group(1).strip() if d else 'unknown'})"
+                detail = d.group(1).strip() if d else "unknown"
+                what = f"the pickle uses something a weights-only reader does not allow ({detail})"
             raise ScaleNASError(f"{path}: refused: {what}, which a weights file never needs (read with "
                                 f"weights_only=True, nothing was executed; the file may be malicious). Only tensors "
                                 f"and plain containers are accepted; prefer .safetensors") from None
@@ -229,9 +230,10 @@ def load_model(model_dir: str, device: str | torch.device = "cpu", verify: bool 
     if verify and winfo.get("sha256"):
         digest = sha256_file(wpath)
         if digest != winfo["sha256"]:
-            raise ScaleNASError(f"{wpath}: SHA-256 {digest[:16]}... differs from model.json's {winfo['sha256'][:16]}...: "
+            raise ScaleNASError(f"{wpath}: SHA-256 {digest[:16]}... differs from model.json's "
+                                f"{winfo['sha256'][:16]}...: "
                                 f"the file was modified or damaged after it was written (re-run 'scalenas extract', "
-                                f"or load with verify=False if you replaced the weights on purpose)")
+                                f"or, if you replaced the weights on purpose, update weights.sha256 in model.json)")
     tensors = read_weights(wpath)
     with torch.device("meta"):
         net = ScaleNet(space, arch, head, bn_momentum=float(meta.get("bn_momentum", 0.1)), init="none")

@@ -143,7 +143,8 @@ class OnnxModule(nn.Module):
         import onnxruntime as ort
 
         if not os.path.isfile(path):
-            raise ScaleNASError(f"{path}: ONNX file not found (create it with 'scalenas export MODEL_DIR --format onnx')")
+            raise ScaleNASError(f"{path}: ONNX file not found (create it with 'scalenas export MODEL_DIR "
+                                f"--format onnx')")
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or torch.get_num_threads()
         so.inter_op_num_threads = 1

@@ -166,12 +166,15 @@ class LatencyMeter:
 
     def many(self, archs: Sequence[Arch], progress: Callable[[int, int], None] | None = None) -> list[float]:
         out: list[float] = []
-        for s in range(0, len(archs), self.chunk):
-            nets = [self.build(a) for a in archs[s:s + self.chunk]]
-            out += measure_latencies(nets, self.settings)
-            del nets
-            if progress:
-                progress(len(out), len(archs))
+        # building runs under the same fixed thread count: an oversubscribed OpenMP pool on a busy
+        # machine can make even set-up forwards 100x slower
+        with _threads(self.settings.threads):
+            for s in range(0, len(archs), self.chunk):
+                nets = [self.build(a) for a in archs[s:s + self.chunk]]
+                out += measure_latencies(nets, self.settings)
+                del nets
+                if progress:
+                    progress(len(out), len(archs))
         return out
 
 
@@ -182,7 +185,25 @@ def scalenet_builder(space: SearchSpace, head: HeadSpec, supernet=None) -> Calla
         return lambda arch: supernet.extract(arch)
     from scalenas.nets.scalenet import ScaleNet
 
-    return lambda arch: ScaleNet(space, arch, head)
+    def build(arch: Arch) -> torch.nn.Module:
+        net = ScaleNet(space, arch, head)
+        _bn_from_random_batch(net)
+        return net
+
+    return build
+
+
+@torch.no_grad()
+def _bn_from_random_batch(net: torch.nn.Module, hw: int = 64) -> None:
+    """Give a freshly initialised net BN statistics of its own activations (one random batch), so
+    eval-mode activations keep a trained net's scale (no overflow, no denormals skewing the timing)."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    net.train()
+    net(torch.randn(2, 3, hw, hw))
+    net.eval()
 
 
 # ---- the predictor ---------------------------------------------------------------------------------

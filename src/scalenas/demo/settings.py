@@ -1,0 +1,64 @@
+"""Demo sizes as plain data: the space, data, training and search settings per task, scaled to a
+time budget. Everything here is an ordinary run config, so the demo exercises the same code paths
+as a full-scale run."""
+from __future__ import annotations
+
+import copy
+
+TINY_SPACE = {"width": 8, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16,
+              "stage1_blocks": 1}
+
+SEG = {
+    "data": {"size": (128, 128), "train": 240, "val": 40, "test": 60},
+    "space": TINY_SPACE,
+    "task": {"name": "segmentation", "format": "folder", "splits": {"train": "train", "val": "val", "test": "test"},
+             "search_holdout": 40, "crop_size": [128, 128], "base_size": 128, "scale_range": [0.75, 1.25],
+             "scale_step": 0.05, "flip": True, "ignore_index": 255, "ohem": False, "class_weights": False,
+             "test_mode": "single", "eval_batch_size": 10, "workers": 0, "vis_images": 6},
+    "model": {"bn_momentum": 0.1, "init": "kaiming"},
+    "sampler": {"kind": "grouped"},
+    "train": {"batch_size": 8, "workers": 2, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9,
+                                                            "weight_decay": 1e-4},
+              "schedule": {"name": "poly", "power": 0.9, "warmup_steps": 20}, "amp": "auto", "ckpt_every": 50,
+              "log_every": 10},
+    "search": {"strategy": "evolution", "parents": 16, "crossover_prob": 0.25, "bit_mutation_prob": 0.2,
+               "depth_mutation_prob": 0.1, "objectives": ["metric", "gflops"], "calib_images": 32,
+               "calib_batch_size": 16, "latency": "none"},
+}
+
+POSE = {
+    "data": {"size": (128, 128), "train": 240, "val": 40, "test": 60},
+    "space": {**TINY_SPACE, "width": 12},
+    "task": {"name": "pose-bottomup", "train": {"images": "images/train", "annotations": "annotations/train.json"},
+             "val": {"images": "images/val", "annotations": "annotations/val.json"},
+             "test": {"images": "images/test", "annotations": "annotations/test.json"},
+             "keypoints": "coco", "input_size": 128, "sigma": 2.0, "search_holdout": 40, "workers": 0,
+             "vis_images": 6},
+    "model": {"bn_momentum": 0.1, "init": "kaiming"},
+    "sampler": {"kind": "grouped", "smallest_fusion": 0.0},
+    "train": {"batch_size": 8, "workers": 2, "optimizer": {"name": "adam", "lr": 0.002, "weight_decay": 0.0},
+              "schedule": {"name": "poly", "power": 0.9, "warmup_steps": 20}, "amp": "auto", "ckpt_every": 50,
+              "log_every": 10},
+    "search": {"strategy": "evolution", "parents": 16, "crossover_prob": 0.25, "bit_mutation_prob": 0.2,
+               "depth_mutation_prob": 0.1, "objectives": ["metric", "gflops"], "calib_images": 32,
+               "calib_batch_size": 16, "latency": "none"},
+}
+
+
+def settings_for(task: str, budget_s: float) -> dict:
+    """Copy of the task's settings with data and search sizes scaled down for small budgets."""
+    s = copy.deepcopy(SEG if task == "seg" else POSE)
+    if budget_s < 240:  # the test-suite budget: a few minutes at most
+        s["data"].update(train=48, val=12, test=12)
+        s["task"]["search_holdout"] = 12
+        s["search"]["calib_images"] = 16
+        s["search"]["parents"] = 6
+        s["train"]["ckpt_every"] = 10
+        s["task"]["vis_images"] = 2
+    return s
+
+
+def phase_budgets(budget_s: float) -> dict:
+    """Seconds per phase: training gets most of it; the search the next share."""
+    return {"data": 0.04 * budget_s, "train": 0.50 * budget_s, "search": 0.28 * budget_s,
+            "deploy": 0.18 * budget_s}

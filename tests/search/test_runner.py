@@ -1,0 +1,192 @@
+"""``run_search`` end to end on the tiny supernet: outputs, resume, workers, constraints, CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from scalenas.cli import main
+from scalenas.errors import ScaleNASError
+from scalenas.search.evaluator import Evaluator
+from scalenas.search.runner import run_search
+from scalenas.space.arch import Arch
+
+from .conftest import small_search
+
+
+def _log(run):
+    with open(os.path.join(run, "evaluations.jsonl")) as f:
+        return [json.loads(x) for x in f]
+
+
+def _fingerprint(run):
+    """What must not depend on interruptions or worker counts: every (hash, metric, kind, generation)
+    evaluated, and the final front."""
+    with open(os.path.join(run, "pareto.json")) as f:
+        doc = json.load(f)
+    evals = sorted((r["hash"], r["metric"], r["kind"], r["generation"]) for r in _log(run))
+    return evals, [(m["hash"], m["metric"]) for m in doc["front"]]
+
+
+@pytest.fixture(scope="module")
+def straight(supernet_ckpt, tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("straight") / "run")
+    summary = run_search(supernet_ckpt, run, small_search(), progress=False)
+    return run, summary
+
+
+def test_outputs_references_and_pick(straight, tmp_path, capsys):
+    run, summary = straight
+    for f in ("config.yaml", "versions.json", "evaluations.jsonl", "state.json", "pareto.json", "pareto.png"):
+        assert os.path.getsize(os.path.join(run, f)) > 0, f
+    log = _log(run)
+    hashes = [r["hash"] for r in log]
+    assert len(hashes) == len(set(hashes)) == summary["num_evaluated"] == 2 + 8 + 3 * 6
+    # the tiny space has no depth 4, so no HRNet point: largest and smallest are the references
+    assert [r["kind"] for r in log[:2]] == ["reference", "reference"]
+    assert set(summary["references"]) == {"largest", "smallest"}
+    with open(os.path.join(run, "pareto.json")) as f:
+        doc = json.load(f)
+    assert doc["metric_name"] == "R2" and doc["objectives"] == ["metric", "gflops"]
+    front = doc["front"]
+    assert front and front == summary["front"]
+    for m in front:
+        assert {"arch", "hash", "metric", "params", "gflops_2p30", "gflops_1e9", "latency_ms"} <= set(m)
+        assert Arch.from_dict(m["arch"]).hash == m["hash"]
+        assert m["gflops_1e9"] == pytest.approx(m["gflops_2p30"] * 2**30 / 1e9)
+    # the front is a staircase: costlier members have a better metric
+    assert [m["gflops_2p30"] for m in front] == sorted(m["gflops_2p30"] for m in front)
+    assert all(b["metric"] > a["metric"] for a, b in zip(front, front[1:]))
+    # pick: the best metric under a budget between the cheapest and the costliest member
+    budget = (front[0]["gflops_2p30"] + front[-1]["gflops_2p30"]) / 2
+    out = tmp_path / "arch.json"
+    assert main(["search", "pick", run, "--max-gflops", str(budget), "-o", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out.split("\narch ")[0])
+    best = max((r for r in log if r["gflops_2p30"] <= budget), key=lambda r: r["metric"])
+    assert info["hash"] == best["hash"] and Arch.load(str(out)).hash == best["hash"]
+    assert main(["search", "pick", run, "--max-gflops", "1e-9"]) == 2
+    assert "no evaluated arch fits" in capsys.readouterr().err
+
+
+def test_stop_and_resume_equals_straight(straight, supernet_ckpt, tmp_path):
+    run = str(tmp_path / "run")
+    run_search(supernet_ckpt, run, small_search(generations=1), progress=False)
+    summary = run_search(supernet_ckpt, run, small_search(generations=3), resume=True, progress=False)
+    assert summary["finished"]
+    assert _fingerprint(run) == _fingerprint(straight[0])
+
+
+def test_interrupted_generation_is_resumed_from_the_log(straight, supernet_ckpt, tmp_path):
+    calls = {"n": 0}
+
+    def crashing(supernet, task, spec):
+        ev = Evaluator(supernet, task, spec.split, spec.max_images, spec.calib_images, spec.calib_batch_size,
+                       spec.calib_seed, spec.device, spec.threads)
+
+        class Crash:
+            def evaluate(self, arch):
+                calls["n"] += 1
+                if calls["n"] > 14:  # in the middle of generation 1 (refs 2 + initial 8 + 4 of 6)
+                    raise KeyboardInterrupt
+                return ev.evaluate(arch)
+        return Crash()
+
+    run = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        run_search(supernet_ckpt, run, small_search(), progress=False, evaluator_factory=crashing)
+    assert len(_log(run)) == 14
+    with pytest.raises(ScaleNASError, match="--resume"):
+        run_search(supernet_ckpt, run, small_search(), progress=False)
+
+    counted = {"n": 0}
+
+    def counting(supernet, task, spec):
+        ev = Evaluator(supernet, task, spec.split, spec.max_images, spec.calib_images, spec.calib_batch_size,
+                       spec.calib_seed, spec.device, spec.threads)
+
+        class Count:
+            def evaluate(self, arch):
+                counted["n"] += 1
+                return ev.evaluate(arch)
+        return Count()
+
+    run_search(supernet_ckpt, run, small_search(), resume=True, progress=False, evaluator_factory=counting)
+    assert counted["n"] == 28 - 14  # nothing evaluated twice
+    assert _fingerprint(run) == _fingerprint(straight[0])
+
+
+def test_sigkill_and_resume_from_the_cli(straight, supernet_ckpt, tmp_path):
+    run = str(tmp_path / "run")
+    overrides = [f"{k}={json.dumps(v)}" for k, v in small_search().items()]
+    cmd = [sys.executable, "-m", "scalenas.cli", "search", supernet_ckpt, *overrides, "-o", run, "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    log = os.path.join(run, "evaluations.jsonl")
+    deadline = time.time() + 240
+    while p.poll() is None and time.time() < deadline:
+        if os.path.exists(log) and sum(1 for _ in open(log)) >= 15:
+            break
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    n_before = len(_log(run))
+    assert n_before < 28, "the search finished before the kill"
+    q = subprocess.run(cmd + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=300)
+    assert q.returncode == 0, q.stderr.decode()[-2000:]
+    assert _fingerprint(run) == _fingerprint(straight[0])
+
+
+def test_two_workers_match_one(straight, supernet_ckpt, tmp_path):
+    run = str(tmp_path / "run")
+    summary = run_search(supernet_ckpt, run, small_search(), workers=2, progress=False)
+    assert summary["num_evaluated"] == 28
+    assert _fingerprint(run) == _fingerprint(straight[0])
+
+
+def test_constraints_hold_in_a_real_run(supernet_ckpt, tmp_path):
+    run = str(tmp_path / "run")
+    # between the smallest (0.00986) and the largest (0.0138) subnet of the tiny space
+    cfg = small_search(generations=2, constraints={"max_gflops": 0.0125, "gflops_window": [0.0105, 0.013],
+                                                   "max_params_m": 0.4})
+    summary = run_search(supernet_ckpt, run, cfg, progress=False)
+    log = _log(run)
+    refs = [r for r in log if r["kind"] == "reference"]
+    assert refs and not any(r["feasible"] for r in refs)  # both references break the window
+    cands = [r for r in log if r["kind"] != "reference"]
+    assert len(cands) >= 10
+    for r in cands + summary["front"]:
+        assert 0.0105 <= r["gflops_2p30"] <= 0.0125 and r["params_m"] <= 0.4
+    assert {m["hash"] for m in summary["front"]} <= {r["hash"] for r in cands}
+
+
+def test_config_errors(supernet_ckpt, straight, tmp_path):
+    with pytest.raises(ScaleNASError, match="search.popsize: unknown key"):
+        run_search(supernet_ckpt, str(tmp_path / "a"), {"popsize": 3})
+    with pytest.raises(ScaleNASError, match="latency"):
+        run_search(supernet_ckpt, str(tmp_path / "a"), {"objectives": ["metric", "latency_ms"]})
+    with pytest.raises(ScaleNASError, match="multiples of 32"):
+        run_search(supernet_ckpt, str(tmp_path / "a"), {"input_hw": [100, 100]})
+    with pytest.raises(ScaleNASError, match=r"search.seed \(3 -> 4\)"):
+        run_search(supernet_ckpt, straight[0], small_search(seed=4), resume=True, progress=False)
+    with pytest.raises(ScaleNASError, match="not found"):
+        run_search(str(tmp_path / "none.pt"), str(tmp_path / "a"), {})
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["search", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("SUPERNET_CKPT", "search pick RUN", "--resume", "--workers", "--ray", "--max-gflops", "gflops_2p30"):
+        assert word in out
+
+
+def test_ray_pool_when_available(supernet_ckpt, straight, tmp_path):
+    pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    run = str(tmp_path / "run")
+    run_search(supernet_ckpt, run, small_search(), workers=2, ray="local", progress=False)
+    assert _fingerprint(run) == _fingerprint(straight[0])

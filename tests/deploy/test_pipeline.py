@@ -85,6 +85,10 @@ def test_pose_head_extract_export_predict(pose_setup, tmp_path, h, capsys):
         assert [tuple(t.shape) for t in y] == [tuple(t.shape) for t in r]
         assert _max_diff(y, r) <= 1e-4
 
+    for extra in ([], ["--onnx"]):  # the task's OKS AP through eager PyTorch and through ONNX Runtime
+        assert h.cli("eval", out, "--split", "val", "--json", tmp_path / "ap.json", *extra) == 0
+        assert json.loads((tmp_path / "ap.json").read_text())["metric"] == "AP"
+
     img = os.path.join(root, "images", "val", sorted(os.listdir(os.path.join(root, "images", "val")))[0])
     pred = tmp_path / "pred"
     assert h.cli("predict", out, img, "-o", pred, "--onnx", out / "model.onnx") == 0

@@ -41,6 +41,7 @@ def small_search(**over) -> dict:
     return cfg
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def search_cfg():
+    """``search_cfg(**overrides) -> dict``: the small search settings."""
     return small_search

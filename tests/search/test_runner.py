@@ -14,8 +14,6 @@ from scalenas.search.evaluator import Evaluator
 from scalenas.search.runner import run_search
 from scalenas.space.arch import Arch
 
-from .conftest import small_search
-
 
 def _log(run):
     with open(os.path.join(run, "evaluations.jsonl")) as f:
@@ -32,9 +30,9 @@ def _fingerprint(run):
 
 
 @pytest.fixture(scope="module")
-def straight(supernet_ckpt, tmp_path_factory):
+def straight(supernet_ckpt, search_cfg, tmp_path_factory):
     run = str(tmp_path_factory.mktemp("straight") / "run")
-    summary = run_search(supernet_ckpt, run, small_search(), progress=False)
+    summary = run_search(supernet_ckpt, run, search_cfg(), progress=False)
     return run, summary
 
 
@@ -71,15 +69,15 @@ def test_outputs_references_and_pick(straight, tmp_path, capsys):
     assert "no evaluated arch fits" in capsys.readouterr().err
 
 
-def test_stop_and_resume_equals_straight(straight, supernet_ckpt, tmp_path):
+def test_stop_and_resume_equals_straight(search_cfg, straight, supernet_ckpt, tmp_path):
     run = str(tmp_path / "run")
-    run_search(supernet_ckpt, run, small_search(generations=1), progress=False)
-    summary = run_search(supernet_ckpt, run, small_search(generations=3), resume=True, progress=False)
+    run_search(supernet_ckpt, run, search_cfg(generations=1), progress=False)
+    summary = run_search(supernet_ckpt, run, search_cfg(generations=3), resume=True, progress=False)
     assert summary["finished"]
     assert _fingerprint(run) == _fingerprint(straight[0])
 
 
-def test_interrupted_generation_is_resumed_from_the_log(straight, supernet_ckpt, tmp_path):
+def test_interrupted_generation_is_resumed_from_the_log(search_cfg, straight, supernet_ckpt, tmp_path):
     calls = {"n": 0}
 
     def crashing(supernet, task, spec):
@@ -96,10 +94,10 @@ def test_interrupted_generation_is_resumed_from_the_log(straight, supernet_ckpt,
 
     run = str(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
-        run_search(supernet_ckpt, run, small_search(), progress=False, evaluator_factory=crashing)
+        run_search(supernet_ckpt, run, search_cfg(), progress=False, evaluator_factory=crashing)
     assert len(_log(run)) == 14
     with pytest.raises(ScaleNASError, match="--resume"):
-        run_search(supernet_ckpt, run, small_search(), progress=False)
+        run_search(supernet_ckpt, run, search_cfg(), progress=False)
 
     counted = {"n": 0}
 
@@ -113,14 +111,14 @@ def test_interrupted_generation_is_resumed_from_the_log(straight, supernet_ckpt,
                 return ev.evaluate(arch)
         return Count()
 
-    run_search(supernet_ckpt, run, small_search(), resume=True, progress=False, evaluator_factory=counting)
+    run_search(supernet_ckpt, run, search_cfg(), resume=True, progress=False, evaluator_factory=counting)
     assert counted["n"] == 28 - 14  # nothing evaluated twice
     assert _fingerprint(run) == _fingerprint(straight[0])
 
 
-def test_sigkill_and_resume_from_the_cli(straight, supernet_ckpt, tmp_path):
+def test_sigkill_and_resume_from_the_cli(search_cfg, straight, supernet_ckpt, tmp_path):
     run = str(tmp_path / "run")
-    overrides = [f"{k}={json.dumps(v)}" for k, v in small_search().items()]
+    overrides = [f"{k}={json.dumps(v)}" for k, v in search_cfg().items()]
     cmd = [sys.executable, "-m", "scalenas.cli", "search", supernet_ckpt, *overrides, "-o", run, "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
@@ -139,17 +137,17 @@ def test_sigkill_and_resume_from_the_cli(straight, supernet_ckpt, tmp_path):
     assert _fingerprint(run) == _fingerprint(straight[0])
 
 
-def test_two_workers_match_one(straight, supernet_ckpt, tmp_path):
+def test_two_workers_match_one(search_cfg, straight, supernet_ckpt, tmp_path):
     run = str(tmp_path / "run")
-    summary = run_search(supernet_ckpt, run, small_search(), workers=2, progress=False)
+    summary = run_search(supernet_ckpt, run, search_cfg(), workers=2, progress=False)
     assert summary["num_evaluated"] == 28
     assert _fingerprint(run) == _fingerprint(straight[0])
 
 
-def test_constraints_hold_in_a_real_run(supernet_ckpt, tmp_path):
+def test_constraints_hold_in_a_real_run(search_cfg, supernet_ckpt, tmp_path):
     run = str(tmp_path / "run")
     # between the smallest (0.00986) and the largest (0.0138) subnet of the tiny space
-    cfg = small_search(generations=2, constraints={"max_gflops": 0.0125, "gflops_window": [0.0105, 0.013],
+    cfg = search_cfg(generations=2, constraints={"max_gflops": 0.0125, "gflops_window": [0.0105, 0.013],
                                                    "max_params_m": 0.4})
     summary = run_search(supernet_ckpt, run, cfg, progress=False)
     log = _log(run)
@@ -162,7 +160,7 @@ def test_constraints_hold_in_a_real_run(supernet_ckpt, tmp_path):
     assert {m["hash"] for m in summary["front"]} <= {r["hash"] for r in cands}
 
 
-def test_config_errors(supernet_ckpt, straight, tmp_path):
+def test_config_errors(search_cfg, supernet_ckpt, straight, tmp_path):
     with pytest.raises(ScaleNASError, match="search.popsize: unknown key"):
         run_search(supernet_ckpt, str(tmp_path / "a"), {"popsize": 3})
     with pytest.raises(ScaleNASError, match="latency"):
@@ -170,9 +168,11 @@ def test_config_errors(supernet_ckpt, straight, tmp_path):
     with pytest.raises(ScaleNASError, match="multiples of 32"):
         run_search(supernet_ckpt, str(tmp_path / "a"), {"input_hw": [100, 100]})
     with pytest.raises(ScaleNASError, match=r"search.seed \(3 -> 4\)"):
-        run_search(supernet_ckpt, straight[0], small_search(seed=4), resume=True, progress=False)
+        run_search(supernet_ckpt, straight[0], search_cfg(seed=4), resume=True, progress=False)
     with pytest.raises(ScaleNASError, match="not found"):
         run_search(str(tmp_path / "none.pt"), str(tmp_path / "a"), {})
+    with pytest.raises(ScaleNASError, match="'search' split is empty"):
+        run_search(supernet_ckpt, str(tmp_path / "a"), {"task": {"num_search": 0}})
 
 
 def test_cli_help(capsys):
@@ -184,9 +184,80 @@ def test_cli_help(capsys):
         assert word in out
 
 
-def test_ray_pool_when_available(supernet_ckpt, straight, tmp_path):
+def test_ray_pool_when_available(search_cfg, supernet_ckpt, straight, tmp_path):
     pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     run = str(tmp_path / "run")
-    run_search(supernet_ckpt, run, small_search(), workers=2, ray="local", progress=False)
+    run_search(supernet_ckpt, run, search_cfg(), workers=2, ray="local", progress=False)
     assert _fingerprint(run) == _fingerprint(straight[0])
+
+
+def test_latency_table_objective_and_constraint(search_cfg, supernet_ckpt, tmp_path):
+    import torch
+
+    from scalenas.search.latency import LatencySettings, LatencyTable
+    from scalenas.train.checkpoint import load_supernet
+
+    net, _ = load_supernet(supernet_ckpt)
+    prev = torch.get_num_threads()
+    try:
+        table = LatencyTable.build(net.space, net.head_spec, LatencySettings((64, 64), threads=1, warmup=1, repeats=2),
+                                   n_fit=8, n_holdout=0)
+    finally:
+        torch.set_num_threads(prev)
+    path = str(tmp_path / "table.json")
+    table.save(path)
+    limit = 0.98 * table(net.space.largest())
+    run = str(tmp_path / "run")
+    cfg = search_cfg(generations=1, latency="table", latency_table=path, objectives=["metric", "gflops", "latency_ms"],
+                     constraints={"max_latency_ms": limit})
+    summary = run_search(supernet_ckpt, run, cfg, progress=False)
+    log = _log(run)
+    largest = [r for r in log if r["hash"] == net.space.largest().hash][0]
+    assert not largest["feasible"] and "latency_ms" in largest["violations"][0]
+    for r in log:
+        assert r["latency_ms"] == pytest.approx(table(Arch.from_dict(r["arch"])))
+        if r["kind"] != "reference":
+            assert r["latency_ms"] <= limit
+    with open(os.path.join(run, "pareto.json")) as f:
+        doc = json.load(f)
+    assert doc["latency"]["mode"] == "table" and doc["objectives"] == ["metric", "gflops", "latency_ms"]
+    assert all(m["latency_ms"] <= limit for m in summary["front"])
+
+
+def test_measured_latency_is_logged_and_reused_on_resume(search_cfg, supernet_ckpt, tmp_path):
+    run = str(tmp_path / "run")
+    lat = {"latency": "measure", "latency_threads": 1, "latency_repeats": 2, "latency_warmup": 1, "initial": 4,
+           "population": 3, "parents": 3, "references": False}
+    run_search(supernet_ckpt, run, search_cfg(generations=1, **lat), progress=False)
+    run_search(supernet_ckpt, run, search_cfg(generations=2, **lat), resume=True, progress=False)
+    with open(os.path.join(run, "latency.jsonl")) as f:
+        measured = [json.loads(x) for x in f]
+    log = _log(run)
+    assert len(log) == 4 + 3 + 3
+    assert len({m["hash"] for m in measured}) == len(measured)  # never measured twice
+    by_hash = {m["hash"]: m["latency_ms"] for m in measured}
+    assert all(r["latency_ms"] == by_hash[r["hash"]] > 0 for r in log)
+
+
+def test_cli_config_file_and_overrides(search_cfg, supernet_ckpt, tmp_path, capsys):
+    import torch
+    import yaml
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"train": {"steps": 5}, "search": search_cfg(initial=4, generations=0)}))
+    run = tmp_path / "run"
+    prev = torch.get_num_threads()
+    try:
+        rc = main(["search", supernet_ckpt, str(cfg), "population=2", "search.seed=7", "--strategy", "random",
+                   "-o", str(run), "--quiet"])
+    finally:
+        torch.set_num_threads(prev)
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "archs evaluated" in out and "GFLOPs(2^30)" in out
+    saved = yaml.safe_load((run / "config.yaml").read_text())["search"]
+    assert (saved["initial"], saved["population"], saved["seed"], saved["strategy"]) == (4, 2, 7, "random")
+    assert len(_log(str(run))) == 2 + 4
+    assert main(["search", supernet_ckpt, str(cfg), "bogus=1", "-o", str(tmp_path / "x")]) == 2
+    assert "search.bogus: unknown key" in capsys.readouterr().err

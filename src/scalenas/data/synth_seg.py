@@ -4,7 +4,7 @@ Six object classes (disc, square, triangle, ring, bar, cross) plus background. E
 texture family and a preferred hue, but hues are drawn wide enough to overlap the neighbouring
 classes and the background clutter reuses the object textures on irregular blobs, so colour or
 texture alone does not decide the class: shape, and with it context at the right scale, does.
-Object diameters are log-uniform from 4 px to 0.9 x the short image side (>= 1:20 at 128 px and up),
+Object diameters are log-uniform from 4 px to 0.9 x the short image side (1:57 at 256x256),
 objects occlude each other, some images carry an ignore band (like Cityscapes' ego vehicle).
 
 Output (the generic folder format of ``seg_folder``)::
@@ -39,16 +39,17 @@ _SPLITS = ("train", "val", "test")
 # preferred hue (degrees) and texture family of each object class
 _HUE = {1: 0, 2: 60, 3: 120, 4: 180, 5: 240, 6: 300}
 _TEXTURE = {1: "speckle", 2: "stripes", 3: "checker", 4: "gradient", 5: "stripes", 6: "dots"}
-_HUE_STD = 45.0  # > half the 60 degree spacing: neighbouring classes share colours
+_HUE_STD = 30.0  # half the 60 degree spacing: a third of a class's colours lie nearer a neighbour's hue
 _MIN_DIAMETER = 4.0
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 _JPG = [cv2.IMWRITE_JPEG_QUALITY, 95]  # images as JPEG: 15x faster to write than PNG, labels stay PNG
 
 
 # ------------------------------------------------------------------------------------------- textures
-def _colour(rng: np.random.Generator, hue_deg: float | None) -> np.ndarray:
+def _colour(rng: np.random.Generator, hue_deg: float | None, sat=(0.45, 1.0)) -> np.ndarray:
+    """BGR float colour: hue around ``hue_deg`` (any hue when None), saturation in ``sat``."""
     h = (rng.uniform(0, 360) if hue_deg is None else rng.normal(hue_deg, _HUE_STD)) % 360
-    r, g, b = colorsys.hsv_to_rgb(h / 360, rng.uniform(0.35, 1.0), rng.uniform(0.35, 1.0))
+    r, g, b = colorsys.hsv_to_rgb(h / 360, rng.uniform(*sat), rng.uniform(0.35, 1.0))
     return np.array([b, g, r], np.float32) * 255
 
 
@@ -79,7 +80,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     sh, sw = (h + 3) // 4, (w + 3) // 4
     yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32) * 4
     img = np.empty((sh, sw, 3), np.float32)
-    img[:] = _colour(rng, None) * 0.8
+    img[:] = _colour(rng, None, (0.05, 0.6)) * 0.8  # backgrounds are mostly duller than objects
     for _ in range(3):
         th = rng.uniform(0, math.pi)
         g = np.sin((xx * math.cos(th) + yy * math.sin(th)) * (2 * math.pi / rng.uniform(16, 128)) + rng.uniform(0, 6.3))
@@ -142,7 +143,7 @@ def make_sample(seed: int, split_id: int, index: int, size: tuple[int, int], n_o
         p = rng.uniform(0, 1, 4) * [w, h, w, h]
         cv2.line(img, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), _colour(rng, None).tolist(),
                  int(rng.integers(1, 4)))
-    for _ in range(int(rng.integers(1, 5))):
+    for _ in range(int(rng.integers(0, 3))):
         r = math.exp(rng.uniform(math.log(3), math.log(0.25 * min(h, w))))
         m = np.zeros((h, w), np.uint8)
         _poly(m, _blob(rng, rng.uniform(0, w), rng.uniform(0, h), r))

@@ -77,7 +77,10 @@ class SearchCfg(Strict):
     latency_table_holdout: int = Field(20, ge=0, description="measured archs that score the fit")
     # ---- execution ----
     workers: int = Field(1, ge=1, description="evaluation workers (1: in this process)")
-    threads_per_worker: Optional[int] = Field(None, ge=1, description="None: cores / workers")
+    #: None: cores / workers (one worker in this process: the process's setting). Float results
+    #: depend (at the 1e-6 level) on the thread count, so fix it for results that are bit-identical
+    #: across different worker counts or machines.
+    threads_per_worker: Optional[int] = Field(None, ge=1, description="torch threads per evaluation worker")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: merged over the checkpoint's task config (e.g. another data root)
     task: dict[str, Any] = {}

@@ -321,7 +321,12 @@ class LatencyTable:
         order = list(range(len(archs)))
         rng.shuffle(order)  # smallest/largest land in either set; the fit must not rely on them
         lat = dict(zip(order, meter.many([archs[i] for i in order], progress)))
-        fit_idx, hold_idx = order[:n_fit], order[n_fit:]
+        # held-out archs spread evenly over the measurement order, so a change in machine load
+        # between measurement chunks does not bias one set against the other
+        n = len(order)
+        hold_pos = {int(k * n / n_holdout) for k in range(n_holdout)} if n_holdout else set()
+        fit_idx = [i for p, i in enumerate(order) if p not in hold_pos]
+        hold_idx = [i for p, i in enumerate(order) if p in hold_pos]
         return cls.fit_measured(space, head, settings, [archs[i] for i in fit_idx], [lat[i] for i in fit_idx],
                                 [(archs[i], lat[i]) for i in hold_idx])
 

@@ -10,7 +10,8 @@ A run directory holds:
   the evaluations of that generation already in the log are reused, not recomputed;
 * ``latency.jsonl`` (latency=measure: every measurement, so a resumed run sees the same values) or
   ``latency_table.json`` (latency=table, unless a saved table was given);
-* ``pareto.json`` (the front, rewritten every generation) and ``pareto.png`` (at the end).
+* ``pareto.json`` (the front, rewritten every generation) and ``pareto.png`` (the front of every
+  generation; refreshed after each generation that took more than a few seconds, and at the end).
 
 The strategy and the evaluator never see each other: this loop asks the strategy for archs, sends
 them to the evaluation pool, attaches the analytic costs, logs, and tells the strategy the objective
@@ -142,6 +143,7 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
     if not os.path.isfile(supernet_ckpt):
         raise ScaleNASError(f"{supernet_ckpt}: supernet checkpoint not found")
     supernet, ck = load_supernet(supernet_ckpt)
+    ck = {"meta": ck["meta"], "step": ck.get("step")}  # drop the optimizer state and the weights' second copy
     meta = ck["meta"]
     space, head = supernet.space, supernet.head_spec
     task_cfg = deep_merge(meta.get("task") or {}, cfg.task)
@@ -149,6 +151,7 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
     if task.head != head:
         raise ScaleNASError(f"search.task: the task's head {task.head.to_dict()} does not match the supernet's "
                             f"{head.to_dict()} ({supernet_ckpt})")
+    _check_split(task, cfg.eval_split)
     input_hw = tuple(cfg.input_hw) if cfg.input_hw else task_input_hw(task)
     objectives = parse_objectives(cfg.objectives)
     constraints: Constraints = cfg.constraints.build()
@@ -161,15 +164,23 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
         ("state", "state.json"), ("log", "evaluations.jsonl"), ("config", "config.yaml"), ("pareto", "pareto.json"),
         ("plot", "pareto.png"), ("latency", "latency.jsonl"), ("versions", "versions.json"))}
     state = load_state(paths["state"])
+    eval_threads = cfg.threads_per_worker or (max(1, (os.cpu_count() or 1) // cfg.workers)
+                                               if cfg.workers > 1 or ray else None)
     run_meta = {"supernet": os.path.abspath(supernet_ckpt), "supernet_step": ck.get("step"),
                 "space": space.to_dict(), "head": head.to_dict(), "task": task_cfg, "input_hw": list(input_hw),
-                "metric_name": task.metric_name, "search": cfg.model_dump(mode="json")}
-    if state is not None and not resume:
-        raise ScaleNASError(f"{out_dir}: already holds a search (state.json); pass --resume to continue it "
-                            f"or choose another output folder")
-    if state is not None:
+                "metric_name": task.metric_name, "search": cfg.model_dump(mode="json"),
+                "execution": {"device": device, "workers": cfg.workers, "ray": ray,
+                              "threads_per_worker": eval_threads or _torch_threads()}}
+    # a folder with a log but no state.json was killed before its first generation finished: its
+    # logged evaluations are reused as well, so it must hold the same settings
+    existing = state is not None or os.path.exists(paths["log"])
+    if existing and not resume:
+        raise ScaleNASError(f"{out_dir}: already holds a search (state.json / evaluations.jsonl); pass --resume to "
+                            f"continue it or choose another output folder")
+    if existing and os.path.exists(paths["config"]):
         with open(paths["config"], encoding="utf-8") as f:
             _check_resume(yaml.safe_load(f) or {}, cfg, run_meta, paths["config"])
+    if state is not None:
         say(f"resuming {out_dir} at generation {state['strategy']['generation']}")
     atomic_write_text(paths["config"], yaml.safe_dump(run_meta, sort_keys=False))
     atomic_write_json(paths["versions"], package_versions())
@@ -187,6 +198,8 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
             latency_fn = _latency_table(cfg, space, head, input_hw, lat_settings, supernet, out_dir, say)
             latency_info = {"mode": "table", **latency_fn.settings, "fit": latency_fn.fit}
     costs = CostModel(space, head, input_hw, latency_fn, latency_log)
+    if (cfg.workers > 1 or ray) and cfg.latency != "measure":
+        supernet = None  # workers load their own copies; keep no idle one here
 
     def feasible(arch: Arch) -> bool:
         return constraints.ok(costs(arch))
@@ -204,8 +217,7 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
     spec = EvalSpec(checkpoint=os.path.abspath(supernet_ckpt), task=task_cfg, split=cfg.eval_split,
                     max_images=cfg.eval_max_images, calib_images=cfg.calib_images,
                     calib_batch_size=cfg.calib_batch_size, calib_seed=cfg.calib_seed, device=device,
-                    threads=cfg.threads_per_worker or (max(1, (os.cpu_count() or 1) // cfg.workers)
-                                                        if cfg.workers > 1 or ray else None))
+                    threads=eval_threads)
     pool_box: dict[str, Any] = {}
 
     def pool():
@@ -272,6 +284,8 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
             state["fronts"].append({"generation": gen, "hashes": front_hashes()})
             save_state(paths["state"], {**state, "strategy": strategy.state_dict()})
             doc = write_pareto()
+            if time.perf_counter() - t0 > 5.0:  # real generations: keep pareto.png current (costs ~1 s)
+                _plot(paths["plot"], log, state, task.metric_name, constraints)
             best = max((m["metric"] for m in doc["front"]), default=float("nan"))
             say(f"generation {gen}/{cfg.generations}: {len(archs)} archs ({cached} from the log), "
                 f"front {len(doc['front'])}, best {task.metric_name} {best:.3f}, "
@@ -292,6 +306,23 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
             "finished": state["finished"], "num_evaluated": len(log), "metric_name": task.metric_name,
             "objectives": [o.name for o in objectives], "front": doc["front"], "references": doc["references"],
             "pareto_json": paths["pareto"], "plot": paths["plot"]}
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _check_split(task, split: str) -> None:
+    """Fail early, in this process, when the split that ranks candidates is missing or empty."""
+    try:
+        n = len(task.build_dataset(split, train=False))
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        raise ScaleNASError(f"search.eval_split: task {task.name!r} cannot build split {split!r} ({e})") from None
+    if n == 0:
+        raise ScaleNASError(f"search.eval_split: the task's {split!r} split is empty; hold out training images for it "
+                            f"(e.g. task.search_holdout=N) or rank candidates on another split (search.eval_split=val)")
 
 
 def _reference_archs(space: SearchSpace, pose_rule: bool) -> dict[str, Arch]:

@@ -8,6 +8,9 @@ eager fp32 channels_last, eager bf16 autocast (channels_last), ONNX Runtime fp32
 graph ``scalenas export`` writes: legacy exporter, opset 17, dynamic shapes). Threads: torch's and
 ONNX Runtime's intra-op pools both set to --threads (default: all cores).
 
+bf16 autocast is fast only where oneDNN supports bf16 (AVX512-BF16 / AMX); the header says so. On an
+AVX2-only CPU bf16 convolutions fall back to torch's slow reference kernel and run ~5x slower than fp32.
+
 Weights are random, but BN statistics are estimated on one random batch so activations have the
 scale of a trained net (no overflow in bf16, no denormals). Timings per (model, batch) are
 interleaved across backends (``_common.interleaved_medians``), so ratios stay meaningful on a shared,
@@ -78,7 +81,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     setup_process(args.threads)
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}, oneDNN bf16 "
+          f"{'supported' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'NOT supported (bf16 convs fall back to slow kernels)'}")
     searched = get_preset("scalenet-s1").arch
     rows = []
     tmp = tempfile.mkdtemp(prefix="onnx_vs_eager_")

@@ -1,5 +1,5 @@
 # `make demo` and `make test` build .venv from nothing (torch pinned first), then run.
-PY ?= python3.11
+PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

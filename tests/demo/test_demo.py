@@ -1,0 +1,42 @@
+"""The demo pipeline at a tiny budget writes every report artefact, and its table agrees with
+`scalenas info` on the same architectures."""
+import json
+import os
+
+import pytest
+
+from scalenas.cli import main
+from scalenas.demo import run_demo
+
+
+@pytest.mark.slow
+def test_demo_tiny_budget(tmp_path, capsys):
+    out = tmp_path / "demo-out"
+    res = run_demo(str(out), task="seg", budget_minutes=1.5)
+    report = (out / "report.md").read_text()
+    assert res["report"] == str(out / "report.md")
+    assert (out / "pareto.png").stat().st_size > 10_000
+    summary = json.loads((out / "report.json").read_text())
+    models = summary["seg"]["models"]
+    names = [m["name"] for m in models]
+    assert "hrnet" in names and len(names) >= 2
+    for m in models:
+        assert os.path.getsize(m["drawing"]) > 10_000
+        assert os.path.exists(os.path.join(m["model_dir"], "model.safetensors"))
+        assert m["hash"] in report and f"{m['gflops_2p30']:.4f}" in report
+        assert m["latency_ms"] and m["latency_ms"] > 0 and m["metric_test"] is not None
+        # the table's GFLOPs equal `scalenas info` on the same arch and input size
+        capsys.readouterr()
+        h, w = m["input_hw"]
+        assert main(["info", os.path.join(m["model_dir"], "model.json"), "--input", f"{h}x{w}", "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["arch_hash"] == m["hash"]
+        assert abs(info["gflops_2p30"] - m["gflops_2p30"]) < 5e-5 and info["params"] == m["params"]
+    main_pick = next(m for m in models if m.get("onnx"))
+    assert os.path.exists(main_pick["onnx"]["path"]) and main_pick["onnx"]["parity_max_abs"] <= 1e-4
+    assert main_pick["overlays"] and all(os.path.exists(p) for p in main_pick["overlays"])
+    assert "Pareto front" in report and ("**Yes**" in report or "**No**" in report)
+    # resuming a finished demo redoes nothing and gives the same table
+    again = run_demo(str(out), task="seg", budget_minutes=1.5)
+    assert json.loads((out / "report.json").read_text())["seg"]["models"] == models
+    assert again["seconds"] < res["seconds"]

@@ -19,8 +19,11 @@ Achieved GFLOP/s = 2 x analytic conv MACs (``space.profile``) x batch / time: BN
 and additions do the work but are not counted, so this is a lower bound on the arithmetic done.
 The fp32 peak conv is timed again inside every (model, size, batch) group, interleaved with the
 backends (``_common.interleaved_medians``), and "% of peak" divides by that same-rounds figure, so
-a change in machine load between groups does not move the percentages. Weights are random; BN
-statistics come from one random batch so activations have a trained net's scale.
+a change in machine load between groups moves the percentages less than the absolute figures. On a
+machine shared with other jobs, eager torch (an OpenMP barrier per op) slows down far more than one
+big conv or ONNX Runtime: read the load averages printed under the table before the eager rows.
+Weights are random; BN statistics come from one random batch so activations have a trained net's
+scale.
 """
 from __future__ import annotations
 
@@ -92,8 +95,8 @@ def build_model(spec: str):
 
 @torch.no_grad()
 def settle_bn(net: torch.nn.Module, x: torch.Tensor) -> None:
-    """BN running stats from one batch (cumulative average), so random weights run at a sane scale:
-    no bf16 overflow, no denormals slowing fp32."""
+    """BN running stats from one batch (cumulative average), so random weights run at a trained
+    net's activation scale (no bf16 overflow deep in the net)."""
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.reset_running_stats()
@@ -156,7 +159,8 @@ def main(argv=None) -> int:
     cap = torch.backends.cpu.get_cpu_capability()
     bf16_native = native_bf16("cpu")
     bf16 = bf16_native or a.force_bf16
-    print(f"machine: {machine()}; torch CPU capability {cap}")
+    load0 = os.getloadavg()[0]
+    print(f"machine: {machine()}; torch CPU capability {cap}; 1-min load average {load0:.2f}")
     if not bf16_native:
         print("bf16 is not native on this CPU (no AVX512-BF16/AMX in oneDNN): bf16 convolutions fall back to a "
               "slow reference kernel; " + ("timing them anyway (--force-bf16)" if a.force_bf16
@@ -212,15 +216,20 @@ def main(argv=None) -> int:
                           f"max|eager| = {rel:.1e}", flush=True)
             del net, onnx
 
-    # 3. table
+    # 3. table; the load average tells how much other work shared the cores (eager, with its OpenMP
+    # barriers per op, suffers far more from oversubscription than ONNX Runtime's pool)
+    load1 = os.getloadavg()[0]
     print_table(["model", "input", "batch", "backend", "ms/batch", "img/s", "GFLOP/s", "% of fp32 conv peak",
                  "fp32 peak GFLOP/s (same rounds)"],
                 [[r["model"], f"{r['input']}x{r['input']}", r["batch"], r["backend"], r["ms"], r["img_s"],
                   r["gflops"], r["pct_peak"], r["peak_gflops"]] for r in rows],
                 title=f"Inference throughput, {threads} threads, median of {repeats} interleaved rounds; "
                       f"GFLOP/s = 2 x analytic conv MACs x batch / time (FLOPs = 2 x MACs)")
+    print(f"1-min load average {load0:.2f} at start, {load1:.2f} at end ({os.cpu_count()} cores); "
+          f"total {time.perf_counter() - t_start:.0f} s for the models")
     if a.json:
         print(json.dumps({"machine": machine(), "cpu_capability": cap, "threads": threads,
+                          "load_avg_1min": [round(load0, 2), round(load1, 2)],
                           "bf16_native": bf16_native, "bf16_timed": bf16,
                           "peak_conv": {"shape": list(PEAK_SHAPE), "kernel": 3, "macs": peak_macs,
                                         "gflops": {k: round(v, 3) for k, v in peak.items()}},

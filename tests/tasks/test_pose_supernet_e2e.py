@@ -19,7 +19,7 @@ def test_short_pose_supernet_run_learns(tmp_path):
                     **{s: {k: v.format(s) for k, v in split.items()} for s in ("train", "val", "test")},
                     "keypoints": "coco", "input_size": 128, "search_holdout": 8, "workers": 0, "vis_images": 0},
            "sampler": {"kind": "grouped", "smallest_fusion": 0.0},
-           "train": {"steps": 150, "batch_size": 8, "workers": 1, "ckpt_every": 0, "progress": False,
+           "train": {"steps": 150, "batch_size": 8, "workers": 2, "ckpt_every": 0, "progress": False,
                      "tensorboard": False, "optimizer": {"name": "adam", "lr": 0.003, "weight_decay": 0.0},
                      "schedule": {"name": "poly", "warmup_steps": 10}}}
     r = quick_supernet_run(cfg, calib_images=16)

@@ -69,15 +69,11 @@ class StepBatchSampler(Sampler):
             mb += 1
 
 
-def _worker_init(_):
-    import cv2
-
-    cv2.setNumThreads(1)  # workers are processes already; OpenCV's own threads would oversubscribe
-    torch.set_num_threads(1)
-
-
+# Workers are forked: they touch no thread pool here. torch already runs 1 thread per worker, and
+# OpenCV is pinned to one thread in the parent (utils.runtime.setup_process); calling
+# cv2.setNumThreads inside a forked worker deadlocks on the pool state copied from the parent.
 def make_loader(dataset: Dataset, collate, batch_sampler: StepBatchSampler, seed: int, workers: int,
                 pin_memory: bool = False) -> DataLoader:
     return DataLoader(SeededSamples(dataset, seed), batch_sampler=batch_sampler, num_workers=workers,
-                      collate_fn=collate, worker_init_fn=_worker_init if workers else None,
+                      collate_fn=collate,
                       pin_memory=pin_memory, persistent_workers=False, prefetch_factor=4 if workers else None)

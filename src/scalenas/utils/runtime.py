@@ -25,11 +25,23 @@ def fix_malloc() -> bool:
     return bool(ok)
 
 
+def _pin_opencv() -> None:
+    """One OpenCV thread: data work runs in loader worker processes, and an OpenCV thread pool
+    created in the parent would be inherited half-initialised by forked workers (deadlocks)."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+
+
 def setup_process(num_threads: int | None = None) -> None:
     """Idempotent: fix malloc; set torch intra-op threads (default: all cores, or OMP_NUM_THREADS)."""
     global _DONE
     if not _DONE:
         fix_malloc()
+        _pin_opencv()
         _DONE = True
     import torch
 

@@ -13,7 +13,7 @@ preset's arch on its space at width N (``scalenet-s1@w18``: the released S1 arch
 ``tiny`` is the demo-size net (width 8, modules (1,2,1), depths (2,3,4), stem 16, one stage-1 block,
 HRNet point). Backends: eager fp32 NCHW, eager fp32 channels_last, eager bf16 autocast
 (channels_last; native or forced only), ONNX Runtime fp32 (the project's exporter, CPU provider,
-intra-op threads = torch threads).
+intra-op threads = torch threads, idle workers not spinning unless ``--ort-spinning``).
 
 Achieved GFLOP/s = 2 x analytic conv MACs (``space.profile``) x batch / time: BN, ReLU, upsampling
 and additions do the work but are not counted, so this is a lower bound on the arithmetic done.
@@ -42,7 +42,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import interleaved_medians, machine, print_table  # noqa: E402
 
 from scalenas.deploy.export import export_onnx  # noqa: E402
-from scalenas.deploy.runtime import OnnxModule  # noqa: E402
 from scalenas.errors import ScaleNASError  # noqa: E402
 from scalenas.nets.registry import create_model, get_preset  # noqa: E402
 from scalenas.nets.scalenet import ScaleNet  # noqa: E402
@@ -109,11 +108,25 @@ def _first(y):
     return y[0] if isinstance(y, (tuple, list)) else y
 
 
-def backends(net, onnx: OnnxModule, x: torch.Tensor, bf16: bool) -> dict:
+def ort_session(path: str, threads: int, spinning: bool):
+    """CPU session with ``threads`` intra-op threads. Spinning is off by default: idle ORT workers
+    otherwise keep spinning after ``run`` returns and take a core from whatever runs next in the
+    interleaved rounds (measured on 2 loaded cores: the next variant 1.5-2x slower)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def backends(net, sess, x: torch.Tensor, bf16: bool) -> dict:
     """One callable per backend on the same input; channels_last variants run a converted copy."""
     net_cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
     xcl = x.contiguous(memory_format=torch.channels_last)
-    xn = x.numpy()
+    feed = {sess.get_inputs()[0].name: x.numpy()}
 
     def nchw():
         with torch.inference_mode():
@@ -130,7 +143,7 @@ def backends(net, onnx: OnnxModule, x: torch.Tensor, bf16: bool) -> dict:
     fns = {"eager fp32 NCHW": nchw, "eager fp32 channels_last": cl}
     if bf16:
         fns["eager bf16 autocast (CL)"] = bf16_cl
-    fns["onnxruntime fp32"] = lambda: onnx.run_numpy(xn)
+    fns["onnxruntime fp32"] = lambda: sess.run(None, feed)
     return fns
 
 
@@ -143,6 +156,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds per group (default 7; --quick 3)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed rounds per group (default 2; --quick 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime intra-op threads")
+    ap.add_argument("--ort-spinning", action="store_true", help="let idle ONNX Runtime workers spin (see ort_session)")
     ap.add_argument("--force-bf16", action="store_true", help="time bf16 even where it is not native (slow)")
     ap.add_argument("--quick", action="store_true", help="fewer rounds: a smoke run, noisier figures")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object with the rows")
@@ -191,18 +205,21 @@ def main(argv=None) -> int:
             path = os.path.join(tmp, f"{label.replace('@', '_')}.onnx")
             # a small example (multiples of 32) keeps tracing cheap; the graph is dynamic in B, H, W
             ex = export_onnx(net, path, torch.randn(2, 3, 64, 96), names)
-            onnx = OnnxModule(path, threads=threads)
+            sess = ort_session(path, threads, a.ort_spinning)
+            print(f"{label}: exported to ONNX ({ex['exporter']}, opset {ex['opset']}) in {ex['export_s']:.1f} s",
+                  flush=True)
             for size in a.size:
                 prof = profile(space, arch, head, (size, size))
                 info.append({"model": label, "input": size, "params": prof.params, "macs": prof.macs})
-                print(f"{label}: {prof.params / 1e6:.2f} M params, {prof.macs / 1e9:.3f} GMACs at {size}x{size}; "
-                      f"ONNX export ({ex['exporter']}, opset {ex['opset']}) {ex['export_s']:.1f} s", flush=True)
+                print(f"{label}: {prof.params / 1e6:.2f} M params, {prof.macs / 1e9:.3f} GMACs at {size}x{size}",
+                      flush=True)
                 for b in a.batch:
                     x = torch.randn(b, 3, size, size)
                     with torch.no_grad():  # sanity: the exported graph computes the same function here
                         ref = _first(net(x))
-                        rel = float((_first(onnx(x)) - ref).abs().max() / ref.abs().max())
-                    fns = backends(net, onnx, x, bf16)
+                        got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
+                        rel = float((got - ref).abs().max() / ref.abs().max())
+                    fns = backends(net, sess, x, bf16)
                     fns[PEAK_NAME] = f32
                     med = interleaved_medians(fns, repeats, warmup)
                     group_peak = gflops(peak_macs, med.pop(PEAK_NAME))
@@ -214,7 +231,7 @@ def main(argv=None) -> int:
                                      "onnx_rel_diff": rel if k.startswith("onnx") else None})
                     print(f"  batch {b}: timed ({time.perf_counter() - t_start:.0f} s so far); max|ort-eager| / "
                           f"max|eager| = {rel:.1e}", flush=True)
-            del net, onnx
+            del net, sess
 
     # 3. table; the load average tells how much other work shared the cores (eager, with its OpenMP
     # barriers per op, suffers far more from oversubscription than ONNX Runtime's pool)
@@ -230,7 +247,7 @@ def main(argv=None) -> int:
     if a.json:
         print(json.dumps({"machine": machine(), "cpu_capability": cap, "threads": threads,
                           "load_avg_1min": [round(load0, 2), round(load1, 2)],
-                          "bf16_native": bf16_native, "bf16_timed": bf16,
+                          "bf16_native": bf16_native, "bf16_timed": bf16, "ort_spinning": a.ort_spinning,
                           "peak_conv": {"shape": list(PEAK_SHAPE), "kernel": 3, "macs": peak_macs,
                                         "gflops": {k: round(v, 3) for k, v in peak.items()}},
                           "models": info, "repeats": repeats, "warmup": warmup,

@@ -6,7 +6,8 @@ training throughput of a small ScaleNet on the same crops.
 Uses the synthetic data (generated into a temporary folder) with the task part of
 configs/tasks/seg_synth.yaml (256x256 crops, random scale, flip). The training step is
 forward + backward + SGD of ScaleNet(SearchSpace(width=8, modules_per_stage=(1,1,1), stem_channels=16,
-stage1_blocks=1), space.hrnet()) in channels_last, after the malloc fix of scalenas.utils.runtime.
+stage1_blocks=1), space.hrnet()) in channels_last (as asked) and, for comparison, contiguous NCHW,
+after the malloc fix of scalenas.utils.runtime; "x train" divides by the faster of the two.
 Each row runs alone: in a real run the loader workers and the training share the cores.
 """
 from __future__ import annotations
@@ -47,13 +48,13 @@ def loader_rate(task, workers: int, batch: int, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def train_rate(task, batch: int, steps: int) -> tuple[float, float]:
+def train_rate(task, batch: int, steps: int, fmt: torch.memory_format) -> tuple[float, float]:
     space = SearchSpace(width=8, modules_per_stage=(1, 1, 1), stem_channels=16, stage1_blocks=1)
-    net = ScaleNet(space, space.hrnet(), task.head).to(memory_format=torch.channels_last).train()
+    net = ScaleNet(space, space.hrnet(), task.head).to(memory_format=fmt).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     ds = task.build_dataset("train", train=True)
     b = task.collate([ds[i % len(ds)] for i in range(batch)])
-    x = b["image"].contiguous(memory_format=torch.channels_last)
+    x = b["image"].contiguous(memory_format=fmt)
 
     def step():
         loss, _ = task.loss(net(x), b)
@@ -88,14 +89,18 @@ def main() -> None:
         crop = "x".join(str(v) for v in task.cfg.crop_size)
         rows = [(f"loader, {w} worker{'s' if w != 1 else ''}", loader_rate(task, w, args.batch, args.batches))
                 for w in (0, 1, 2)]
-        ips, dt = train_rate(task, args.batch, args.steps)
+        train = [(name, *train_rate(task, args.batch, args.steps, fmt)) for name, fmt in
+                 (("train step, channels_last", torch.channels_last),
+                  ("train step, contiguous", torch.contiguous_format))]
     print(f"segmentation data vs training throughput: crops {crop}, batch {args.batch}, "
           f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores "
           f"(generated {args.images} synthetic images in {gen_s:.1f} s)")
+    ips = max(r for _, r, _ in train)  # compare the loader with the faster training layout
     print(f"{'':32}{'images/s':>10}{'x train':>10}")
     for name, r in rows:
         print(f"{name:32}{r:10.1f}{r / ips:10.1f}")
-    print(f"{'train step (fwd+bwd+SGD, CL)':32}{ips:10.1f}{1.0:10.1f}   ({dt * 1e3:.0f} ms/step)")
+    for name, r, dt in train:
+        print(f"{name:32}{r:10.1f}{r / ips:10.1f}   ({dt * 1e3:.0f} ms/step fwd+bwd+SGD)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""A longer CPU supernet run on the synthetic data of one task, with the metric of the largest,
+smallest and hrnet subnets (BN-recalibrated) before and after training, and the data-loader
+throughput next to the training throughput.
+
+    python bench/task_supernet.py --task seg  --steps 600
+    python bench/task_supernet.py --task pose --steps 600
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import machine, print_table  # noqa: E402
+from scalenas.train.quickrun import quick_supernet_run  # noqa: E402
+from scalenas.utils.runtime import setup_process  # noqa: E402
+
+SPACE = {"width": 8, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16,
+         "stage1_blocks": 1}
+
+
+def config(task: str, data: str, run_dir: str, steps: int, size: int) -> dict:
+    train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": 0, "progress": True, "tensorboard": False,
+             "schedule": {"name": "poly", "warmup_steps": 20}, "amp": "auto"}
+    if task == "seg":
+        t = {"name": "segmentation", "format": "folder", "root": data, "search_holdout": 16, "crop_size": [size, size],
+             "base_size": size, "scale_range": [0.75, 1.25], "workers": 0, "eval_batch_size": 16, "vis_images": 0}
+        train["optimizer"] = {"name": "adam", "lr": 0.004, "weight_decay": 0.0}
+        sampler = {"kind": "grouped"}
+    else:
+        split = {"images": "images/{}", "annotations": "annotations/{}.json"}
+        t = {"name": "pose-bottomup", "data_root": data, "keypoints": "coco", "input_size": size, "search_holdout": 16,
+             "workers": 0, "vis_images": 0, **{s: {k: v.format(s) for k, v in split.items()} for s in ("train", "val", "test")}}
+        train["optimizer"] = {"name": "adam", "lr": 0.003, "weight_decay": 0.0}
+        sampler = {"kind": "grouped", "smallest_fusion": 0.0}
+    return {"run_dir": run_dir, "seed": 0, "space": SPACE, "task": t, "sampler": sampler, "train": train}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=["seg", "pose"], default="seg")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--train-images", type=int, default=240)
+    ap.add_argument("--out", default=None, help="keep the data and run here (default: a temporary folder)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    setup_process()
+    out = args.out or tempfile.mkdtemp(prefix=f"bench_{args.task}_")
+    data = os.path.join(out, "data")
+    if not os.path.exists(data):
+        if args.task == "seg":
+            from scalenas.data.synth_seg import generate
+        else:
+            from scalenas.data.synth_pose import generate
+        print(generate(data, train=args.train_images, val=40, test=8, size=(args.size, args.size), seed=0))
+    cfg = config(args.task, data, os.path.join(out, "run"), args.steps, args.size)
+    t0 = time.time()
+    r = quick_supernet_run(cfg, calib_images=32)
+    wall = time.time() - t0
+    rows = [[name, r["before"][name], r["after"][name]] for name in r["after"]]
+    print_table(["subnet", f"val {r['metric']} at step 0", f"val {r['metric']} after {args.steps} steps"], rows,
+                f"{args.task} supernet, {args.size}x{args.size}, {args.steps} steps, batch 8, grouped sampling, "
+                f"BN recalibrated on 32 train images ({machine()}); wall {wall / 60:.1f} min")
+    logs = [json.loads(x) for x in open(os.path.join(out, "run", "train_log.jsonl"))]
+    ips = sorted(x["img_per_s"] for x in logs)[len(logs) // 2]
+    print(f"median training throughput {ips:.1f} img/s; first/last loss {r['losses'][0]:.4f} / {r['losses'][-1]:.4f}")
+    if args.json:
+        print(json.dumps({"before": r["before"], "after": r["after"], "metric": r["metric"], "steps": args.steps,
+                          "train_img_per_s": ips, "wall_s": wall}))
+
+
+if __name__ == "__main__":
+    main()

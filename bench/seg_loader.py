@@ -1,7 +1,7 @@
 """Is the segmentation data loader a bottleneck? Loader images/s (0, 1, 2 workers) next to the
 training throughput of a small ScaleNet on the same crops.
 
-    python bench/seg_loader.py [--images 64] [--batch 8] [--batches 12] [--steps 6]
+    python bench/seg_loader.py [--images 64] [--batch 8] [--batches 12] [--steps 6] [--threads N]
 
 Uses the synthetic data (generated into a temporary folder) with the task part of
 configs/tasks/seg_synth.yaml (256x256 crops, random scale, flip). The training step is
@@ -76,8 +76,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--batches", type=int, default=12, help="timed loader batches per setting")
     ap.add_argument("--steps", type=int, default=6, help="timed training steps")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for the training step (default: all cores; on a loaded shared machine "
+                         "1 thread is far more stable than 2)")
     args = ap.parse_args()
-    setup_process()
+    setup_process(args.threads)
     with open(CONFIG, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)["task"]
     with tempfile.TemporaryDirectory() as tmp:

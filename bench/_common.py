@@ -45,18 +45,8 @@ def _fmt(v) -> str:
 
 
 def machine() -> str:
-    import os
-    import platform
-
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    from scalenas.deploy.runtime import device_string  # one CPU/GPU description for cards and benches
+
+    return f"{device_string('cpu')}, torch {torch.__version__}, {torch.get_num_threads()} threads"

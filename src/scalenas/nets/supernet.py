@@ -43,10 +43,6 @@ class SuperScaleNet(_Body):
         self.active = arch
         return self
 
-    def active_state_keys(self, arch: Arch | None = None) -> list[str]:
-        """State-dict keys (parameters and buffers) the given (or active) subnet uses."""
-        return list(_subnet_keys(self, arch or self.active))
-
     def extract(self, arch: Arch | None = None) -> ScaleNet:
         """A standalone ScaleNet for ``arch`` (default: the active one) with this supernet's weights and BN statistics."""
         arch = arch or self.active
@@ -62,8 +58,3 @@ class SuperScaleNet(_Body):
         dev = next(self.parameters()).device
         return net.to(dev).train(self.training)
 
-
-def _subnet_keys(supernet: SuperScaleNet, arch: Arch):
-    with torch.device("meta"):
-        net = ScaleNet(supernet.space, arch, supernet.head_spec, init="none")
-    return net.state_dict().keys()

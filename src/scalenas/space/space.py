@@ -3,7 +3,7 @@ and the variation operators the evolutionary search uses."""
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from scalenas.errors import ScaleNASError

@@ -94,7 +94,6 @@ class SyntheticRegressionTask(Task):
         ds = self.build_dataset(split, train=False)
         n = len(ds) if max_images is None else min(len(ds), max_images)
         model.eval()
-        sse, sst, tot = 0.0, 0.0, []
         preds, tgts = [], []
         for s in range(0, n, self.cfg.eval_batch_size):
             items = [ds[i] for i in range(s, min(n, s + self.cfg.eval_batch_size))]

@@ -7,7 +7,6 @@ atomic checkpoints with exact resume, a non-finite-loss guard, progress bar, Ten
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from typing import Any

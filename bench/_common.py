@@ -12,6 +12,24 @@ def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int = 7, wa
     Alternating within a round makes a machine-wide slowdown hit every variant alike, so ratios
     between them stay meaningful on a noisy shared machine.
     """
+    times = interleaved_times(fns, repeats, warmup)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def paired_ratio(fn: Callable[[], None], base: Callable[[], None], repeats: int = 11,
+                 warmup: int = 2) -> tuple[float, float, float]:
+    """(median seconds of ``fn``, of ``base``, median of the per-round ratios fn/base).
+
+    The per-round ratio compares two runs taken back to back, so a slowdown lasting longer than one
+    round cancels; its median is a tighter estimate of a small overhead than a ratio of medians.
+    """
+    t = interleaved_times({"fn": fn, "base": base}, repeats, warmup)
+    ratios = [a / b for a, b in zip(t["fn"], t["base"])]
+    return statistics.median(t["fn"]), statistics.median(t["base"]), statistics.median(ratios)
+
+
+def interleaved_times(fns: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds of every round for each function (see ``interleaved_medians``)."""
     for _ in range(warmup):
         for f in fns.values():
             f()
@@ -23,7 +41,7 @@ def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int = 7, wa
             t0 = time.perf_counter()
             fns[k]()
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def print_table(headers: list[str], rows: list[list], title: str | None = None) -> None:
@@ -50,3 +68,31 @@ def machine() -> str:
     from scalenas.deploy.runtime import device_string  # one CPU/GPU description for cards and benches
 
     return f"{device_string('cpu')}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def eager_backends(net, x, bf16: bool = True) -> dict[str, Callable[[], None]]:
+    """One callable per eager PyTorch variant on the same input: NCHW, channels_last (a converted copy
+    of the same weights) and, if ``bf16``, bf16 autocast on the channels_last copy."""
+    import copy
+
+    import torch
+
+    net_cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    xcl = x.contiguous(memory_format=torch.channels_last)
+
+    def nchw():
+        with torch.inference_mode():
+            net(x)
+
+    def cl():
+        with torch.inference_mode():
+            net_cl(xcl)
+
+    def bf16_cl():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            net_cl(xcl)
+
+    fns = {"eager fp32 NCHW": nchw, "eager fp32 channels_last": cl}
+    if bf16:
+        fns["eager bf16 autocast (CL)"] = bf16_cl
+    return fns

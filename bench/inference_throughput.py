@@ -28,7 +28,6 @@ scale.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import os
@@ -39,7 +38,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import interleaved_medians, machine, print_table  # noqa: E402
+from _common import eager_backends, interleaved_medians, machine, print_table  # noqa: E402
 
 from scalenas.deploy.export import export_onnx  # noqa: E402
 from scalenas.errors import ScaleNASError  # noqa: E402
@@ -124,25 +123,8 @@ def ort_session(path: str, threads: int, spinning: bool):
 
 def backends(net, sess, x: torch.Tensor, bf16: bool) -> dict:
     """One callable per backend on the same input; channels_last variants run a converted copy."""
-    net_cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
-    xcl = x.contiguous(memory_format=torch.channels_last)
     feed = {sess.get_inputs()[0].name: x.numpy()}
-
-    def nchw():
-        with torch.inference_mode():
-            net(x)
-
-    def cl():
-        with torch.inference_mode():
-            net_cl(xcl)
-
-    def bf16_cl():
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            net_cl(xcl)
-
-    fns = {"eager fp32 NCHW": nchw, "eager fp32 channels_last": cl}
-    if bf16:
-        fns["eager bf16 autocast (CL)"] = bf16_cl
+    fns = eager_backends(net, x, bf16)
     fns["onnxruntime fp32"] = lambda: sess.run(None, feed)
     return fns
 

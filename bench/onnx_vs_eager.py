@@ -19,7 +19,6 @@ noisy machine; absolute figures move with the load.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import interleaved_medians, machine, print_table  # noqa: E402
+from _common import eager_backends, interleaved_medians, machine, print_table  # noqa: E402
 
 from scalenas.deploy.export import export_onnx  # noqa: E402
 from scalenas.deploy.runtime import OnnxModule  # noqa: E402
@@ -51,24 +50,8 @@ def _settle_bn(net: torch.nn.Module, x: torch.Tensor) -> None:
 
 def _backends(net: torch.nn.Module, onnx: OnnxModule, x: torch.Tensor) -> dict:
     """One callable per backend; the channels_last variants run a converted copy of the same weights."""
-    net_cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
-    xcl = x.contiguous(memory_format=torch.channels_last)
     xn = x.numpy()
-
-    def eager_nchw():
-        with torch.inference_mode():
-            net(x)
-
-    def eager_cl():
-        with torch.inference_mode():
-            net_cl(xcl)
-
-    def bf16_cl():
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            net_cl(xcl)
-
-    return {"eager fp32 NCHW": eager_nchw, "eager fp32 channels_last": eager_cl,
-            "eager bf16 autocast (CL)": bf16_cl, "onnxruntime fp32": lambda: onnx.run_numpy(xn)}
+    return {**eager_backends(net, x, bf16=True), "onnxruntime fp32": lambda: onnx.run_numpy(xn)}
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
 """Supernet overhead: a training step and an inference pass of the supernet with an arch active,
 divided by the same for the extracted ScaleNet (W32, 256x256, batch 4, CPU, channels_last).
 
+A ratio is the median of per-round ratios (supernet and extracted net timed back to back, in
+alternating order), which cancels slowdowns of the shared machine that outlast one round.
 Targets: <= 1.10 for training, <= 1.05 for inference. ``--json``: the last line is one JSON object
 with ``train_ratio`` and ``infer_ratio`` (the worst over the architectures).
 """
@@ -16,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import torch  # noqa: E402
 
-from _common import interleaved_medians, machine, print_table  # noqa: E402
+from _common import machine, paired_ratio, print_table  # noqa: E402
 from scalenas.nets.supernet import SuperScaleNet  # noqa: E402
 from scalenas.space import SearchSpace  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
@@ -27,7 +29,7 @@ def main():
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--random", type=int, default=3, help="number of random architectures")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -60,11 +62,10 @@ def main():
                     model(x)
             return f
 
-        t = interleaved_medians({"super": train_step(sn, opt_s), "static": train_step(net, opt_n)}, args.repeats)
-        i = interleaved_medians({"super": infer(sn), "static": infer(net)}, args.repeats)
-        tr, ir = t["super"] / t["static"], i["super"] / i["static"]
+        ts, tn, tr = paired_ratio(train_step(sn, opt_s), train_step(net, opt_n), args.repeats)
+        is_, in_, ir = paired_ratio(infer(sn), infer(net), args.repeats)
         worst_t, worst_i = max(worst_t, tr), max(worst_i, ir)
-        rows.append([name, arch.hash, t["static"] * 1e3, t["super"] * 1e3, tr, i["static"] * 1e3, i["super"] * 1e3, ir])
+        rows.append([name, arch.hash, tn * 1e3, ts * 1e3, tr, in_ * 1e3, is_ * 1e3, ir])
     print_table(["arch", "hash", "train static ms", "train super ms", "train ratio", "infer static ms",
                  "infer super ms", "infer ratio"], rows,
                 f"Supernet overhead, W{args.width} seg, {args.size}x{args.size}, batch {args.batch} ({machine()})")

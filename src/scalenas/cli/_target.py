@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ from scalenas.nets.registry import PRESETS, get_preset, list_presets
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HEAD_KINDS, HeadSpec
 from scalenas.space.space import SearchSpace
+from scalenas.utils.io import read_json
 
 DEFAULT_INPUT = {"seg": (1024, 2048), "pose-topdown": (256, 192), "pose-bottomup": (512, 512)}
 
@@ -53,16 +53,6 @@ def add_target_args(p: argparse.ArgumentParser) -> None:
                                                            "overrides the preset's or file's space")
 
 
-def _read_json(path: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except OSError as e:
-        raise ScaleNASError(f"{path}: cannot read ({e.strerror})") from e
-    except json.JSONDecodeError as e:
-        raise ScaleNASError(f"{path}: invalid JSON ({e})") from e
-
-
 def resolve_target(target: str, head: str | None = None, input_hw=None, width: int | None = None) -> Target:
     notes: list[str] = []
     published = None
@@ -82,7 +72,7 @@ def resolve_target(target: str, head: str | None = None, input_hw=None, width: i
             arch = load_official_mask(target)
             notes.append("official ScaleNAS mask (.npy)")
         else:
-            d = _read_json(target)
+            d = read_json(target, "architecture or preset file")
             if isinstance(d, dict) and "arch" in d and "modules" not in d:
                 if "space" in d:
                     space = SearchSpace.from_dict(d["space"])

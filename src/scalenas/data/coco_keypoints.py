@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 
 import cv2
@@ -19,16 +18,11 @@ from pycocotools.coco import COCO
 
 from scalenas.data.keypoint_info import KeypointInfo, check_category
 from scalenas.errors import ScaleNASError
+from scalenas.utils.io import read_json
 
 
 def read_coco_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise ScaleNASError(f"{path}: cannot read annotation file ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise ScaleNASError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    data = read_json(path, "annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise ScaleNASError(f"{path}: not a COCO annotation file (expected a mapping with 'images' and "

@@ -31,6 +31,7 @@ from scalenas.errors import ScaleNASError
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.space import SearchSpace
+from scalenas.utils.io import read_json
 
 MODEL_FORMAT = "scalenas.model/1"
 META_FILE = "model.json"
@@ -183,14 +184,9 @@ def read_meta(model_dir: str) -> dict:
     path = os.path.join(model_dir, META_FILE)
     if not os.path.isdir(model_dir):
         raise ScaleNASError(f"{model_dir}: model directory not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except OSError as e:
-        raise ScaleNASError(f"{path}: cannot read ({e.strerror}); is {model_dir} a model directory written by "
-                            f"'scalenas extract'?") from None
-    except json.JSONDecodeError as e:
-        raise ScaleNASError(f"{path}: invalid JSON ({e})") from None
+    if not os.path.isfile(path):
+        raise ScaleNASError(f"{path}: not found; is {model_dir} a model directory written by 'scalenas extract'?")
+    meta = read_json(path, "model metadata")
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise ScaleNASError(f"{path}: format {fmt!r} is not {MODEL_FORMAT!r}")

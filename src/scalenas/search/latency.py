@@ -19,7 +19,6 @@ mean absolute % error on held-out archs) is stored in the table and printed by
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
 import statistics
@@ -343,13 +342,9 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str) -> "LatencyTable":
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except OSError as e:
-            raise ScaleNASError(f"{path}: cannot read latency table ({e.strerror})") from None
-        except json.JSONDecodeError as e:
-            raise ScaleNASError(f"{path}: not a JSON latency table ({e})") from None
+        from scalenas.utils.io import read_json
+
+        d = read_json(path, "latency table")
         if not isinstance(d, dict) or d.get("format") != TABLE_FORMAT:
             raise ScaleNASError(f"{path}: not a scalenas latency table (format {TABLE_FORMAT!r})")
         space, head = SearchSpace.from_dict(d["space"]), HeadSpec.from_dict(d["head"])

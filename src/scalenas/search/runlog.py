@@ -11,7 +11,7 @@ import json
 import os
 
 from scalenas.errors import ScaleNASError
-from scalenas.utils.io import atomic_write_json, atomic_write_text
+from scalenas.utils.io import atomic_write_json, atomic_write_text, read_json
 
 STATE_FORMAT = "scalenas.search_state/1"
 
@@ -77,12 +77,8 @@ class JsonlLog:
 def load_state(path: str) -> dict | None:
     if not os.path.exists(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ScaleNASError(f"{path}: cannot read the search state ({e})") from None
-    if state.get("format") != STATE_FORMAT:
+    state = read_json(path, "the search state")
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ScaleNASError(f"{path}: not a scalenas search state (format {STATE_FORMAT!r})")
     return state
 

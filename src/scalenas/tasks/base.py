@@ -68,6 +68,19 @@ class Task(abc.ABC):
         raise NotImplementedError(f"task {self.name} has no visualise()")
 
 
+def holdout_indices(n: int, k: int, seed: int) -> list[int]:
+    """The ``k`` of ``n`` training items held out as the architecture-search split: a sorted,
+    deterministic draw (a pure function of n, k and seed), so every process and resume agrees."""
+    if k == 0:
+        return []
+    if k >= n:
+        raise ScaleNASError(f"task.search_holdout: {k} held-out images leave none of the {n} training images "
+                            f"for training")
+    import numpy as np
+
+    return sorted(np.random.default_rng(seed).permutation(n)[:k].tolist())
+
+
 _TASKS: dict[str, type[Task]] = {}
 
 

@@ -22,7 +22,7 @@ from scalenas.data.keypoint_info import KeypointInfo, get_keypoint_info
 from scalenas.data.pose_transforms import apply_sample_affine, center_affine, normalize, sample_affine
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
-from scalenas.tasks.base import Task, register_task
+from scalenas.tasks.base import Task, holdout_indices, register_task
 from scalenas.tasks.pose_decode import DecodeConfig, People, coco_results, decode_image
 from scalenas.tasks.pose_eval import evaluate_keypoints
 from scalenas.tasks.pose_losses import bottomup_loss
@@ -244,15 +244,8 @@ class BottomUpPoseTask(Task):
         """The held-out training images (sorted ids), a pure function of the train file and search_seed."""
         if self._holdout is None:
             n = self.cfg.search_holdout
-            if n == 0:
-                self._holdout = []
-            else:
-                ids = self.index("train").ids_with_annotations()
-                if n >= len(ids):
-                    raise ScaleNASError(f"task.search_holdout: {n} held-out images leave none of the "
-                                        f"{len(ids)} annotated training images for training")
-                perm = np.random.default_rng(self.cfg.search_seed).permutation(len(ids))
-                self._holdout = sorted(ids[i] for i in perm[:n])
+            ids = self.index("train").ids_with_annotations() if n else []
+            self._holdout = sorted(ids[i] for i in holdout_indices(len(ids), n, self.cfg.search_seed))
         return self._holdout
 
     def split_ids(self, split: str) -> list[int]:

@@ -23,7 +23,7 @@ from scalenas.data.seg_folder import INFO_FILE, SegDataset, SegInfo, SegItem, sc
 from scalenas.data.seg_transforms import TrainAugment, normalize, scale_choices
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
-from scalenas.tasks.base import Task, register_task
+from scalenas.tasks.base import Task, holdout_indices, register_task
 from scalenas.tasks.seg_inference import infer_probs
 from scalenas.tasks.seg_losses import OhemCrossEntropy, SegCrossEntropy
 from scalenas.tasks.seg_metrics import DEFAULT_BUCKETS, SegConfusion, size_bucket_map
@@ -152,7 +152,7 @@ class SegmentationTask(Task):
         if split not in self._items:
             if split in ("train", "search"):
                 full = self._scan("train")
-                held = self._holdout(len(full))
+                held = set(holdout_indices(len(full), self.cfg.search_holdout, self.cfg.holdout_seed))
                 self._items["train"] = [it for i, it in enumerate(full) if i not in held]
                 self._items["search"] = [full[i] for i in sorted(held)]
             elif split in SPLITS:
@@ -163,12 +163,6 @@ class SegmentationTask(Task):
             raise ScaleNASError("split 'search' is empty: set task.search_holdout to the number of training "
                                 "images to hold out for architecture search")
         return self._items[split]
-
-    def _holdout(self, n: int) -> set[int]:
-        k = self.cfg.search_holdout
-        if k >= n and k > 0:
-            raise ScaleNASError(f"task.search_holdout: {k} held-out images leave none of the {n} training images")
-        return set(np.random.default_rng(self.cfg.holdout_seed).permutation(n)[:k].tolist())
 
     def _dataset(self, split: str, train: bool, buckets: bool = False) -> SegDataset:
         cfg = self.cfg

@@ -1,4 +1,5 @@
-"""Atomic file writes (temporary file in the same folder, fsync, rename) and run metadata."""
+"""Atomic file writes (temporary file in the same folder, fsync, rename), guarded JSON reads and run
+metadata."""
 from __future__ import annotations
 
 import io
@@ -9,6 +10,22 @@ import sys
 import tempfile
 from importlib import metadata
 from typing import Any
+
+from scalenas.errors import ScaleNASError
+
+
+def read_json(path: str, what: str = "file") -> Any:
+    """Parse a JSON file; an unreadable or malformed file raises ``ScaleNASError`` naming the file,
+    what it was expected to be, and the line and column of a syntax error."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as e:
+        raise ScaleNASError(f"{path}: cannot read {what} ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise ScaleNASError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ScaleNASError(f"{path}: {what} is not UTF-8 text ({e.reason})") from None
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:

@@ -20,11 +20,11 @@ from _common import machine, print_table  # noqa: E402
 from scalenas.train.quickrun import quick_supernet_run  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
 
-SPACE = {"width": 8, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16,
-         "stage1_blocks": 1}
+SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16, "stage1_blocks": 1}
+WIDTH = {"seg": 8, "pose": 16}  # pose needs more width to learn keypoints + tags in CPU-minutes
 
 
-def config(task: str, data: str, run_dir: str, steps: int, size: int) -> dict:
+def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int) -> dict:
     train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": 0, "progress": True, "tensorboard": False,
              "schedule": {"name": "poly", "warmup_steps": 20}, "amp": "auto"}
     if task == "seg":
@@ -38,7 +38,7 @@ def config(task: str, data: str, run_dir: str, steps: int, size: int) -> dict:
              "workers": 0, "vis_images": 0, **{s: {k: v.format(s) for k, v in split.items()} for s in ("train", "val", "test")}}
         train["optimizer"] = {"name": "adam", "lr": 0.003, "weight_decay": 0.0}
         sampler = {"kind": "grouped", "smallest_fusion": 0.0}
-    return {"run_dir": run_dir, "seed": 0, "space": SPACE, "task": t, "sampler": sampler, "train": train}
+    return {"run_dir": run_dir, "seed": 0, "space": {**SPACE, "width": width}, "task": t, "sampler": sampler, "train": train}
 
 
 def main():
@@ -47,6 +47,7 @@ def main():
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--train-images", type=int, default=240)
+    ap.add_argument("--width", type=int, default=None, help="branch-0 width (default: 8 seg, 16 pose)")
     ap.add_argument("--out", default=None, help="keep the data and run here (default: a temporary folder)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -59,20 +60,31 @@ def main():
         else:
             from scalenas.data.synth_pose import generate
         print(generate(data, train=args.train_images, val=40, test=8, size=(args.size, args.size), seed=0))
-    cfg = config(args.task, data, os.path.join(out, "run"), args.steps, args.size)
+    width = args.width or WIDTH[args.task]
+    cfg = config(args.task, data, os.path.join(out, "run"), args.steps, args.size, width)
     t0 = time.time()
     r = quick_supernet_run(cfg, calib_images=32)
     wall = time.time() - t0
     rows = [[name, r["before"][name], r["after"][name]] for name in r["after"]]
+    chance = None
+    if args.task == "seg":
+        from scalenas.tasks.seg_metrics import majority_class_miou
+        from scalenas.train.engine import build_task
+
+        task = build_task(cfg["task"])
+        chance = majority_class_miou(task.build_dataset("val", train=False), task.head.num_classes)
     print_table(["subnet", f"val {r['metric']} at step 0", f"val {r['metric']} after {args.steps} steps"], rows,
-                f"{args.task} supernet, {args.size}x{args.size}, {args.steps} steps, batch 8, grouped sampling, "
+                f"{args.task} supernet W{width}, {args.size}x{args.size}, {args.steps} steps, batch 8, grouped sampling, "
                 f"BN recalibrated on 32 train images ({machine()}); wall {wall / 60:.1f} min")
     logs = [json.loads(x) for x in open(os.path.join(out, "run", "train_log.jsonl"))]
     ips = sorted(x["img_per_s"] for x in logs)[len(logs) // 2]
+    if chance is not None:
+        print(f"chance (the most frequent class everywhere): val mIoU {chance:.2f}")
     print(f"median training throughput {ips:.1f} img/s; first/last loss {r['losses'][0]:.4f} / {r['losses'][-1]:.4f}")
     if args.json:
         print(json.dumps({"before": r["before"], "after": r["after"], "metric": r["metric"], "steps": args.steps,
-                          "train_img_per_s": ips, "wall_s": wall}))
+                          "train_img_per_s": ips, "wall_s": wall,
+                          "chance": chance}))
 
 
 if __name__ == "__main__":

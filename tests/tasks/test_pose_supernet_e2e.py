@@ -1,12 +1,13 @@
-"""A short CPU supernet run on the synthetic pose data through the engine: the heatmap and tag
-losses fall and the BN-recalibrated subnets evaluate with pycocotools.
+"""A short CPU supernet run on the synthetic pose data through the engine (grouped sampling, BN
+recalibration, flip-test decoding, tag grouping, pycocotools): the AP of the largest and smallest
+subnets rises from ~0 untrained to clearly above it.
 
-Whether AP rises above the untrained model's within a CPU-minutes budget is NOT asserted: measured
-here, 150 steps from scratch left AP at 0.0 (heatmap peaks stay under the 0.1 detection threshold);
-`bench/task_supernet.py --task pose` is the longer run.
+AP is measured on the 16 images the supernet trains on (the val split points at the training files),
+with light augmentation (flip only): in the minutes a test may take, a W16 supernet learns to find
+and group keypoints on images it has seen (measured: AP 0.0 -> 12.5 / 13.4 after 400 steps, 106 s on
+the 2-core machine) but not yet on unseen ones. Generalisation is the longer run in
+`bench/task_supernet.py --task pose`, whose figures are in the README.
 """
-import math
-
 import numpy as np
 import pytest
 
@@ -15,21 +16,23 @@ from scalenas.train.quickrun import quick_supernet_run
 
 
 @pytest.mark.slow
-def test_short_pose_supernet_run_trains_and_evaluates(tmp_path):
+def test_short_pose_supernet_run_raises_ap_on_its_training_images(tmp_path):
     data = tmp_path / "data"
-    generate(str(data), train=32, val=6, test=2, size=(96, 96), seed=0)
-    split = {"images": "images/{}", "annotations": "annotations/{}.json"}
+    generate(str(data), train=16, val=2, test=2, size=(128, 128), seed=0)
+    train = {"images": "images/train", "annotations": "annotations/train.json"}
     cfg = {"run_dir": str(tmp_path / "run"), "seed": 0,
-           "space": {"width": 8, "modules_per_stage": [1, 1, 1], "depth_choices": [1, 2], "stem_channels": 16,
+           "space": {"width": 16, "modules_per_stage": [1, 1, 1], "depth_choices": [1, 2], "stem_channels": 16,
                      "stage1_blocks": 1},
-           "task": {"name": "pose-bottomup", "data_root": str(data),
-                    **{s: {k: v.format(s) for k, v in split.items()} for s in ("train", "val", "test")},
-                    "keypoints": "coco", "input_size": 96, "search_holdout": 4, "workers": 0, "vis_images": 0},
+           "task": {"name": "pose-bottomup", "data_root": str(data), "train": train, "val": train,
+                    "keypoints": "coco", "input_size": 128, "workers": 0, "vis_images": 0,
+                    "augment": {"max_rotation": 0, "min_scale": 1.0, "max_scale": 1.0, "max_translate": 0,
+                                "flip_prob": 0.5}},
            "sampler": {"kind": "grouped", "smallest_fusion": 0.0},
-           "train": {"steps": 40, "batch_size": 8, "workers": 2, "ckpt_every": 0, "progress": False,
+           "train": {"steps": 400, "batch_size": 8, "workers": 2, "ckpt_every": 0, "progress": False,
                      "tensorboard": False, "optimizer": {"name": "adam", "lr": 0.003, "weight_decay": 0.0},
                      "schedule": {"name": "poly", "warmup_steps": 5}}}
-    r = quick_supernet_run(cfg, calib_images=8)
+    r = quick_supernet_run(cfg, calib_images=16)
     assert np.mean(r["losses"][-5:]) < 0.5 * np.mean(r["losses"][:5])
-    for ap in list(r["before"].values()) + list(r["after"].values()):
-        assert math.isfinite(ap) and 0.0 <= ap <= 100.0
+    for name in ("largest", "smallest"):
+        assert r["before"][name] < 1.0, r
+        assert r["after"][name] >= 5.0 and r["after"][name] > r["before"][name] + 4.0, r

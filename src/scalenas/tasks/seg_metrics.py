@@ -135,3 +135,14 @@ class SegConfusion:
             out[f"iou_{name}"] = bucket_iou(bcm[b])
         out["images"] = float(self.images.item())
         return out
+
+
+def majority_class_miou(dataset, num_classes: int, ignore_index: int = 255) -> float:
+    """mIoU (%) of the chance baseline that predicts the most frequent class everywhere: its IoU is
+    that class's pixel share, every other class scores 0. Reference point for short training runs."""
+    counts = np.zeros(num_classes)
+    for i in range(len(dataset)):
+        lab = np.asarray(dataset[i]["label"]).ravel()
+        lab = lab[lab != ignore_index]
+        counts += np.bincount(lab, minlength=num_classes)[:num_classes]
+    return 100.0 * counts.max() / max(counts.sum(), 1) / num_classes

@@ -98,6 +98,21 @@ def _probe_step_seconds(cfg, batches: int = 3) -> float:
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
+def _probe_eval_seconds(ckpt_path: str, task_cfg: dict, search: dict) -> float:
+    """Seconds of one search evaluation (BN recalibration + metric on the search split) of the trained
+    supernet's average subnet, measured on this machine. Measured rather than derived from the training
+    step because decoding costs differ by task: pose grouping took 2x the forward-based estimate."""
+    import random
+
+    from scalenas.search.evaluator import EvalSpec, Evaluator
+
+    ev = Evaluator.from_spec(EvalSpec(checkpoint=os.path.abspath(ckpt_path), task=task_cfg,
+                                      calib_images=search["calib_images"],
+                                      calib_batch_size=search["calib_batch_size"]))
+    pose = ev.task.head.pose_rule
+    return ev.evaluate(ev.net.space.sample(random.Random(0), 0.5, pose_rule=pose))["eval_s"]
+
+
 def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState) -> dict:
     from scalenas.train.config import RunConfig
 
@@ -148,10 +163,9 @@ def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState) -> di
     search_dir = os.path.join(tdir, "search")
     search_cfg = state.get(kind, "search_cfg")
     if search_cfg is None:
-        probe = state.get(kind, "train_step_probe_s")
-        n_img = s["task"]["search_holdout"] + s["search"]["calib_images"]
-        # an evaluation is ~n_img forward passes (a third of a training step each), plus overheads
-        per_eval = probe / s["train"]["batch_size"] * n_img / 3 * 1.6 + 0.2
+        # 1.2x: under load an evaluation runs slower than the probe (cf. the training margin)
+        per_eval = _probe_eval_seconds(ckpt_path, task_cfg, s["search"]) * 1.2
+        state.set(kind, "eval_probe_s", per_eval)
         n_evals = int(max(12, min(400, budgets["search"] / per_eval)))
         initial = max(6, int(0.4 * n_evals))
         population = max(4, int(0.2 * n_evals))

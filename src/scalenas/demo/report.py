@@ -11,6 +11,22 @@ def _f(v, nd=2):
     return "n/a" if v is None else f"{v:.{nd}f}"
 
 
+#: below this test metric (both mIoU and AP are percentages) the subnets' differences are noise
+MEANINGFUL_METRIC = 5.0
+
+
+def undertrained_note(models: list[dict]) -> str | None:
+    """A warning when every model's test metric is too low for a comparison to mean anything."""
+    best = max((m["metric_test"] for m in models if m["metric_test"] is not None), default=None)
+    if best is None or best >= MEANINGFUL_METRIC:
+        return None
+    name = models[0]["metric_name"]
+    return (f"**Caution**: every test {name} here is below {MEANINGFUL_METRIC:g} (best {best:.2f}): the supernet "
+            f"trained too briefly for its subnets' differences to be more than noise, so the line above is not "
+            f"evidence either way. Re-run with a larger --budget-minutes (on a CPU, bottom-up pose needs far "
+            f"longer than segmentation).")
+
+
 def verdict(models: list[dict]) -> tuple[bool, str]:
     """Does a searched model match or beat the hrnet point's test metric at no more GFLOPs?"""
     hr = next(m for m in models if m["reference"])
@@ -53,6 +69,9 @@ def write_report(out: str, results: dict, budget_minutes: float, seconds: float)
                          f"{_f(m['latency_ms'])} | {_f(m['metric_search'])} | {_f(m['metric_test'])} |")
         ok, text = verdict(models)
         lines += ["", text, ""]
+        caution = undertrained_note(models)
+        if caution:
+            lines += [caution, ""]
         main = next((m for m in models if m.get("onnx")), None)
         if main:
             lines += [f"ONNX export of `{main['hash']}` ({rel(main['onnx']['path']) if main['onnx']['path'] else 'n/a'}):"
@@ -63,7 +82,7 @@ def write_report(out: str, results: dict, budget_minutes: float, seconds: float)
         if main and main.get("overlays"):
             lines += ["### Predictions on test images", ""]
             lines += [f"![overlay]({rel(p)})" for p in main["overlays"]] + [""]
-        summary[kind] = {"models": models, "searched_matches_hrnet": ok, "train_steps": r["train_steps"],
+        summary[kind] = {"models": models, "searched_matches_hrnet": ok, "undertrained": caution is not None, "train_steps": r["train_steps"],
                          "search": r["search_cfg"]}
         if first_pareto is None:
             first_pareto = os.path.join(r["dir"], "pareto.png")

@@ -44,6 +44,7 @@ from scalenas.deploy.export import export_onnx  # noqa: E402
 from scalenas.errors import ScaleNASError  # noqa: E402
 from scalenas.nets.registry import create_model, get_preset  # noqa: E402
 from scalenas.nets.scalenet import ScaleNet  # noqa: E402
+from scalenas.search.calibrate import bn_stats_from_batch  # noqa: E402
 from scalenas.space import HeadSpec, SearchSpace, profile  # noqa: E402
 from scalenas.space.profile import check_input_size  # noqa: E402
 from scalenas.utils.runtime import native_bf16, setup_process  # noqa: E402
@@ -89,18 +90,6 @@ def build_model(spec: str):
         raise ScaleNASError(f"--models {spec!r}: expected NAME@wN (e.g. scalenet-s1@w18)")
     space = dataclasses.replace(p.space, width=int(width[1:]))
     return spec, space, p.arch, p.head, ScaleNet(space, p.arch, p.head)
-
-
-@torch.no_grad()
-def settle_bn(net: torch.nn.Module, x: torch.Tensor) -> None:
-    """BN running stats from one batch (cumulative average), so random weights run at a trained
-    net's activation scale (no bf16 overflow deep in the net)."""
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    net.train()(x)
-    net.eval()
 
 
 def _first(y):
@@ -181,7 +170,7 @@ def main(argv=None) -> int:
         for spec in a.models:
             label, space, arch, head, net = build_model(spec)
             torch.manual_seed(0)
-            settle_bn(net, torch.randn(2, 3, a.size[0], a.size[0]))
+            bn_stats_from_batch(net, torch.randn(2, 3, a.size[0], a.size[0]))
             n_out = 2 if head.kind == "pose-bottomup" else 1
             names = ["logits"] if n_out == 1 else ["heatmaps_tags", "heatmaps_hr"]
             path = os.path.join(tmp, f"{label.replace('@', '_')}.onnx")

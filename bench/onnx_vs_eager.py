@@ -32,20 +32,10 @@ from scalenas.deploy.export import export_onnx  # noqa: E402
 from scalenas.deploy.runtime import OnnxModule  # noqa: E402
 from scalenas.nets.registry import get_preset  # noqa: E402
 from scalenas.nets.scalenet import ScaleNet  # noqa: E402
+from scalenas.search.calibrate import bn_stats_from_batch  # noqa: E402
 from scalenas.space.profile import profile  # noqa: E402
 from scalenas.space.space import SearchSpace  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
-
-
-@torch.no_grad()
-def _settle_bn(net: torch.nn.Module, x: torch.Tensor) -> None:
-    """Cumulative BN statistics from one batch, so a randomly initialised net runs at a sane scale."""
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    net.train()(x)
-    net.eval()
 
 
 def _backends(net: torch.nn.Module, onnx: OnnxModule, x: torch.Tensor) -> dict:
@@ -75,7 +65,7 @@ def main() -> None:
             name = f"W{width} {label}"
             torch.manual_seed(0)
             net = ScaleNet(space, arch, "seg").eval()
-            _settle_bn(net, torch.randn(4, 3, args.size, args.size))
+            bn_stats_from_batch(net, torch.randn(4, 3, args.size, args.size))
             prof = profile(space, arch, "seg", (args.size, args.size))
             path = os.path.join(tmp, f"w{width}_{arch.hash}.onnx")
             info = export_onnx(net, path, torch.randn(2, 3, args.size + 32, args.size + 64), ["logits"])

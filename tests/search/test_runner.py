@@ -29,6 +29,20 @@ def _fingerprint(run):
     return evals, [(m["hash"], m["metric"]) for m in doc["front"]]
 
 
+def _factory_calling_first(before):
+    """An ``evaluator_factory`` whose evaluators call ``before()`` ahead of every real evaluation."""
+    def factory(supernet, task, spec):
+        ev = Evaluator(supernet, task, spec.split, spec.max_images, spec.calib_images, spec.calib_batch_size,
+                       spec.calib_seed, spec.device, spec.threads)
+
+        class Hooked:
+            def evaluate(self, arch):
+                before()
+                return ev.evaluate(arch)
+        return Hooked()
+    return factory
+
+
 @pytest.fixture(scope="module")
 def straight(supernet_ckpt, search_cfg, tmp_path_factory):
     run = str(tmp_path_factory.mktemp("straight") / "run")
@@ -80,17 +94,12 @@ def test_stop_and_resume_equals_straight(search_cfg, straight, supernet_ckpt, tm
 def test_interrupted_generation_is_resumed_from_the_log(search_cfg, straight, supernet_ckpt, tmp_path):
     calls = {"n": 0}
 
-    def crashing(supernet, task, spec):
-        ev = Evaluator(supernet, task, spec.split, spec.max_images, spec.calib_images, spec.calib_batch_size,
-                       spec.calib_seed, spec.device, spec.threads)
+    def crash_after_14():
+        calls["n"] += 1
+        if calls["n"] > 14:  # in the middle of generation 1 (refs 2 + initial 8 + 4 of 6)
+            raise KeyboardInterrupt
 
-        class Crash:
-            def evaluate(self, arch):
-                calls["n"] += 1
-                if calls["n"] > 14:  # in the middle of generation 1 (refs 2 + initial 8 + 4 of 6)
-                    raise KeyboardInterrupt
-                return ev.evaluate(arch)
-        return Crash()
+    crashing = _factory_calling_first(crash_after_14)
 
     run = str(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
@@ -100,16 +109,7 @@ def test_interrupted_generation_is_resumed_from_the_log(search_cfg, straight, su
         run_search(supernet_ckpt, run, search_cfg(), progress=False)
 
     counted = {"n": 0}
-
-    def counting(supernet, task, spec):
-        ev = Evaluator(supernet, task, spec.split, spec.max_images, spec.calib_images, spec.calib_batch_size,
-                       spec.calib_seed, spec.device, spec.threads)
-
-        class Count:
-            def evaluate(self, arch):
-                counted["n"] += 1
-                return ev.evaluate(arch)
-        return Count()
+    counting = _factory_calling_first(lambda: counted.update(n=counted["n"] + 1))
 
     run_search(supernet_ckpt, run, search_cfg(), resume=True, progress=False, evaluator_factory=counting)
     assert counted["n"] == 28 - 14  # nothing evaluated twice

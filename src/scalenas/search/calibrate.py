@@ -63,3 +63,16 @@ class Calibrator:
                 bn.momentum = mom
             model.train(was_training)
         return len(seen)
+
+
+@torch.no_grad()
+def bn_stats_from_batch(net: torch.nn.Module, x: torch.Tensor) -> None:
+    """Replace every BN layer's running statistics by the cumulative statistics of one batch ``x``
+    and leave ``net`` in eval mode. For randomly initialised nets that are timed or exported: eval-mode
+    activations then keep a trained net's scale (no bf16 overflow, no denormals skewing timings)."""
+    for m in net.modules():
+        if isinstance(m, _BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()(x)
+    net.eval()

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from scalenas.errors import ScaleNASError
+from scalenas.search.calibrate import bn_stats_from_batch
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.space import SearchSpace
@@ -186,23 +187,11 @@ def scalenet_builder(space: SearchSpace, head: HeadSpec, supernet=None) -> Calla
 
     def build(arch: Arch) -> torch.nn.Module:
         net = ScaleNet(space, arch, head)
-        _bn_from_random_batch(net)
+        # BN statistics of its own activations, so eval-mode timing runs at a trained net's scale
+        bn_stats_from_batch(net, torch.randn(2, 3, 64, 64))
         return net
 
     return build
-
-
-@torch.no_grad()
-def _bn_from_random_batch(net: torch.nn.Module, hw: int = 64) -> None:
-    """Give a freshly initialised net BN statistics of its own activations (one random batch), so
-    eval-mode activations keep a trained net's scale (no overflow, no denormals skewing the timing)."""
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    net.train()
-    net(torch.randn(2, 3, hw, hw))
-    net.eval()
 
 
 # ---- the predictor ---------------------------------------------------------------------------------

@@ -32,10 +32,25 @@ def validate_section(model: type[BaseModel], data: Any, prefix: str = "") -> Bas
         for err in e.errors():
             key = _fmt_loc(prefix, err["loc"])
             if err["type"] == "extra_forbidden":
-                msgs.append(f"{key}: unknown key")
+                msgs.append(f"{key}: unknown key{_suggestion(model, err['loc'])}")
             else:
                 msgs.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
         raise ScaleNASError("invalid config: " + "; ".join(msgs)) from None
+
+
+def _suggestion(model: type[BaseModel], loc) -> str:
+    """``" (did you mean 'lr'?)"`` for an unknown key at ``loc``: the closest field of the model that
+    holds it (nested section models are followed; free-form ``dict`` sections give no suggestion)."""
+    import difflib
+
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        sub = field.annotation if field is not None else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return ""
+        model = sub
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_value(text: str) -> Any:
@@ -76,17 +91,26 @@ def deep_merge(base: dict, over: dict) -> dict:
 def load_config(path: str, overrides: list[str] | None = None) -> dict:
     """Read a YAML config, merge its ``_base_`` files (paths relative to it, later ones win, the file
     itself last), then apply ``KEY=VALUE`` overrides."""
+    return apply_overrides(_load_with_bases(path, ()), overrides or [])
+
+
+def _load_with_bases(path: str, chain: tuple[str, ...]) -> dict:
+    """``path`` merged over its ``_base_`` files; ``chain`` holds the files that include it, so that a
+    cycle (a -> b -> a, or a file including itself) is named instead of recursing without end."""
     import os
 
+    if os.path.realpath(path) in {os.path.realpath(c) for c in chain}:
+        raise ScaleNASError(f"_base_ cycle: {' -> '.join(chain + (path,))}")
     data = load_yaml(path)
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ScaleNASError(f"{path}: _base_ must be a file name or a list of file names, got {bases!r}")
     merged: dict = {}
     for b in bases:
-        merged = deep_merge(merged, load_config(os.path.join(os.path.dirname(path), b)))
-    merged = deep_merge(merged, data)
-    return apply_overrides(merged, overrides or [])
+        merged = deep_merge(merged, _load_with_bases(os.path.join(os.path.dirname(path), b), chain + (path,)))
+    return deep_merge(merged, data)
 
 
 def load_yaml(path: str) -> dict:

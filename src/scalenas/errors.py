@@ -6,3 +6,17 @@ The CLI prints its message without a traceback and exits with code 2.
 
 class ScaleNASError(Exception):
     """A user-facing error whose message names the file, key, module or field at fault."""
+
+
+def user_message(e: BaseException) -> str:
+    """The one-line message of ``e``, also when a worker process raised it.
+
+    PyTorch's DataLoader re-raises a worker's exception as the same type with the whole worker
+    traceback as its message ("Caught ScaleNASError in DataLoader worker process 0.\\nOriginal
+    Traceback ..."); the original message is what follows the exception's name on its last line.
+    """
+    text = str(e)
+    if not text.startswith("Caught ") or "\nOriginal Traceback" not in text:
+        return text
+    marker = f"{type(e).__name__}: "
+    return text[text.rfind(marker) + len(marker):].strip() if marker in text else text

@@ -2,20 +2,64 @@
 ``add_parser(subparsers)`` (returning its parser) and ``run(args) -> int``.
 
 User errors (:class:`ScaleNASError`) print their message, not a traceback, and exit with code 2.
+Usage errors print the subcommand's own usage and one error line (exit 2).
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
-from scalenas.errors import ScaleNASError
+from scalenas.errors import ScaleNASError, user_message
 
 COMMANDS = ["info", "draw", "data", "train_supernet", "search", "extract", "export", "eval", "predict", "demo"]
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser whose positionals (``KEY=VALUE`` overrides among them) may come anywhere on the
+    line, which reports its own unrecognised arguments (so the error shows this subcommand's usage, not
+    the top-level one), and which suggests the closest choice for a mistyped one.
+
+    Plain argparse fills a ``nargs="*"`` positional at its first chance, so ``search CKPT -o RUN k=v``
+    left ``k=v`` unrecognised; :meth:`parse_known_intermixed_args` reads the options first and the
+    positionals from what remains. Parsers with subcommands (the top level, ``data``) parse as usual:
+    intermixing cannot hand the rest of the line to a subcommand.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        if self._intermixing:  # one of the two passes of parse_known_intermixed_args
+            namespace, extras = super().parse_known_args(args, namespace)
+            # Name a mistyped option before the positionals pass complains about something else.
+            flags = [a for a in extras if a.startswith("-") and a not in ("-", "--")
+                     and not self._negative_number_matcher.match(a)]
+            if flags:
+                self.error(f"unrecognized arguments: {' '.join(flags)}")
+            return namespace, extras
+        self._intermixing = True
+        try:
+            namespace, extras = self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, []
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            names = [str(c) for c in action.choices]
+            close = difflib.get_close_matches(str(value), names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r} (choose from {', '.join(map(repr, names))}){hint}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="scalenas",
         description="ScaleNAS: multi-path one-shot NAS for scale-aware high-resolution networks "
                     "(segmentation and bottom-up pose). Run 'scalenas COMMAND --help' for each command.")
@@ -44,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except ScaleNASError as e:
-        print(f"scalenas {args.command}: error: {e}", file=sys.stderr)
+        print(f"scalenas {args.command}: error: {user_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"scalenas {args.command}: interrupted", file=sys.stderr)

@@ -105,5 +105,5 @@ def resolve_target(target: str, head: str | None = None, input_hw=None, width: i
         published = None
     if published is not None and spec != get_preset(name).head:
         published = None
-    space.validate(arch, pose_rule=spec.pose_rule)
+    space.validate(arch, pose_rule=spec.pose_rule, where=target)
     return Target(name, space, arch, spec, (int(hw[0]), int(hw[1])), published, notes)

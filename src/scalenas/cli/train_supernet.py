@@ -35,6 +35,12 @@ def run(args) -> int:
     if args.run_dir:
         data["run_dir"] = args.run_dir
     cfg = validate_section(RunConfig, data)
+    if cfg.search:
+        # train cannot import search (layers), so the search section is checked here, before any
+        # training: an error found only when the search starts would cost the whole training run
+        from scalenas.search.config import SearchCfg
+
+        validate_section(SearchCfg, cfg.search, "search")
     res = train_supernet(cfg, resume=args.resume)
     if res.get("checkpoint"):
         print(f"supernet checkpoint: {res['checkpoint']} (step {res['steps']}, last loss {res['final_loss']:.4f})")

@@ -29,6 +29,7 @@ from pycocotools import mask as mask_utils
 
 from scalenas.data.keypoint_info import coco
 from scalenas.errors import ScaleNASError
+from scalenas.utils.io import make_output_dir
 
 SPLITS = ("train", "val", "test")
 SHIFT = 4                      # cv2 sub-pixel drawing: coordinates carry 4 fractional bits
@@ -329,6 +330,7 @@ def generate(out: str, train: int = 200, val: int = 50, test: int = 50, size=(25
     for name, n in counts.items():
         if n < 0:
             raise ScaleNASError(f"synth-pose: --{name} must be >= 0, got {n}")
+    make_output_dir(out, "dataset folder")
     info = coco()
     category = {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(info.keypoints),
                 "skeleton": [[a + 1, b + 1] for a, b in info.skeleton]}

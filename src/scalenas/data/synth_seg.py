@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from scalenas.errors import ScaleNASError
-from scalenas.utils.io import atomic_write_json
+from scalenas.utils.io import atomic_write_json, make_output_dir
 
 NAME = "synth-seg"
 CLASSES = ("background", "disc", "square", "triangle", "ring", "bar", "cross")
@@ -254,6 +254,7 @@ def generate(out: str, train: int = 200, val: int = 50, test: int = 50, size: tu
     counts = {"train": int(train), "val": int(val), "test": int(test)}
     if any(v < 0 for v in counts.values()) or sum(counts.values()) == 0:
         raise ScaleNASError(f"image counts {counts}: need non-negative counts, at least one image")
+    make_output_dir(out, "dataset folder")
     _prepare(out)
     diams, n_obj = [], 0
     for sid, split in enumerate(_SPLITS):

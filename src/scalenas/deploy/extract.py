@@ -208,6 +208,7 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
             f"{rec.get('gflops_2p30')} GFLOPs (MACs/2^30), latency {rec.get('latency_ms')} ms")
     else:
         arch = Arch.load(opts.arch_file)
+        supernet.space.validate(arch, pose_rule=head.pose_rule, where=opts.arch_file)
     supernet.set_active(arch)  # validates the arch against the supernet's space and head
 
     task_cfg = apply_task_overrides(task_cfg, opts.data)

@@ -10,12 +10,14 @@ values, equal JSON and equal hashes. Bits are kept as strings such as ``"101"`` 
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from scalenas.errors import ScaleNASError
+from scalenas.utils.io import read_json
 
 ARCH_FORMAT = "scalenas.arch/1"
 
@@ -31,6 +33,15 @@ def _bits_to_str(bits: Any, where: str) -> str:
     if not s or any(c not in "01" for c in s):
         raise ScaleNASError(f"{where}: fusion mask must contain only 0 and 1, got {bits!r}")
     return s
+
+
+def _reject_unknown(d: dict, allowed: tuple[str, ...], where: str) -> None:
+    """Arch JSON is strict like configs: a misspelt key is an error, not silently ignored."""
+    for key in d:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
+            raise ScaleNASError(f"{where}: unknown key {key!r}{hint}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,8 @@ class ModuleArch:
 
     @staticmethod
     def from_dict(d: Any, where: str = "module") -> "ModuleArch":
+        if isinstance(d, dict):
+            _reject_unknown(d, ("depth", "fuse"), where)
         if not isinstance(d, dict) or "depth" not in d or "fuse" not in d:
             raise ScaleNASError(f"{where}: expected an object with keys 'depth' and 'fuse', got {type(d).__name__}")
         try:
@@ -124,6 +137,8 @@ class Arch:
 
     @staticmethod
     def from_dict(d: Any, where: str = "arch") -> "Arch":
+        if isinstance(d, dict):
+            _reject_unknown(d, ("format", "modules"), where)
         if isinstance(d, dict) and "modules" in d:
             fmt = d.get("format", ARCH_FORMAT)
             if fmt != ARCH_FORMAT:
@@ -147,12 +162,7 @@ class Arch:
 
     @staticmethod
     def load(path: str) -> "Arch":
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ScaleNASError(f"{path}: cannot read arch file ({e.strerror})") from e
-        d = json.loads(text) if text.strip() else None
+        d = read_json(path, "arch file")
         if isinstance(d, dict) and "arch" in d and "modules" not in d:  # a model.json or a preset file
             d = d["arch"]
         return Arch.from_dict(d, where=str(path))

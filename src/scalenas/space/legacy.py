@@ -188,11 +188,7 @@ def arch_from_official(entries: Any, where: str = "mask", space: SearchSpace | N
         raise ScaleNASError(f"{where}: the mask holds no modules")
     arch = Arch(tuple(_module_from_entry(e, m, where) for m, e in enumerate(entries)))
     space = space if space is not None else SearchSpace()
-    try:
-        space.validate(arch, pose_rule=pose_rule)
-    except ScaleNASError as e:
-        raise ScaleNASError(f"{where}: {e}") from None
-    return arch
+    return space.validate(arch, pose_rule=pose_rule, where=where)
 
 
 def load_official_mask(path: str | os.PathLike, space: SearchSpace | None = None, pose_rule: bool = False) -> Arch:

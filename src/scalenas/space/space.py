@@ -75,8 +75,17 @@ class SearchSpace:
         return SearchSpace(**d)
 
     # ---- validation ------------------------------------------------------------------------
-    def validate(self, arch: Arch, pose_rule: bool = False) -> Arch:
-        """Raise :class:`ScaleNASError` naming the module, branch and step of the first problem."""
+    def validate(self, arch: Arch, pose_rule: bool = False, where: str | None = None) -> Arch:
+        """Raise :class:`ScaleNASError` naming the module, branch and step of the first problem, after
+        ``where`` (the arch's file, say) when given."""
+        try:
+            return self._check(arch, pose_rule)
+        except ScaleNASError as e:
+            if where is None:
+                raise
+            raise ScaleNASError(f"{where}: {e}") from None
+
+    def _check(self, arch: Arch, pose_rule: bool) -> Arch:
         nbs = self.module_branches
         if arch.num_modules != len(nbs):
             raise ScaleNASError(f"arch has {arch.num_modules} modules; this space has {len(nbs)} "

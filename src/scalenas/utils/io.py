@@ -28,6 +28,18 @@ def read_json(path: str, what: str = "file") -> Any:
         raise ScaleNASError(f"{path}: {what} is not UTF-8 text ({e.reason})") from None
 
 
+def make_output_dir(path: str, what: str = "output folder") -> str:
+    """Create folder ``path`` (and its parents); a file in the way or a refused mkdir is a
+    ``ScaleNASError`` naming the path, not a ``NotADirectoryError`` from deep inside a writer."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ScaleNASError(f"{path}: {what} is an existing file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ScaleNASError(f"{path}: cannot create {what} ({e.strerror})") from None
+    return path
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)

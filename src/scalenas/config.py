@@ -5,6 +5,7 @@ Every section model forbids unknown keys, so a typo is rejected naming the key (
 """
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import yaml
@@ -41,8 +42,6 @@ def validate_section(model: type[BaseModel], data: Any, prefix: str = "") -> Bas
 def _suggestion(model: type[BaseModel], loc) -> str:
     """``" (did you mean 'lr'?)"`` for an unknown key at ``loc``: the closest field of the model that
     holds it (nested section models are followed; free-form ``dict`` sections give no suggestion)."""
-    import difflib
-
     for part in loc[:-1]:
         field = model.model_fields.get(str(part)) if isinstance(part, str) else None
         sub = field.annotation if field is not None else None

@@ -13,10 +13,15 @@ def user_message(e: BaseException) -> str:
 
     PyTorch's DataLoader re-raises a worker's exception as the same type with the whole worker
     traceback as its message ("Caught ScaleNASError in DataLoader worker process 0.\\nOriginal
-    Traceback ..."); the original message is what follows the exception's name on its last line.
+    Traceback ..."); the original message follows the exception's name on the traceback's last
+    line that starts with it.
     """
     text = str(e)
     if not text.startswith("Caught ") or "\nOriginal Traceback" not in text:
         return text
-    marker = f"{type(e).__name__}: "
-    return text[text.rfind(marker) + len(marker):].strip() if marker in text else text
+    names = (f"{type(e).__module__}.{type(e).__qualname__}: ", f"{type(e).__name__}: ")
+    for line in reversed(text.splitlines()):
+        for name in names:
+            if line.startswith(name):
+                return line[len(name):].strip()
+    return text

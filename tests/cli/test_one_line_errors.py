@@ -52,6 +52,15 @@ def test_overrides_anywhere_on_the_line():
     assert ev["data"] == ["task.root=/d"] and ev["model_dir"] == "M" and ev["split"] == "test"
 
 
+def test_search_takes_one_config_before_or_after_the_overrides(tmp_path, capsys):
+    out = tmp_path / "run"
+    _fails(capsys, ["search", tmp_path / "missing.pt", "generations=1", "a.yaml", "b.yaml", "-o", out],
+           "unexpected argument 'b.yaml'", "a.yaml")
+    # a config after the overrides is read as the config
+    _fails(capsys, ["search", tmp_path / "missing.pt", "-o", out, "generations=1", tmp_path / "s.yaml"],
+           f"{tmp_path / 's.yaml'}: cannot read config")
+
+
 @pytest.mark.parametrize("argv, usage", [
     (["search", "CKPT", "-o", "X", "--bogus", "k=v"], "usage: scalenas search SUPERNET_CKPT"),
     (["search", "--bogus"], "usage: scalenas search SUPERNET_CKPT"),

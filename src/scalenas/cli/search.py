@@ -100,10 +100,11 @@ def _search(args) -> int:
     for item in args.rest:
         if "=" in item:
             overrides.append(item)
-        elif config_path is None and not overrides:
+        elif config_path is None:  # one config, before or after the overrides
             config_path = item
         else:
-            raise ScaleNASError(f"search: unexpected argument {item!r} (expected KEY=VALUE)")
+            raise ScaleNASError(f"search: unexpected argument {item!r} (one CONFIG.yaml was given already: "
+                                f"{config_path}; other arguments are KEY=VALUE)")
     base: dict = {}
     saved = os.path.join(args.output, "config.yaml")
     if args.resume and os.path.exists(saved):

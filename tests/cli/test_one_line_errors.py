@@ -61,6 +61,16 @@ def test_search_takes_one_config_before_or_after_the_overrides(tmp_path, capsys)
            f"{tmp_path / 's.yaml'}: cannot read config")
 
 
+def test_parsers_that_cannot_intermix_parse_as_usual():
+    from scalenas.cli import CommandParser
+
+    p = CommandParser(prog="x")
+    p.add_argument("cmd")
+    p.add_argument("rest", nargs="...")
+    p.add_argument("--flag", action="store_true")
+    assert vars(p.parse_args(["run", "--flag", "k=v"])) == {"cmd": "run", "rest": ["--flag", "k=v"], "flag": False}
+
+
 @pytest.mark.parametrize("argv, usage", [
     (["search", "CKPT", "-o", "X", "--bogus", "k=v"], "usage: scalenas search SUPERNET_CKPT"),
     (["search", "--bogus"], "usage: scalenas search SUPERNET_CKPT"),

@@ -23,14 +23,14 @@ class CommandParser(argparse.ArgumentParser):
 
     Plain argparse fills a ``nargs="*"`` positional at its first chance, so ``search CKPT -o RUN k=v``
     left ``k=v`` unrecognised; :meth:`parse_known_intermixed_args` reads the options first and the
-    positionals from what remains. Parsers with subcommands (the top level, ``data``) parse as usual:
-    intermixing cannot hand the rest of the line to a subcommand.
+    positionals from what remains. Parsers with subcommands (the top level, ``data``) or a REMAINDER
+    positional parse as usual: intermixing cannot hand the rest of the line to another parser.
     """
 
     _intermixing = False
 
     def parse_known_args(self, args=None, namespace=None):
-        if self._subparsers is not None:
+        if any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._get_positional_actions()):
             return super().parse_known_args(args, namespace)
         if self._intermixing:  # one of the two passes of parse_known_intermixed_args
             namespace, extras = super().parse_known_args(args, namespace)

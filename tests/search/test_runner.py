@@ -7,10 +7,12 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from scalenas.cli import main
 from scalenas.errors import ScaleNASError
-from scalenas.search.evaluator import Evaluator
+from scalenas.search.evaluator import EvalSpec, Evaluator
+from scalenas.search.parallel import make_pool, start_local_ray
 from scalenas.search.runner import run_search
 from scalenas.space.arch import Arch
 
@@ -27,6 +29,11 @@ def _fingerprint(run):
         doc = json.load(f)
     evals = sorted((r["hash"], r["metric"], r["kind"], r["generation"]) for r in _log(run))
     return evals, [(m["hash"], m["metric"]) for m in doc["front"]]
+
+
+def _per_arch(run):
+    """Every metric the task reported and the BN layers calibrated, by arch."""
+    return {r["hash"]: (r["metrics"], r["calib_bn"]) for r in _log(run)}
 
 
 def _factory_calling_first(before):
@@ -184,12 +191,48 @@ def test_cli_help(capsys):
         assert word in out
 
 
-def test_ray_pool_when_available(search_cfg, supernet_ckpt, straight, tmp_path):
-    pytest.importorskip("ray")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local 2-CPU Ray instance (no dashboard) for this module's Ray tests: starting one costs ~10 s."""
+    import ray
+
+    start_local_ray(ray, 2)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_pool_matches_one_local_worker(ray_local, search_cfg, supernet_ckpt, straight, tmp_path):
     run = str(tmp_path / "run")
-    run_search(supernet_ckpt, run, search_cfg(), workers=2, ray="local", progress=False)
+    summary = run_search(supernet_ckpt, run, search_cfg(), workers=2, ray="local", progress=False)
+    assert summary["num_evaluated"] == 28
     assert _fingerprint(run) == _fingerprint(straight[0])
+    assert _per_arch(run) == _per_arch(straight[0])
+    with open(os.path.join(run, "config.yaml")) as f:
+        execution = yaml.safe_load(f)["execution"]
+    assert (execution["ray"], execution["workers"], execution["threads_per_worker"]) == ("local", 2, 1)
+    # the pool killed its actors but left the instance it found running, as it did not start it
+    assert ray_local.is_initialized()
+    deadline = time.monotonic() + 20
+    while ray_local.available_resources().get("CPU") != 2.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray_local.available_resources().get("CPU") == 2.0
+
+
+def test_ray_worker_errors_arrive_as_one_line(ray_local, supernet_ckpt, straight):
+    """A worker that cannot build its evaluator raises the same ScaleNASError as a local one would,
+    not Ray's multi-line ActorDiedError."""
+    from scalenas.train.engine import build_task
+
+    task = {"name": "no-such-task"}
+    with pytest.raises(ScaleNASError) as local:
+        build_task(task)
+    pool = make_pool(EvalSpec(checkpoint=supernet_ckpt, task=task, device="cpu", threads=1), workers=1, ray="local")
+    try:
+        with pytest.raises(ScaleNASError) as remote:
+            next(pool.imap([Arch.from_dict(_log(straight[0])[0]["arch"])]))
+    finally:
+        pool.close()
+    assert str(remote.value) == str(local.value) and "\n" not in str(remote.value)
 
 
 def test_latency_table_objective_and_constraint(search_cfg, supernet_ckpt, tmp_path):
@@ -242,7 +285,6 @@ def test_measured_latency_is_logged_and_reused_on_resume(search_cfg, supernet_ck
 
 def test_cli_config_file_and_overrides(search_cfg, supernet_ckpt, tmp_path, capsys):
     import torch
-    import yaml
 
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"train": {"steps": 5}, "search": search_cfg(initial=4, generations=0)}))

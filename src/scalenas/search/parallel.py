@@ -108,23 +108,37 @@ class ProcessPool:
 
 # ---- Ray ----------------------------------------------------------------------------------------------
 class _RayWorker:
-    """Body of a Ray actor (wrapped with ``ray.remote`` at run time, as ray is an optional extra)."""
+    """Body of a Ray actor (wrapped with ``ray.remote`` at run time, as ray is an optional extra).
+
+    A failed set-up (e.g. the task's data missing on that node) is kept and raised by ``evaluate``:
+    an exception in an actor's constructor reaches the driver only as a multi-line ``ActorDiedError``,
+    whereas one raised by a method arrives as the original exception (Ray 2.x ``RayTaskError.cause``).
+    """
 
     def __init__(self, spec_dict: dict, ckpt_bytes: bytes):
+        self.evaluator, self.setup_error = None, None
+        try:
+            self.evaluator = self._build(EvalSpec(**spec_dict), ckpt_bytes)
+        except Exception as e:
+            self.setup_error = e
+
+    @staticmethod
+    def _build(spec: EvalSpec, ckpt_bytes: bytes) -> Evaluator:
         from scalenas.utils.runtime import setup_process
 
-        spec = EvalSpec(**spec_dict)
         setup_process(spec.threads or 1)
         fd, path = tempfile.mkstemp(suffix=".pt")
         with os.fdopen(fd, "wb") as f:
             f.write(ckpt_bytes)
         try:
             spec.checkpoint = path
-            self.evaluator = Evaluator.from_spec(spec)
+            return Evaluator.from_spec(spec)
         finally:
             os.unlink(path)
 
     def evaluate(self, index: int, arch_json: str) -> tuple[int, dict]:
+        if self.setup_error is not None:
+            raise self.setup_error
         return index, self.evaluator.evaluate(Arch.from_json(arch_json))
 
 
@@ -137,34 +151,52 @@ def import_ray():
     return ray
 
 
+def start_local_ray(ray, num_cpus: int) -> None:
+    """A Ray instance on this machine alone, with ``num_cpus`` CPUs and no dashboard (it needs extra
+    packages and a port). Actors that do not fit wait forever, so size it to the pool."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=num_cpus, include_dashboard=False)
+
+
+def _ray_failure(e: Exception, arch: Arch) -> ScaleNASError:
+    """One line for an evaluation that failed on a Ray actor: the worker's own ScaleNASError as it
+    was, else the original exception's type and first line (Ray's text carries the remote traceback)."""
+    cause = getattr(e, "cause", None) or e
+    if isinstance(cause, ScaleNASError):
+        return cause
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return ScaleNASError(f"evaluation of arch {arch.hash} failed on a Ray worker: {type(cause).__name__}: {first}")
+
+
 class RayPool:
     def __init__(self, spec: EvalSpec, workers: int, address: str = "auto"):
         ray = import_ray()
         self.ray = ray
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        threads = spec.threads or 1
+        # a local instance gets at least a CPU per worker thread: more workers than cores then share
+        # them, as local processes do, instead of leaving actors waiting for CPUs that never come
+        local_cpus = max(os.cpu_count() or 1, workers * threads)
         self.started = False
         if not ray.is_initialized():
             if address == "local":
-                ray.init(include_dashboard=False)
-                self.started = True
+                start_local_ray(ray, local_cpus)
             elif address == "auto":
                 try:  # a running cluster (RAY_ADDRESS or `ray start`), else a local one
                     ray.init(address="auto", include_dashboard=False)
                 except (ConnectionError, RuntimeError):
-                    ray.init(include_dashboard=False)
-                self.started = True
+                    start_local_ray(ray, local_cpus)
             else:
                 try:
                     ray.init(address=address)
                 except Exception as e:
                     raise ScaleNASError(f"--ray {address}: cannot connect to the Ray cluster ({e})") from None
-                self.started = True
+            self.started = True
         gpus = ray.cluster_resources().get("GPU", 0)
         use_gpu = gpus >= 1 and spec.device != "cpu"
         spec = EvalSpec(**{**spec.to_dict(), "device": "cuda" if use_gpu else "cpu"})
         with open(spec.checkpoint, "rb") as f:
             ckpt_ref = ray.put(f.read())
-        actor_cls = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=spec.threads or 1)(_RayWorker)
+        actor_cls = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=threads)(_RayWorker)
         self.actors = [actor_cls.remote(spec.to_dict(), ckpt_ref) for _ in range(workers)]
         self.workers = workers
 
@@ -177,14 +209,16 @@ class RayPool:
             while idle and todo:
                 i, a = todo.pop()
                 actor = idle.pop()
-                running[actor.evaluate.remote(i, a.to_json())] = actor
+                running[actor.evaluate.remote(i, a.to_json())] = (actor, i)
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
-                idle.append(running.pop(ref))
+                actor, i = running.pop(ref)
+                idle.append(actor)
                 try:
-                    yield ray.get(ref)
+                    result = ray.get(ref)
                 except Exception as e:
-                    raise ScaleNASError(f"evaluation failed on a Ray worker: {type(e).__name__}: {e}") from e
+                    raise _ray_failure(e, archs[i]) from e
+                yield result
 
     def close(self) -> None:
         for a in self.actors:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 USAGE = ("scalenas search SUPERNET_CKPT [CONFIG.yaml] [KEY=VALUE ...] -o RUN [--resume] [--workers N]\n"
@@ -72,7 +71,7 @@ def _pick(args) -> int:
     from scalenas.errors import ScaleNASError
     from scalenas.search.runner import pick
     from scalenas.space.arch import Arch
-    from scalenas.utils.io import atomic_write_text
+    from scalenas.utils.io import atomic_write_text, dumps_json
 
     if len(args.rest) != 1:
         raise ScaleNASError("search pick: give exactly one search run folder (scalenas search pick RUN ...)")
@@ -82,7 +81,7 @@ def _pick(args) -> int:
     best = pick(run_dir, args.max_gflops, args.max_params_m, args.max_latency_ms)
     arch = Arch.from_dict(best["arch"], where=f"{run_dir} arch {best['hash']}")
     info = {k: v for k, v in best.items() if k != "arch"}
-    print(json.dumps(info, indent=1))
+    print(dumps_json(info, indent=1))
     if args.output:
         atomic_write_text(args.output, arch.to_json(indent=1) + "\n")
         print(f"arch {arch.hash} written to {args.output}")

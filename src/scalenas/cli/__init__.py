@@ -11,7 +11,7 @@ import sys
 
 from scalenas.errors import ScaleNASError
 
-COMMANDS = ["info", "draw", "data", "train_supernet", "search", "extract", "export", "eval", "predict", "demo"]
+COMMANDS = ["info", "draw", "archs", "data", "train_supernet", "search", "extract", "export", "eval", "predict", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

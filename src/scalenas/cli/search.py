@@ -69,10 +69,10 @@ def run(args) -> int:
 
 
 def _pick(args) -> int:
+    from scalenas.deploy.arch_files import write_arch_file
     from scalenas.errors import ScaleNASError
     from scalenas.search.runner import pick
     from scalenas.space.arch import Arch
-    from scalenas.deploy.arch_files import write_arch_file
     from scalenas.utils.io import dumps_json
 
     if len(args.rest) != 1:

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from _common import machine, print_table  # noqa: E402
 from scalenas.train.quickrun import quick_supernet_run  # noqa: E402
+from scalenas.utils.io import dumps_json  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
 
 SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16, "stage1_blocks": 1}
@@ -82,9 +83,9 @@ def main():
         print(f"chance (the most frequent class everywhere): val mIoU {chance:.2f}")
     print(f"median training throughput {ips:.1f} img/s; first/last loss {r['losses'][0]:.4f} / {r['losses'][-1]:.4f}")
     if args.json:
-        print(json.dumps({"before": r["before"], "after": r["after"], "metric": r["metric"], "steps": args.steps,
+        print(dumps_json({"before": r["before"], "after": r["after"], "metric": r["metric"], "steps": args.steps,
                           "train_img_per_s": ips, "wall_s": wall,
-                          "chance": chance}))
+                          "chance": chance}, indent=None))
 
 
 if __name__ == "__main__":

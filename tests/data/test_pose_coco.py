@@ -107,3 +107,13 @@ def test_annotation_for_unlisted_image(tmp_path):
     ann, img = _dataset(tmp_path, anns)
     with pytest.raises(ScaleNASError, match="annotation 8 refers to image 1234"):
         CocoKeypoints(ann, img, coco())
+
+
+def test_category_id_is_optional_and_annotation_id_is_required(tmp_path):
+    anns = [{"id": 4, "image_id": 42, "keypoints": _kps({0: (40, 25, 2)})}]  # no category_id, as in the doc
+    ann, img = _dataset(tmp_path, anns)
+    ds = CocoKeypoints(ann, img, coco())
+    assert ds.coco.anns[4]["category_id"] == 1 and len(ds.subset([42]).anns) == 1
+    ann, img = _dataset(tmp_path, [{"image_id": 42, "keypoints": _kps({0: (40, 25, 2)})}])
+    with pytest.raises(ScaleNASError, match=r"ann\.json: an annotation of image 42 has no 'id'"):
+        CocoKeypoints(ann, img, coco())

@@ -61,3 +61,22 @@ def test_pick_budget_conventions(search_run):
         pick_from_run(search_run, min(r["gflops_2p30"] for r in recs) / 2)
     with pytest.raises(ScaleNASError, match="convention"):
         pick_from_run(search_run, g, convention="GMAC")
+
+
+def test_search_pick_file_names_its_run_in_the_model_card(synth_ckpt, search_run, tmp_path, h):
+    """The arch written by 'search pick -o' keeps its origin through extract (not 'search run: None')."""
+    import os
+
+    from scalenas.space.arch import Arch
+
+    assert h.cli("search", "pick", search_run, "-o", tmp_path / "arch.json") == 0
+    arch = Arch.load(str(tmp_path / "arch.json"))
+    assert arch.hash == pick(search_run)["hash"]
+    assert h.cli("extract", synth_ckpt, tmp_path / "arch.json", "-o", tmp_path / "m", "--no-calibrate",
+                 "--latency-iters", "0") == 0
+    origin = json.loads((tmp_path / "m" / "card.json").read_text())["provenance"]["arch_origin"]
+    assert origin == {"kind": "search", "run_dir": os.path.abspath(search_run), "record": arch.hash,
+                      "file": str(tmp_path / "arch.json")}
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert f"- arch: picked from search run `{os.path.abspath(search_run)}`, record `{arch.hash}`" in card
+    assert "None" not in card.split("## Provenance")[1].split("- created")[0]

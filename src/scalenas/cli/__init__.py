@@ -13,7 +13,7 @@ import sys
 
 from scalenas.errors import ScaleNASError, user_message
 
-COMMANDS = ["info", "draw", "data", "train_supernet", "search", "extract", "export", "eval", "predict", "demo"]
+COMMANDS = ["info", "draw", "archs", "data", "train_supernet", "search", "extract", "export", "eval", "predict", "demo"]
 
 
 class CommandParser(argparse.ArgumentParser):

@@ -1,7 +1,6 @@
 """``scalenas eval``: a model dir's metric with its task's evaluation (eager PyTorch or ONNX Runtime)."""
 from __future__ import annotations
 
-import json
 import os
 
 from scalenas.cli.extract import add_data_arg
@@ -38,7 +37,7 @@ def run(args) -> int:
     from scalenas.deploy.extract import evaluate_net, resolve_device
     from scalenas.deploy.model_dir import load_model
     from scalenas.deploy.runtime import OnnxModule, build_model_task
-    from scalenas.utils.io import atomic_write_json
+    from scalenas.utils.io import atomic_write_json, dumps_json
 
     device = resolve_device(args.device)
     lm = load_model(args.model_dir, device)
@@ -60,7 +59,7 @@ def run(args) -> int:
     metrics = {k: x for k, x in ((k, _scalar(v)) for k, v in metrics.items()) if x is not None}
     name = task.metric_name
     print(f"{name} = {metrics[name]!r} on split {args.split} ({backend}; arch {lm.arch.hash})")
-    print(json.dumps(metrics, indent=1))
+    print(dumps_json(metrics, indent=1))
     if args.json:
         atomic_write_json(args.json, {"metric": name, "value": metrics[name], "split": args.split,
                                       "max_images": max_images, "backend": backend,

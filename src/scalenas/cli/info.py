@@ -4,12 +4,12 @@ With no argument, lists every preset with its published and computed figures.
 """
 from __future__ import annotations
 
-import json
 import sys
 
 from scalenas.cli._target import Target, add_target_args, resolve_target
 from scalenas.nets.registry import get_preset, list_presets
 from scalenas.space.profile import Profile, profile
+from scalenas.utils.io import dumps_json
 
 
 def add_parser(sub):
@@ -134,7 +134,8 @@ def run(args) -> int:
             raise ScaleNASError("--head/--input/--width need a NAME or ARCH argument")
         rows = preset_rows()
         if args.json:
-            print(json.dumps({"presets": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]}))
+            rows_out = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+            print(dumps_json({"presets": rows_out}, indent=None))
         else:
             _print_presets(rows)
         return 0
@@ -142,7 +143,7 @@ def run(args) -> int:
     prof = profile(t.space, t.arch, t.head, t.input_hw)
     info = target_info(t, prof)
     if args.json:
-        print(json.dumps(info))
+        print(dumps_json(info, indent=None))
     else:
         _print_target(t, info, prof)
     return 0

@@ -1,7 +1,12 @@
-"""``scalenas predict``: overlays and JSON predictions for image files, from the model dir or its ONNX export."""
+"""``scalenas predict``: overlays and JSON predictions for image files, from the model dir or its ONNX export.
+
+One bad image does not abort a batch: each failure is reported in one line naming the file, the other
+images are still predicted, and the exit code is 2 when any image failed.
+"""
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
@@ -15,12 +20,16 @@ def add_parser(sub):
                     "pose: people with keypoints, decoded and grouped in Python) and write OUT/<name>_overlay.png "
                     "and OUT/<name>.json. Array-valued fields (e.g. a mask) are written beside the JSON as PNG or "
                     ".npy and referenced by file name. --onnx runs the exported graph with ONNX Runtime instead "
-                    "of PyTorch. No dataset is needed.")
+                    "of PyTorch. No dataset is needed. An image that cannot be read or predicted is reported in "
+                    "one line and skipped; the exit code is then 2.")
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder")
     p.add_argument("--onnx", metavar="FILE", help="use this ONNX export instead of the PyTorch weights")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--min-score", type=float, default=None, metavar="S",
+                   help="pose models: draw only the people scoring at least S (default 0.1); the JSON keeps "
+                        "every detection with its score")
     return p
 
 
@@ -61,13 +70,11 @@ def jsonable(obj, out_dir: str, stem: str, key: str = "value"):
 
 
 def run(args) -> int:
-    import cv2
     import torch
 
     from scalenas.deploy.extract import resolve_device
     from scalenas.deploy.model_dir import load_model, read_meta
     from scalenas.deploy.runtime import OnnxModule, build_model_task
-    from scalenas.utils.io import atomic_write_json
 
     device = resolve_device(args.device)
     if args.onnx:
@@ -77,19 +84,42 @@ def run(args) -> int:
     else:
         lm = load_model(args.model_dir, device)
         meta, forward, dev = lm.meta, lm.net, device
+    vis_kw = {}
+    if args.min_score is not None:
+        if not str(meta["head"].get("kind", "")).startswith("pose"):
+            raise ScaleNASError(f"--min-score applies to pose models; {args.model_dir} has a "
+                                f"{meta['head'].get('kind')} head")
+        vis_kw["min_score"] = args.min_score
     task = build_model_task(meta, args.model_dir, need_data=False)
     os.makedirs(args.out, exist_ok=True)
+    failed = 0
     for path, stem in zip(args.images, _stems(args.images)):
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise ScaleNASError(f"{path}: cannot read as an image")
-        with torch.no_grad():
-            pred = task.predict(forward, image, device=dev)
-        overlay = os.path.join(args.out, f"{stem}_overlay.png")
-        task.visualise(image, pred, overlay)
-        doc = {"image": os.path.abspath(path), "model_dir": os.path.abspath(args.model_dir),
-               "arch_hash": meta.get("arch_hash"), "backend": f"onnxruntime ({args.onnx})" if args.onnx else "torch",
-               "overlay": os.path.basename(overlay), "prediction": jsonable(pred, args.out, stem)}
-        atomic_write_json(os.path.join(args.out, f"{stem}.json"), doc)
-        print(f"{path} -> {overlay}")
+        try:
+            with torch.no_grad():
+                overlay = _predict_one(task, forward, dev, path, stem, args, meta, vis_kw)
+        except ScaleNASError as e:
+            failed += 1
+            print(f"scalenas predict: error: {e}", file=sys.stderr, flush=True)
+            continue
+        print(f"{path} -> {overlay}", flush=True)
+    if failed:
+        print(f"scalenas predict: {failed} of {len(args.images)} images failed", file=sys.stderr)
+        return 2
     return 0
+
+
+def _predict_one(task, forward, dev, path: str, stem: str, args, meta: dict, vis_kw: dict) -> str:
+    """Predict one image and write its overlay and JSON; returns the overlay path. A file that is not
+    a readable image raises ``ScaleNASError`` naming it (decoded from bytes, so OpenCV prints nothing)."""
+    from scalenas.data.seg_folder import read_image
+    from scalenas.utils.io import atomic_write_json
+
+    image = read_image(path)
+    pred = task.predict(forward, image, device=dev)
+    overlay = os.path.join(args.out, f"{stem}_overlay.png")
+    task.visualise(image, pred, overlay, **vis_kw)
+    doc = {"image": os.path.abspath(path), "model_dir": os.path.abspath(args.model_dir),
+           "arch_hash": meta.get("arch_hash"), "backend": f"onnxruntime ({args.onnx})" if args.onnx else "torch",
+           "overlay": os.path.basename(overlay), "prediction": jsonable(pred, args.out, stem)}
+    atomic_write_json(os.path.join(args.out, f"{stem}.json"), doc)
+    return overlay

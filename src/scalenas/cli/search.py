@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 USAGE = ("scalenas search SUPERNET_CKPT [CONFIG.yaml] [KEY=VALUE ...] -o RUN [--resume] [--workers N]\n"
@@ -32,7 +31,8 @@ GFLOPs are multiply-adds at search.input_hw: gflops_2p30 divides by 2^30 (ScaleN
 gflops_1e9 by 1e9 (HigherHRNet). Constraints use gflops_2p30.
 
 pick: the best-metric evaluated arch of RUN under the budget(s), printed as JSON; -o writes its
-arch JSON (loadable by every command that takes an arch).
+arch JSON with an "origin" naming the run, which extract copies into the model card (loadable by
+every command that takes an arch).
 """
 
 
@@ -69,10 +69,11 @@ def run(args) -> int:
 
 
 def _pick(args) -> int:
+    from scalenas.deploy.arch_files import write_arch_file
     from scalenas.errors import ScaleNASError
     from scalenas.search.runner import pick
     from scalenas.space.arch import Arch
-    from scalenas.utils.io import atomic_write_text
+    from scalenas.utils.io import dumps_json
 
     if len(args.rest) != 1:
         raise ScaleNASError("search pick: give exactly one search run folder (scalenas search pick RUN ...)")
@@ -82,9 +83,10 @@ def _pick(args) -> int:
     best = pick(run_dir, args.max_gflops, args.max_params_m, args.max_latency_ms)
     arch = Arch.from_dict(best["arch"], where=f"{run_dir} arch {best['hash']}")
     info = {k: v for k, v in best.items() if k != "arch"}
-    print(json.dumps(info, indent=1))
+    print(dumps_json(info, indent=1))
     if args.output:
-        atomic_write_text(args.output, arch.to_json(indent=1) + "\n")
+        write_arch_file(args.output, arch, {"kind": "search", "run_dir": os.path.abspath(run_dir),
+                                            "record": best.get("hash")})
         print(f"arch {arch.hash} written to {args.output}")
     return 0
 

@@ -53,9 +53,9 @@ class CocoKeypoints:
         self.img_dir = img_dir
         self.info = info
         data = read_coco_json(ann_file)
+        self.category_id = self._category_id(data)
         self._validate(data)
         self.coco = coco_from_dict(data)
-        self.category_id = self._category_id(data)
         self.image_ids = sorted(self.coco.imgs)
         if check_images:
             for iid in self.image_ids:
@@ -83,6 +83,9 @@ class CocoKeypoints:
                 raise ScaleNASError(f"{f}: annotation {aid} has no image_id")
             if ann["image_id"] not in ids:
                 raise ScaleNASError(f"{f}: annotation {aid} refers to image {ann['image_id']}, which is not listed")
+            if "id" not in ann:  # pycocotools indexes annotations by id (evaluation would fail with a KeyError)
+                raise ScaleNASError(f"{f}: an annotation of image {ann['image_id']} has no 'id' (a unique integer)")
+            ann.setdefault("category_id", self.category_id)  # optional for one-category files, needed by COCOeval
             kps = ann.get("keypoints")
             crowd = bool(ann.get("iscrowd", 0))
             if kps is None:

@@ -19,7 +19,6 @@ function of the arguments: image and JSON bytes are identical for the same seed.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -29,7 +28,11 @@ from pycocotools import mask as mask_utils
 
 from scalenas.data.keypoint_info import coco
 from scalenas.errors import ScaleNASError
+<<<<<<< HEAD
 from scalenas.utils.io import make_output_dir
+=======
+from scalenas.utils.io import atomic_write_text, dumps_json
+>>>>>>> wt-outputs
 
 SPLITS = ("train", "val", "test")
 SHIFT = 4                      # cv2 sub-pixel drawing: coordinates carry 4 fractional bits
@@ -366,8 +369,8 @@ def generate(out: str, train: int = 200, val: int = 50, test: int = 50, size=(25
         doc = {"info": {"description": "scalenas synthetic bottom-up pose", "seed": seed, "split": split},
                "images": images, "annotations": anns, "categories": [category]}
         os.makedirs(os.path.join(out, "annotations"), exist_ok=True)
-        with open(os.path.join(out, "annotations", f"{split}.json"), "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
+        atomic_write_text(os.path.join(out, "annotations", f"{split}.json"),
+                          dumps_json(doc, indent=None, separators=(",", ":")))
     span = f"{min(heights):.0f}-{max(heights):.0f} px" if heights else "none"
     return (f"synth-pose: wrote {train}/{val}/{test} train/val/test images of {h}x{w} to {out} "
             f"({tot_people} people, heights {span}, {tot_crowd} crowd regions)")

@@ -7,7 +7,6 @@ import os
 import shutil
 
 from scalenas.space import Arch, SearchSpace
-from scalenas.utils.io import atomic_write_text
 
 
 def choose_picks(records: list[dict], hrnet_gflops: float) -> list[tuple[str, dict]]:
@@ -25,6 +24,7 @@ def choose_picks(records: list[dict], hrnet_gflops: float) -> list[tuple[str, di
 
 
 def deploy_models(kind: str, tdir: str, ckpt_path: str, search_dir: str, search_cfg: dict, cfg) -> list[dict]:
+    from scalenas.deploy.arch_files import write_arch_file
     from scalenas.deploy.export import export_model_dir
     from scalenas.deploy.extract import ExtractOptions, extract
     from scalenas.search.runner import load_run
@@ -45,7 +45,10 @@ def deploy_models(kind: str, tdir: str, ckpt_path: str, search_dir: str, search_
     for name, rec in chosen:
         arch = Arch.from_dict(rec["arch"])
         arch_file = os.path.join(arch_dir, f"{name.replace('<=', '_le_')}.json")
-        atomic_write_text(arch_file, arch.to_json(indent=1) + "\n")
+        origin = ({"kind": "space", "name": "hrnet", "width": space.width, "pose_rule": head_kind != "seg",
+                   "config": None} if name == "hrnet" else
+                  {"kind": "search", "run_dir": os.path.abspath(search_dir), "record": rec.get("hash")})
+        write_arch_file(arch_file, arch, origin)  # the model card then says where each arch came from
         mdir = os.path.join(tdir, "models", name.replace("<=", "_le_"))
         res = extract(ExtractOptions(checkpoint=ckpt_path, out=mdir, arch_file=arch_file, calibrate=True,
                                      calib_images=search_cfg["calib_images"],

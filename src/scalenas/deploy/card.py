@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from scalenas.deploy.arch_files import describe_origin
 from scalenas.space.profile import profile
 
 CARD_FORMAT = "scalenas.card/1"
@@ -46,6 +47,17 @@ def build_card(meta: dict, space, arch, head, latency: dict | None, metric: dict
         "normalisation": meta.get("normalisation"),
         "provenance": meta.get("provenance"),
     }
+
+
+def arch_origin(provenance: dict) -> dict | None:
+    """The recorded origin; model dirs written before origins were recorded have only the run or file."""
+    if provenance.get("arch_origin"):
+        return provenance["arch_origin"]
+    if provenance.get("search_run"):
+        return {"kind": "search", "run_dir": provenance["search_run"]}
+    if provenance.get("arch_file"):
+        return {"kind": "file", "file": provenance["arch_file"]}
+    return None
 
 
 def _fmt(v, nd=4):
@@ -107,7 +119,7 @@ def render_markdown(card: dict) -> str:
     lines += ["## Provenance", "",
               f"- supernet checkpoint: `{p.get('supernet_checkpoint')}` (SHA-256 `{p.get('supernet_sha256')}`, "
               f"step {p.get('supernet_step')})",
-              f"- search run: `{p.get('search_run')}`",
+              f"- arch: {describe_origin(arch_origin(p))}",
               f"- arch hash: `{card['arch_hash']}`",
               f"- created: {card.get('created')}",
               "- packages: " + ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items()), ""]

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from scalenas.deploy import model_dir as md
+from scalenas.deploy.arch_files import arch_file_origin
 from scalenas.deploy.card import build_card, render_markdown
 from scalenas.deploy.runtime import measure_latency, normalisation_of, portable_task
 from scalenas.errors import ScaleNASError
@@ -206,9 +207,11 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
                 f"metric will not be reproduced")
         log(f"picked {arch.hash} from {opts.pick_run}: {run_cfg.get('metric_name', 'metric')} {rec.get('metric')}, "
             f"{rec.get('gflops_2p30')} GFLOPs (MACs/2^30), latency {rec.get('latency_ms')} ms")
+        origin = {"kind": "search", "run_dir": os.path.abspath(opts.pick_run), "record": rec.get("hash")}
     else:
         arch = Arch.load(opts.arch_file)
         supernet.space.validate(arch, pose_rule=head.pose_rule, where=opts.arch_file)
+        origin = arch_file_origin(opts.arch_file)
     supernet.set_active(arch)  # validates the arch against the supernet's space and head
 
     task_cfg = apply_task_overrides(task_cfg, opts.data)
@@ -310,6 +313,7 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
             "supernet_step": ck.get("step"),
             "search_run": os.path.abspath(opts.pick_run) if opts.pick_run else None,
             "arch_file": os.path.abspath(opts.arch_file) if opts.arch_file else None,
+            "arch_origin": origin,
             "arch_hash": arch.hash,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv) if sys.argv else None,

@@ -17,7 +17,6 @@ code object is refused, never executed.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -31,7 +30,7 @@ from scalenas.errors import ScaleNASError
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.space import SearchSpace
-from scalenas.utils.io import read_json
+from scalenas.utils.io import dumps_json, read_json
 
 MODEL_FORMAT = "scalenas.model/1"
 META_FILE = "model.json"
@@ -286,4 +285,4 @@ def check_target(model_dir: str, overwrite: bool) -> None:
 
 
 def json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode("utf-8")
+    return (dumps_json(obj, indent=1) + "\n").encode("utf-8")

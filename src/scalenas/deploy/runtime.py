@@ -78,7 +78,7 @@ def portable_task(task, task_cfg: dict) -> tuple[dict, dict[str, bytes]]:
     ship in the model dir. Segmentation reads class names/palette from ``dataset_info.json`` under its
     root, so that file is written to the model dir (the root becomes the model dir at load time);
     bottom-up pose gets its keypoint definition inline and no split files."""
-    import json
+    from scalenas.utils.io import dumps_json
 
     cfg = dict(task_cfg)
     files: dict[str, bytes] = {}
@@ -86,7 +86,7 @@ def portable_task(task, task_cfg: dict) -> tuple[dict, dict[str, bytes]]:
     if name == "segmentation":
         if cfg.get("format", "folder") == "folder":
             info = task.info.model_dump(mode="json")
-            files["dataset_info.json"] = (json.dumps(info, indent=1) + "\n").encode()
+            files["dataset_info.json"] = (dumps_json(info, indent=1) + "\n").encode()
             for k in ("img_dir", "ann_dir", "img_suffix", "ann_suffix", "ignore_index"):
                 cfg.pop(k, None)  # already merged into the info written above
             cfg["info_file"] = "dataset_info.json"

@@ -11,7 +11,7 @@ import json
 import os
 
 from scalenas.errors import ScaleNASError
-from scalenas.utils.io import atomic_write_json, atomic_write_text, read_json
+from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, read_json
 
 STATE_FORMAT = "scalenas.search_state/1"
 
@@ -63,7 +63,7 @@ class JsonlLog:
         if self._f is None:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self._f = open(self.path, "a", encoding="utf-8")
-        self._f.write(json.dumps(rec, sort_keys=False) + "\n")
+        self._f.write(dumps_json(rec, indent=None) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
         self.records[rec[self.key]] = rec

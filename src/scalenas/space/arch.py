@@ -163,8 +163,11 @@ class Arch:
     @staticmethod
     def load(path: str) -> "Arch":
         d = read_json(path, "arch file")
-        if isinstance(d, dict) and "arch" in d and "modules" not in d:  # a model.json or a preset file
+        if isinstance(d, dict) and "arch" in d and "modules" not in d:  # a model.json, preset or `archs` file
             d = d["arch"]
+        elif isinstance(d, dict) and "origin" in d:
+            # ``search pick -o`` records where the arch came from beside it; deploy reads it, the arch does not
+            d = {k: v for k, v in d.items() if k != "origin"}
         return Arch.from_dict(d, where=str(path))
 
     @property

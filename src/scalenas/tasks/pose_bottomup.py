@@ -288,13 +288,15 @@ class BottomUpPoseTask(Task):
                 "people": [{"keypoints": kp.round(3).tolist(), "score": float(s)}
                            for kp, s in zip(people.keypoints, people.scores)]}
 
-    def visualise(self, image_bgr, prediction: dict, path: str) -> None:
-        from scalenas.viz.pose_overlay import save_overlay
+    def visualise(self, image_bgr, prediction: dict, path: str, min_score: float | None = None) -> None:
+        """Overlay of the people scoring at least ``min_score`` (default ``DEFAULT_MIN_SCORE``)."""
+        from scalenas.viz.pose_overlay import DEFAULT_MIN_SCORE, save_overlay
 
         people = prediction.get("people", [])
         kps = np.array([p["keypoints"] for p in people], np.float64).reshape(-1, self.info.num_joints, 3)
         save_overlay(path, image_bgr, self.info, kps, [p["score"] for p in people],
-                     threshold=self.cfg.inference.detection_threshold)
+                     threshold=self.cfg.inference.detection_threshold,
+                     min_score=DEFAULT_MIN_SCORE if min_score is None else min_score)
 
     def evaluate(self, model: torch.nn.Module, split: str, device: torch.device | str = "cpu",
                  max_images: int | None = None, out_dir: str | None = None) -> dict[str, float]:

@@ -6,7 +6,6 @@ atomic checkpoints with exact resume, a non-finite-loss guard, progress bar, Ten
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -26,7 +25,7 @@ from scalenas.train.distributed import (DistInfo, all_finite, cleanup, init_dist
                                         wrap_ddp)
 from scalenas.train.optim import build_optimizer, build_scheduler
 from scalenas.train.samplers import build_sampler
-from scalenas.utils.io import atomic_write_json, atomic_write_text, package_versions
+from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, package_versions
 from scalenas.utils.runtime import resolve_amp, setup_process
 
 
@@ -274,7 +273,7 @@ class _Logger:
             self.bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{rec['img_per_s']:.1f}", refresh=False)
         every = max(1, self.cfg.train.log_every)
         if step % every == 0 or step == self.cfg.train.steps:
-            self.jsonl.write(json.dumps(rec) + "\n")
+            self.jsonl.write(dumps_json(rec, indent=None) + "\n")
             self.jsonl.flush()
         if self.tb is not None:
             self.tb.add_scalar("loss/total", rec["loss"], step)

@@ -1,9 +1,16 @@
-"""Atomic file writes (temporary file in the same folder, fsync, rename), guarded JSON reads and run
-metadata."""
+"""Atomic file writes (temporary file in the same folder, fsync, rename), strict JSON, guarded JSON
+reads and run metadata.
+
+Strict JSON: Python's ``json`` writes ``NaN`` / ``Infinity`` by default, which is not JSON (RFC 8259)
+and which ``jq``, JavaScript and most other readers reject. A metric with no defined value (AP of a
+size bucket with no objects, a class absent from the split) is ``null`` instead; every JSON the
+project writes goes through :func:`dumps_json`.
+"""
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -40,6 +47,26 @@ def make_output_dir(path: str, what: str = "output folder") -> str:
     return path
 
 
+def strict_jsonable(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, +-inf; numpy scalars included) replaced by ``None``,
+    recursively through dicts, lists and tuples."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_jsonable(v) for v in obj]
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
+        return strict_jsonable(obj.item())  # numpy scalar (np.float32 is not a float subclass)
+    return obj
+
+
+def dumps_json(obj: Any, indent: int | None = 1, **kw) -> str:
+    """Strict JSON text: non-finite floats become ``null``; ``allow_nan=False`` then makes any that
+    slip past (a type the converter does not know) fail loudly instead of writing invalid JSON."""
+    return json.dumps(strict_jsonable(obj), indent=indent, allow_nan=False, **kw)
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
@@ -61,7 +88,7 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 def atomic_write_json(path: str, obj: Any, indent: int | None = 1) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+    atomic_write_text(path, dumps_json(obj, indent=indent) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:

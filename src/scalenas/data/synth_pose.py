@@ -28,11 +28,7 @@ from pycocotools import mask as mask_utils
 
 from scalenas.data.keypoint_info import coco
 from scalenas.errors import ScaleNASError
-<<<<<<< HEAD
-from scalenas.utils.io import make_output_dir
-=======
-from scalenas.utils.io import atomic_write_text, dumps_json
->>>>>>> wt-outputs
+from scalenas.utils.io import atomic_write_text, dumps_json, make_output_dir
 
 SPLITS = ("train", "val", "test")
 SHIFT = 4                      # cv2 sub-pixel drawing: coordinates carry 4 fractional bits

@@ -37,5 +37,6 @@ def run(args) -> int:
     cfg = validate_section(RunConfig, data)
     res = train_supernet(cfg, resume=args.resume)
     if res.get("checkpoint"):
-        print(f"supernet checkpoint: {res['checkpoint']} (step {res['steps']}, last loss {res['final_loss']:.4f})")
+        loss = "no step run" if res["final_loss"] is None else f"last loss {res['final_loss']:.4f}"
+        print(f"supernet checkpoint: {res['checkpoint']} (step {res['steps']}, {loss})")
     return 0

@@ -138,7 +138,7 @@ def _checkpoint_search_section(path: str) -> dict:
     """The ``search`` section of the training config stored in a supernet checkpoint (may be empty)."""
     from scalenas.utils.weights import read_weights
 
-    ck = read_weights(path, "supernet checkpoint", mmap=True)  # mmap: only the small config is read
+    ck = read_weights(path, "checkpoint", mmap=True)  # mmap: only the small config is read
     if not isinstance(ck, dict):
         return {}
     return dict((ck.get("config") or {}).get("search") or {})

@@ -68,6 +68,7 @@ class SupernetTrainer:
     def __init__(self, cfg: RunConfig, resume: str | None = None, info: DistInfo | None = None):
         self.cfg = cfg
         self.info = info or init_distributed(cfg.train.device)
+        self._caller_threads = torch.get_num_threads()  # restored by close(): the rule below is for training
         self.threads = setup_process(cfg.train.threads, loader_workers=cfg.train.workers)
         self.task = build_task(cfg.task)
         self.space = space_of(cfg)
@@ -246,6 +247,7 @@ class SupernetTrainer:
 
     def close(self):
         cleanup(self.info)
+        torch.set_num_threads(self._caller_threads)
 
 
 def truncate_jsonl(path: str, step: int) -> None:

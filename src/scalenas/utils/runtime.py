@@ -50,8 +50,9 @@ def default_threads(loader_workers: int = 0) -> int:
     at least 1, and at most ``OMP_NUM_THREADS`` when that is set.
 
     Oversubscription is expensive, not mildly slower: OpenMP threads spin-wait at barriers while a loader
-    worker holds their core. On a shared 2-core machine with 2 loader workers a training step measured
-    1.5-16 s with 2 threads and 0.2-0.45 s with 1 (bench/train_threads.py).
+    worker holds their core. On a shared 2-core machine with 2 loader workers a W8 supernet step took a
+    median 18.7 s with 2 threads and 0.83 s with 1 (bench/train_threads.py, README). Other processes'
+    load is not counted: the count must not change between a run and its resume.
     """
     share = max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
     n = max(1, share - max(0, int(loader_workers)))

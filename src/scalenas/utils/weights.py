@@ -84,16 +84,17 @@ def _torch_load(path: str, what: str, map_location: Any, mmap: bool, size: int) 
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap and is_zip_format)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
-            raise ScaleNASError(f"{path}: {_refusal(str(e))}") from None
+            raise ScaleNASError(f"{path}: {_refusal(str(e), path)}") from None
         raise _damaged(path, what, is_zip_format, e) from None
     except Exception as e:  # EOFError, RuntimeError from the zip reader, OSError, KeyError on junk ...
         raise _damaged(path, what, is_zip_format, e) from None
 
 
-def _refusal(msg: str) -> str:
+def _refusal(msg: str, path: str) -> str:
     m = _GLOBAL_RE.search(msg)
-    if m:
-        why = f"the file needs the global '{m.group(1)}', which is not on the safe list"
+    name = m.group(1) if m else _foreign_global(path)
+    if name:
+        why = f"the file needs the global '{name}', which is not on the safe list"
     else:
         d = _DETAIL_RE.search(msg)
         why = f"the pickle uses something a weights-only reader does not allow ({d.group(1).strip() if d else 'unknown'})"
@@ -101,8 +102,31 @@ def _refusal(msg: str) -> str:
             f"so the file may be malicious; prefer .safetensors)")
 
 
+def _foreign_global(path: str) -> str | None:
+    """The first global outside torch and collections that a plain pickle imports, found by listing its
+    opcodes (nothing is executed). Torch refuses such pickles at an opcode before naming the global."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                name = None
+                if op.name == "GLOBAL":
+                    name = str(arg).replace(" ", ".")
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    name = f"{strings[-2]}.{strings[-1]}"
+                elif isinstance(arg, str):
+                    strings.append(arg)
+                if name and not name.startswith(("torch.", "collections.")):
+                    return name
+    except Exception:  # not a plain pickle from here on: report torch's detail instead
+        pass
+    return None
+
+
 def _damaged(path: str, what: str, is_zip_format: bool, e: Exception) -> ScaleNASError:
-    if isinstance(e, EOFError) or "truncated" in str(e) or "Ran out of input" in str(e):
+    if isinstance(e, EOFError) or any(w in str(e) for w in ("truncated", "Ran out of input", "EOF")):
         return ScaleNASError(f"{path}: not a complete {what} (truncated: the data ends early)")
     if is_zip_format:
         return ScaleNASError(f"{path}: not a complete {what} (damaged archive: {_first_line(e)})")

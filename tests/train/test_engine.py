@@ -229,3 +229,14 @@ def test_zero_steps_saves_the_untrained_supernet(tmp_path, make_cfg):
     assert cli_main(["extract", res["checkpoint"], str(arch), "-o", str(tmp_path / "model"), "--calib-images", "4",
                      "--calib-batch-size", "4", "--latency-iters", "0"]) == 0
     assert json.loads((tmp_path / "model" / "model.json").read_text())["arch_hash"]
+
+
+def test_run_header_names_the_threads_and_restores_them(tmp_path, make_cfg, capsys, monkeypatch):
+    from scalenas.utils.runtime import usable_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    cfg = RunConfig.model_validate(make_cfg(tmp_path / "run", steps=1, threads=1, workers=0))
+    train_supernet(cfg)
+    assert f"threads: 1 (cores {usable_cores()}, loader workers 0, bf16: no)" in capsys.readouterr().out.splitlines()
+    assert torch.get_num_threads() == before  # the training rule does not leak into the caller

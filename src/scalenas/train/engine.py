@@ -262,7 +262,7 @@ def truncate_jsonl(path: str, step: int) -> None:
                 rec = json.loads(line)
             except json.JSONDecodeError:  # a line half-written when the run was killed
                 continue
-            if isinstance(rec, dict) and int(rec.get("step", 0)) <= step:
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
                 keep.append(line.rstrip("\n") + "\n")
     atomic_write_text(path, "".join(keep))
 

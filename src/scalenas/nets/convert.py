@@ -298,7 +298,8 @@ def convert_hrnet_state_dict(sd: dict, space: SearchSpace, head: HeadSpec | str 
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """A state dict from a ``.pth`` file (read safely by ``utils.weights.read_weights``), unwrapping training checkpoints."""
+    """A state dict from a ``.pth`` file (read by the safe ``utils.weights.read_weights``), unwrapping
+    training checkpoints."""
     path = os.fspath(path)
     obj = read_weights(path, "checkpoint")
     if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):

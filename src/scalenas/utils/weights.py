@@ -97,7 +97,8 @@ def _refusal(msg: str, path: str) -> str:
         why = f"the file needs the global '{name}', which is not on the safe list"
     else:
         d = _DETAIL_RE.search(msg)
-        why = f"the pickle uses something a weights-only reader does not allow ({d.group(1).strip() if d else 'unknown'})"
+        detail = d.group(1).strip() if d else "unknown"
+        why = f"the pickle uses something a weights-only reader does not allow ({detail})"
     return (f"refused: {why} (read as weights only: nothing was executed; a weights file never needs it, "
             f"so the file may be malicious; prefer .safetensors)")
 

@@ -46,7 +46,8 @@ def test_malicious_pickle_is_refused_and_not_run(model_copy, tmp_path):
     with open(model_copy / "model.pt", "wb") as f:
         pickle.dump(sd, f)  # plain pickle; torch.load reads legacy pickles too
     torch.save({"x": torch.zeros(1), "payload": _RunsCode(str(marker))}, model_copy / "model2.pt")
-    for name, why in (("model.pt", "does not allow"), ("model2.pt", "would call 'io.open'")):
+    for name in ("model.pt", "model2.pt"):  # a plain pickle, then torch's format
+        why = "needs the global 'io.open', which is not on the safe list"
         with pytest.raises(ScaleNASError, match=rf"{name}: refused: .*{why}") as e:
             read_weights(str(model_copy / name))
         assert "malicious" in str(e.value) and "nothing was executed" in str(e.value)
@@ -62,10 +63,10 @@ def test_truncated_safetensors(model_copy, h, capsys):
     w.write_bytes(data[: len(data) // 2])
     with pytest.raises(ScaleNASError, match="SHA-256"):  # the checksum in model.json catches it first
         load_model(str(model_copy))
-    with pytest.raises(ScaleNASError, match=r"model\.safetensors: (truncated|not a valid)"):
+    with pytest.raises(ScaleNASError, match=r"model\.safetensors: not a (complete weights file \(truncated|valid)"):
         load_model(str(model_copy), verify=False)
     w.write_bytes(data[:5])
-    with pytest.raises(ScaleNASError, match="truncated safetensors file"):
+    with pytest.raises(ScaleNASError, match=r"not a complete weights file \(truncated: 5 bytes"):
         read_weights(str(w))
     # through the CLI: a message, exit code 2, no traceback
     assert h.cli("eval", model_copy) == 2
@@ -135,3 +136,76 @@ def test_atomic_model_dir_writes(tmp_path):
     (tmp_path / "notes" / "x.txt").write_text("mine")
     with pytest.raises(ScaleNASError, match="not a model directory"):
         write_model_dir(str(tmp_path / "notes"), {"model.json": b"{}"}, overwrite=True)
+
+
+class _CallsSystem:
+    """Unpickling this would run a shell command (os.system): the classic malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def bad_ckpts(synth_ckpt, tmp_path):
+    """{file: the refusal it must get}: an empty, a truncated and a malicious checkpoint."""
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "empty.pt").write_bytes(b"")
+    data = open(synth_ckpt, "rb").read()
+    (d / "truncated.pt").write_bytes(data[: len(data) // 2])
+    torch.save({"model": {"w": torch.zeros(1)}, "payload": _CallsSystem(tmp_path / "pwned")}, d / "evil.pt")
+    yield {str(d / "empty.pt"): "not a complete checkpoint (empty file)",
+           str(d / "truncated.pt"): "not a complete checkpoint (truncated:",
+           str(d / "evil.pt"): f"refused: the file needs the global '{os.system.__module__}.system', which is not "
+                               f"on the safe list"}
+    assert not (tmp_path / "pwned").exists(), "the pickle payload ran"
+
+
+def _check_refusal(text, path, why):
+    assert "weights_only=False" not in text and "Traceback" not in text
+    lines = [x for x in text.splitlines() if x.strip()]
+    assert 1 <= len(lines) <= 2, text
+    assert f"{path}: {why}" in lines[-1], (text, why)
+
+
+def test_every_python_reader_refuses_the_same_way(bad_ckpts, h):
+    from scalenas.nets.convert import read_checkpoint
+    from scalenas.nets.init import init_supernet_from
+    from scalenas.nets.supernet import SuperScaleNet
+    from scalenas.train.checkpoint import load_checkpoint, load_supernet
+    from scalenas.train.engine import build_task
+
+    supernet = SuperScaleNet(h.tiny_space(), build_task(dict(h.SYNTH_TASK)).head)
+    readers = {"checkpoint": (load_checkpoint, load_supernet, read_checkpoint,
+                              lambda p: init_supernet_from(supernet, p)),
+               "weights file": (read_weights,)}  # the model dir's reader names what it reads
+    for path, why in bad_ckpts.items():
+        for what, fns in readers.items():
+            for read in fns:
+                with pytest.raises(ScaleNASError) as e:
+                    read(path)
+                _check_refusal(str(e.value), path, why.replace("checkpoint", what))
+
+
+def test_every_command_refuses_the_same_way(bad_ckpts, synth_ckpt, tmp_path, h, capsys):
+    import yaml
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "space": dict(h.TINY), "task": dict(h.SYNTH_TASK),
+                                   "train": {"steps": 1, "batch_size": 4, "workers": 0, "progress": False,
+                                             "tensorboard": False}}))
+    arch = tmp_path / "arch.json"
+    arch.write_text(h.sample_arch(3).to_json())
+    for path, why in bad_ckpts.items():
+        for argv in (("train-supernet", cfg, "--resume", path), ("train-supernet", cfg, f"model.pretrained={path}"),
+                     ("search", path, "-o", tmp_path / "s", "--quiet"),
+                     ("extract", path, arch, "-o", tmp_path / "m", *h.CALIB)):
+            capsys.readouterr()
+            assert h.cli(*argv) == 2, argv
+            out = capsys.readouterr()
+            assert "weights_only=False" not in out.out
+            _check_refusal(out.err, path, why)
+            assert out.err.startswith(f"scalenas {argv[0]}: error: {path}: ")

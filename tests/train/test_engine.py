@@ -43,6 +43,9 @@ def test_kill_and_resume_is_bit_identical(tmp_path, make_cfg):
     wa = ckpt.load_checkpoint(str(a / "run" / "checkpoints" / f"step_{steps:08d}.pt"))
     wb = ckpt.load_checkpoint(str(b / "run" / "checkpoints" / f"step_{steps:08d}.pt"))
     assert wa["step"] == wb["step"] == steps
+    la, lb = ([json.loads(x) for x in (d / "run" / "train_log.jsonl").read_text().splitlines()] for d in (a, b))
+    assert [r["step"] for r in lb] == [r["step"] for r in la] == [10, 20, 24]  # no step logged twice
+    assert [r["loss"] for r in lb] == [r["loss"] for r in la]
     for k, v in wa["model"].items():
         assert torch.equal(v, wb["model"][k]), k
     sa, sb = wa["optimizer"]["state"], wb["optimizer"]["state"]
@@ -76,9 +79,35 @@ def test_resume_auto_skips_a_corrupt_newest_checkpoint(tmp_path, make_cfg):
     train_supernet(cfg)
     newest = tmp_path / "run" / "checkpoints" / "step_00000008.pt"
     newest.write_bytes(newest.read_bytes()[:1000])  # truncated
-    assert ckpt.find_resume(str(tmp_path / "run")).endswith("step_00000004.pt")
+    unsafe = tmp_path / "run" / "checkpoints" / "step_00000009.pt"
+    torch.save({"step": 9, "payload": _RunsCode(str(tmp_path / "pwned"))}, unsafe)
+    path, skipped = ckpt.find_resume(str(tmp_path / "run"))
+    assert path.endswith("step_00000004.pt")
+    assert [os.path.basename(p) for p, _ in skipped] == ["step_00000009.pt", "step_00000008.pt"]
+    assert "needs the global 'io.open'" in skipped[0][1] and "not a complete checkpoint (truncated" in skipped[1][1]
     with pytest.raises(ScaleNASError, match="step_00000008.pt"):
         ckpt.load_checkpoint(str(newest))
+    # the resumed run says which checkpoints it skipped and why, one line each
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        SupernetTrainer(cfg, resume="auto")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"resume: skipped {skipped[0][1]}" and lines[1] == f"resume: skipped {skipped[1][1]}"
+    assert lines[2].startswith("resumed from") and lines[2].endswith("step_00000004.pt at step 4")
+    assert not (tmp_path / "pwned").exists()
+
+
+class _RunsCode:
+    """Unpickling this calls open(path, "w"): a stand-in for arbitrary code execution."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
 
 
 def test_loss_decreases_and_inactive_weights_are_untouched(tmp_path, make_cfg):
@@ -145,3 +174,70 @@ def test_schedules():
     assert ms(9) == 1.0 and abs(ms(10) - 0.1) < 1e-12 and abs(ms(25) - 0.01) < 1e-12
     wu = LRFactor(ScheduleCfg(name="constant", warmup_steps=10, warmup_factor=0.1), 30)
     assert abs(wu(0) - 0.1) < 1e-12 and abs(wu(5) - 0.55) < 1e-12 and wu(10) == 1.0
+
+
+def _steps_in_tb(tb_dir, tag="loss/total"):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir))
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_resume_from_an_earlier_checkpoint_truncates_the_logs(tmp_path, make_cfg):
+    """A run that went on past the checkpoint it is resumed from (as a killed run does) leaves no
+    duplicate step in train_log.jsonl or in the TensorBoard events."""
+    cfg = RunConfig.model_validate(make_cfg(tmp_path / "run", steps=8, log_every=1, tensorboard=True, keep_last=0))
+    first = train_supernet(cfg)
+    log = tmp_path / "run" / "train_log.jsonl"
+    with open(log, "a") as f:
+        f.write('{"step": 9, "loss": 0.')  # a half-written line of a killed run
+    again = train_supernet(cfg, resume=str(tmp_path / "run" / "checkpoints" / "step_00000004.pt"))
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["step"] for r in recs] == list(range(1, 9))
+    # the resumed steps are logged by the second run, which reproduces the first exactly
+    assert [r["loss"] for r in recs] == first["losses"][:4] + again["losses"]
+    assert again["losses"] == first["losses"][4:]
+    tb = _steps_in_tb(tmp_path / "run" / "tb")
+    assert [s for s, _ in tb] == list(range(1, 9))
+    assert [v for _, v in tb] == pytest.approx(first["losses"], rel=1e-6)
+
+
+def test_zero_steps_saves_the_untrained_supernet(tmp_path, make_cfg):
+    """train.steps=0: a step-0 checkpoint of the initial weights, that search and extract accept."""
+    from scalenas.cli import main as cli_main
+
+    d = make_cfg(tmp_path / "run", steps=0)
+    d["task"].update(num_search=8, num_val=4, num_test=4)
+    cfg = RunConfig.model_validate(d)
+    res = train_supernet(cfg)
+    assert res["steps"] == 0 and res["losses"] == [] and res["checkpoint"].endswith("step_00000000.pt")
+    state = ckpt.load_checkpoint(res["checkpoint"])
+    torch.manual_seed(cfg.seed)  # the engine's initialisation, rebuilt
+    fresh = SupernetTrainer(cfg).net.state_dict()
+    assert state["step"] == 0 and all(torch.equal(v, fresh[k]) for k, v in state["model"].items())
+    assert not (tmp_path / "run" / "train_log.jsonl").read_text()
+    out = tmp_path / "search"
+    assert cli_main(["search", res["checkpoint"], "initial=2", "population=2", "parents=2", "generations=0",
+                     "calib_images=4", "calib_batch_size=4", "workers=1", "-o", str(out), "--quiet"]) == 0
+    evaluated = [json.loads(x) for x in (out / "evaluations.jsonl").read_text().splitlines() if x.strip()]
+    assert sum(r["kind"] == "initial" for r in evaluated) == 2
+    assert json.loads((out / "pareto.json").read_text())["front"]
+    arch = tmp_path / "arch.json"
+    from scalenas.space.space import SearchSpace
+
+    arch.write_text(SearchSpace.from_dict(cfg.space.model_dump()).smallest().to_json())
+    assert cli_main(["extract", res["checkpoint"], str(arch), "-o", str(tmp_path / "model"), "--calib-images", "4",
+                     "--calib-batch-size", "4", "--latency-iters", "0"]) == 0
+    assert json.loads((tmp_path / "model" / "model.json").read_text())["arch_hash"]
+
+
+def test_run_header_names_the_threads_and_restores_them(tmp_path, make_cfg, capsys, monkeypatch):
+    from scalenas.utils.runtime import usable_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    cfg = RunConfig.model_validate(make_cfg(tmp_path / "run", steps=1, threads=1, workers=0))
+    train_supernet(cfg)
+    assert f"threads: 1 (cores {usable_cores()}, loader workers 0, bf16: no)" in capsys.readouterr().out.splitlines()
+    assert torch.get_num_threads() == before  # the training rule does not leak into the caller

@@ -47,8 +47,47 @@ def test_sequence_is_pure_function_of_seed_and_step():
 
 
 def test_cycle_restarts_every_epoch():
-    s = GroupedSampler(W32, seed=0, steps_per_cycle=7)
+    with pytest.warns(UserWarning, match="f0.8_d34, f0.8_d45, f0.2_d23, largest are never trained"):
+        s = GroupedSampler(W32, seed=0, steps_per_cycle=7)
     assert [s.group_index(t) for t in range(9)] == [0, 1, 2, 3, 4, 5, 6, 0, 1]
+
+
+def _tiny_run(run_dir, **sampler):
+    """6 images at batch 4 (one step per epoch) in a tiny space whose depth options make 11 groups."""
+    from scalenas.train.config import RunConfig
+
+    space = {"width": 8, "modules_per_stage": [1, 1, 1], "depth_choices": [1, 2], "stem_channels": 16,
+             "stage1_blocks": 1}
+    return RunConfig.model_validate({
+        "run_dir": str(run_dir), "seed": 1, "space": space,
+        "task": {"name": "synthetic-regression", "size": 32, "num_train": 6},
+        "sampler": {"depth_options": [[1], [2], [1, 2]], **sampler},
+        "train": {"steps": 11, "batch_size": 4, "workers": 0, "ckpt_every": 0, "log_every": 1, "progress": False,
+                  "tensorboard": False}})
+
+
+def test_short_epochs_train_every_group_by_default(tmp_path):
+    import json
+    import warnings
+
+    from scalenas.train.engine import SupernetTrainer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default never warns
+        tr = SupernetTrainer(_tiny_run(tmp_path / "run"))
+    assert tr.steps_per_epoch == 1 and len(tr.sampler.groups) == 11
+    tr.train()
+    logged = [json.loads(x)["group"] for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == [g.name for g in tr.sampler.groups]  # 11 steps: each group once, in cycle order
+
+
+def test_per_epoch_restart_warns_on_short_epochs(tmp_path):
+    from scalenas.train.engine import SupernetTrainer
+
+    with pytest.warns(UserWarning, match=r"an epoch has 1 step\(s\), fewer than the 11 sampling groups.*"
+                                         r"restart_every_epoch=false"):
+        tr = SupernetTrainer(_tiny_run(tmp_path / "run", restart_every_epoch=True))
+    assert {tr.sampler.archs_for(t)[0][1] for t in range(30)} == {"smallest"}
 
 
 def test_state_mismatch_is_refused():

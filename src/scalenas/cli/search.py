@@ -139,14 +139,9 @@ def _search(args) -> int:
 
 def _checkpoint_search_section(path: str) -> dict:
     """The ``search`` section of the training config stored in a supernet checkpoint (may be empty)."""
-    import torch
+    from scalenas.utils.weights import read_weights
 
-    from scalenas.errors import ScaleNASError
-
-    if not os.path.isfile(path):
-        raise ScaleNASError(f"{path}: supernet checkpoint not found")
-    try:  # mmap: only the small config is read, not the weights
-        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:
-        raise ScaleNASError(f"{path}: cannot load checkpoint safely ({type(e).__name__}: {str(e)[:200]})") from None
+    ck = read_weights(path, "checkpoint", mmap=True)  # mmap: only the small config is read
+    if not isinstance(ck, dict):
+        return {}
     return dict((ck.get("config") or {}).get("search") or {})

@@ -43,5 +43,6 @@ def run(args) -> int:
         validate_section(SearchCfg, cfg.search, "search")
     res = train_supernet(cfg, resume=args.resume)
     if res.get("checkpoint"):
-        print(f"supernet checkpoint: {res['checkpoint']} (step {res['steps']}, last loss {res['final_loss']:.4f})")
+        loss = "no step run" if res["final_loss"] is None else f"last loss {res['final_loss']:.4f}"
+        print(f"supernet checkpoint: {res['checkpoint']} (step {res['steps']}, {loss})")
     return 0

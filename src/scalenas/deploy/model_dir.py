@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.space import SearchSpace
 from scalenas.utils.io import dumps_json, read_json
+from scalenas.utils.weights import read_weights as read_any_weights
 
 MODEL_FORMAT = "scalenas.model/1"
 META_FILE = "model.json"
@@ -61,61 +61,11 @@ def weights_bytes(net: torch.nn.Module, metadata: dict[str, str] | None = None) 
 
 
 def read_weights(path: str) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file, or of a ``.pt``/``.pth`` state dict read without running code."""
-    if not os.path.isfile(path):
-        raise ScaleNASError(f"{path}: weights file not found")
-    if path.endswith(".safetensors"):
-        return _read_safetensors(path)
-    if path.endswith((".pt", ".pth", ".bin")):
-        return _read_pickle(path)
-    raise ScaleNASError(f"{path}: unknown weights format (expected .safetensors, or .pt/.pth)")
-
-
-def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load
-
-    with open(path, "rb") as f:
-        data = f.read()
-    # The header length is checked here first so that a truncated file gets a plain message; the
-    # library checks the rest (JSON header, offsets within the buffer, dtypes).
-    if len(data) < 8:
-        raise ScaleNASError(f"{path}: truncated safetensors file ({len(data)} bytes)")
-    n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8:
-        raise ScaleNASError(f"{path}: truncated or corrupt safetensors file (header says {n} bytes, "
-                            f"file holds {len(data) - 8} after the length field)")
-    try:
-        return load(data)
-    except Exception as e:  # SafetensorError, or a torch error on an invalid buffer
-        raise ScaleNASError(f"{path}: not a valid safetensors file ({type(e).__name__}: {str(e)[:200]})") from None
-
-
-_GLOBAL_RE = re.compile(r"(?:GLOBAL|global)\s+([\w.]+)")
-_DETAIL_RE = re.compile(r"WeightsUnpickler error:\s*([^\n]+(?:\n[^\n]+)?)")
-
-
-def _read_pickle(path: str) -> dict[str, torch.Tensor]:
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # protocol notices: the outcome is reported below either way
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        msg = str(e)
-        m = _GLOBAL_RE.search(msg)
-        if "Weights only load failed" in msg or m:
-            if m:
-                what = f"unpickling it would call '{m.group(1)}'"
-            else:
-                d = _DETAIL_RE.search(msg)
-                detail = d.group(1).strip() if d else "unknown"
-                what = f"the pickle uses something a weights-only reader does not allow ({detail})"
-            raise ScaleNASError(f"{path}: refused: {what}, which a weights file never needs (read with "
-                                f"weights_only=True, nothing was executed; the file may be malicious). Only tensors "
-                                f"and plain containers are accepted; prefer .safetensors") from None
-        raise ScaleNASError(f"{path}: cannot read weights ({type(e).__name__}: {msg[:200]}); the file is "
-                            f"truncated or not a torch weights file") from None
+    """Tensors of a ``.safetensors`` file, or of a ``.pt``/``.pth`` state dict read without running code
+    (by the one safe reader, ``utils.weights.read_weights``)."""
+    if os.path.isfile(path) and not path.endswith((".safetensors", ".pt", ".pth", ".bin")):
+        raise ScaleNASError(f"{path}: unknown weights format (expected .safetensors, or .pt/.pth)")
+    obj = read_any_weights(path, "weights file")
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):  # a training checkpoint: the weights are one entry of it
             if isinstance(obj.get(key), dict):

@@ -47,6 +47,7 @@ from scalenas.errors import ScaleNASError
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.space import SearchSpace
+from scalenas.utils.weights import read_weights
 
 _PREFIXES = ("module.", "model.")  # DataParallel / DDP wrappers; HRNet-Seg's FullModel wrapper
 
@@ -297,14 +298,10 @@ def convert_hrnet_state_dict(sd: dict, space: SearchSpace, head: HeadSpec | str 
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """A state dict from a ``.pth`` file (``torch.load(weights_only=True)``), unwrapping training checkpoints."""
+    """A state dict from a ``.pth`` file (read by the safe ``utils.weights.read_weights``), unwrapping
+    training checkpoints."""
     path = os.fspath(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as e:
-        raise ScaleNASError(f"{path}: checkpoint not found") from e
-    except Exception as e:  # weights_only refuses arbitrary objects; report, never fall back to full pickle
-        raise ScaleNASError(f"{path}: cannot read as a weights-only checkpoint ({type(e).__name__}: {e})") from e
+    obj = read_weights(path, "checkpoint")
     if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         for key in ("state_dict", "model", "best_state_dict", "model_state"):
             if isinstance(obj.get(key), dict):

@@ -13,6 +13,7 @@ import os
 import torch
 
 from scalenas.errors import ScaleNASError
+from scalenas.utils.weights import read_weights
 
 
 def _read_state_dict(path: str) -> tuple[dict, str]:
@@ -21,17 +22,8 @@ def _read_state_dict(path: str) -> tuple[dict, str]:
     if os.path.isdir(path):
         path = os.path.join(path, "model.safetensors")
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(path), "scalenet"
-        except Exception as e:
-            raise ScaleNASError(f"{path}: cannot read safetensors ({e})") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ScaleNASError(f"{path}: cannot load safely with weights_only=True ({type(e).__name__}: "
-                            f"{str(e)[:200]})") from None
+        return read_weights(path, "weights file"), "scalenet"
+    obj = read_weights(path, "checkpoint")
     if isinstance(obj, dict) and "model" in obj and isinstance(obj.get("meta"), dict):
         return obj["model"], "supernet"
     for key in ("state_dict", "model_state_dict"):

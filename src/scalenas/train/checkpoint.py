@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically (temporary file, then rename), loadable with ``weights_only=True``.
+"""Checkpoints: written atomically (temporary file, then rename), read by the one safe reader
+(``utils.weights.read_weights``: ``torch.load(weights_only=True)``).
 
 A run directory holds ``checkpoints/step_00000100.pt`` files and a ``checkpoints/latest`` pointer
 written after each complete checkpoint. ``resume="auto"`` takes the newest one that loads.
@@ -15,6 +16,7 @@ import torch
 
 from scalenas.errors import ScaleNASError
 from scalenas.utils.io import atomic_torch_save, atomic_write_text
+from scalenas.utils.weights import read_weights
 
 CKPT_RE = re.compile(r"step_(\d+)\.pt$")
 
@@ -63,23 +65,23 @@ def list_checkpoints(run_dir: str) -> list[str]:
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
-    if not os.path.isfile(path):
-        raise ScaleNASError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated, tampered or not a checkpoint
-        raise ScaleNASError(f"{path}: cannot load checkpoint safely ({type(e).__name__}: {str(e)[:200]})") from None
+    ck = read_weights(path, "checkpoint", map_location)
+    if not isinstance(ck, dict):
+        raise ScaleNASError(f"{path}: not a scalenas checkpoint (holds a {type(ck).__name__}, not a dict)")
+    return ck
 
 
-def find_resume(run_dir: str) -> str | None:
-    """Newest checkpoint of ``run_dir`` that loads; a half-written or corrupt newest one is skipped."""
+def find_resume(run_dir: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """(newest checkpoint of ``run_dir`` that loads, [(path, why) for each newer one skipped]): a
+    half-written, corrupt or unsafe newest checkpoint is skipped, and the caller says so."""
+    skipped = []
     for path in reversed(list_checkpoints(run_dir)):
         try:
             load_checkpoint(path)
-            return path
-        except ScaleNASError:
-            continue
-    return None
+            return path, skipped
+        except ScaleNASError as e:
+            skipped.append((path, str(e)))
+    return None, skipped
 
 
 def load_supernet(path: str, map_location="cpu"):

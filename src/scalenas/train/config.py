@@ -32,7 +32,10 @@ class SamplerCfg(Strict):
     depth_options: Optional[list[list[int]]] = None  # None: the paper's [[2,3],[3,4],[4,5]] or consecutive pairs
     sandwich: bool = True
     smallest_fusion: Optional[float] = None  # None: 0.1 for segmentation, 0.0 for pose (reference)
-    restart_every_epoch: bool = True  # the reference restarts the group cycle every epoch
+    #: False: the group cycle runs on the global step, so every group is trained whatever the epoch length.
+    #: True restarts it every epoch, as the reference code does; an epoch shorter than the cycle (11 groups)
+    #: then never trains the later groups (a warning says which).
+    restart_every_epoch: bool = False
     fusion_prob: float = 0.5  # uniform / sandwich
     num_random: int = 2  # sandwich
 
@@ -63,7 +66,7 @@ class DistillCfg(Strict):
 
 
 class TrainCfg(Strict):
-    steps: int = Field(1000, ge=1, description="optimiser steps")
+    steps: int = Field(1000, ge=0, description="optimiser steps (0: save the untrained supernet, a baseline)")
     batch_size: int = Field(8, ge=1, description="images per step per process")
     accumulate: int = Field(1, ge=1)
     workers: int = 2
@@ -78,7 +81,8 @@ class TrainCfg(Strict):
     log_every: int = 10
     tensorboard: bool = True
     progress: bool = True
-    threads: Optional[int] = None
+    #: torch intra-op threads; None: utils.runtime.default_threads (the cores less the loader workers)
+    threads: Optional[int] = Field(None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     distill: DistillCfg = DistillCfg()
 

@@ -6,6 +6,7 @@ atomic checkpoints with exact resume, a non-finite-loss guard, progress bar, Ten
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -26,7 +27,7 @@ from scalenas.train.distributed import (DistInfo, all_finite, cleanup, init_dist
 from scalenas.train.optim import build_optimizer, build_scheduler
 from scalenas.train.samplers import build_sampler
 from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, package_versions
-from scalenas.utils.runtime import resolve_amp, setup_process
+from scalenas.utils.runtime import resolve_amp, setup_process, usable_cores
 
 
 def build_task(task_cfg: dict) -> Task:
@@ -67,7 +68,8 @@ class SupernetTrainer:
     def __init__(self, cfg: RunConfig, resume: str | None = None, info: DistInfo | None = None):
         self.cfg = cfg
         self.info = info or init_distributed(cfg.train.device)
-        setup_process(cfg.train.threads)
+        self._caller_threads = torch.get_num_threads()  # restored by close(): the rule below is for training
+        self.threads = setup_process(cfg.train.threads, loader_workers=cfg.train.workers)
         self.task = build_task(cfg.task)
         self.space = space_of(cfg)
         self.head = self.task.head
@@ -120,7 +122,11 @@ class SupernetTrainer:
         return teacher
 
     def _resume(self, resume: str):
-        path = ckpt.find_resume(self.cfg.run_dir) if resume == "auto" else resume
+        path = resume
+        if resume == "auto":
+            path, skipped = ckpt.find_resume(self.cfg.run_dir)
+            for why in (skipped if self.info.is_main else []):
+                print(f"resume: skipped {why[1]}", flush=True)
         if path is None:
             return
         state = ckpt.load_checkpoint(path, map_location=self.device)
@@ -169,6 +175,9 @@ class SupernetTrainer:
         it = iter(loader)
         logger = _Logger(self.cfg, info, self.step)
         self.amp = resolve_amp(t.amp, self.device)
+        if info.is_main:
+            print(f"threads: {self.threads} (cores {usable_cores()}, loader workers {t.workers}, "
+                  f"bf16: {'yes' if self.amp == 'bf16' else 'no'})", flush=True)
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16")
         largest = self.space.largest(self.head.pose_rule)
         history = []
@@ -238,10 +247,31 @@ class SupernetTrainer:
 
     def close(self):
         cleanup(self.info)
+        torch.set_num_threads(self._caller_threads)
+
+
+def truncate_jsonl(path: str, step: int) -> None:
+    """Keep only the records of steps ``<= step`` (atomically): a run resumed from the checkpoint at
+    ``step`` rewrites the later steps, which a killed run may already have logged."""
+    if not os.path.exists(path):
+        return
+    keep = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line half-written when the run was killed
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
+                keep.append(line.rstrip("\n") + "\n")
+    atomic_write_text(path, "".join(keep))
 
 
 class _Logger:
-    """Progress bar (rank 0), JSONL log and TensorBoard scalars (loss per sampling group, lr, throughput)."""
+    """Progress bar (rank 0), JSONL log and TensorBoard scalars (loss per sampling group, lr, throughput).
+
+    Both logs continue from ``start``: records of later steps (from a killed run, or a run that went
+    further than the checkpoint resumed from) are dropped, so no step appears twice."""
 
     def __init__(self, cfg: RunConfig, info: DistInfo, start: int):
         self.cfg, self.info = cfg, info
@@ -250,7 +280,9 @@ class _Logger:
         if not self.main:
             return
         os.makedirs(cfg.run_dir, exist_ok=True)
-        self.jsonl = open(os.path.join(cfg.run_dir, "train_log.jsonl"), "a", encoding="utf-8")
+        log_path = os.path.join(cfg.run_dir, "train_log.jsonl")
+        truncate_jsonl(log_path, start)
+        self.jsonl = open(log_path, "a", encoding="utf-8")
         if cfg.train.progress:
             from tqdm import tqdm
 
@@ -260,7 +292,8 @@ class _Logger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(os.path.join(cfg.run_dir, "tb"))
+                # readers (TensorBoard, EventAccumulator) drop the earlier files' events from purge_step on
+                self.tb = SummaryWriter(os.path.join(cfg.run_dir, "tb"), purge_step=start + 1)
             except ImportError:
                 self.tb = None
 

@@ -7,6 +7,7 @@ just the seed and the settings.
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -70,8 +71,10 @@ class GroupedSampler(Sampler):
     Group order follows the reference code: g0 smallest (fusion ``smallest_fusion``, min depth),
     g1..g9 the product fusion_options x depth_options shifted by one (g9 = first combination),
     g10 largest (all edges, max depth). ``sandwich=False`` keeps only the 9 middle groups.
-    The group index is ``(step mod steps_per_cycle) mod n_groups``; ``steps_per_cycle`` is the epoch
-    length, as the reference restarts the cycle every epoch (None: never restart).
+    The group index is ``step mod n_groups`` on the global step (``steps_per_cycle=None``, the default),
+    or ``(step mod steps_per_cycle) mod n_groups`` to restart the cycle every ``steps_per_cycle`` steps
+    as the reference does every epoch. A restart period shorter than the cycle never reaches the later
+    groups (6 images at batch 4 trained only the smallest subnet), so it warns naming them.
     """
 
     kind = "grouped"
@@ -102,6 +105,11 @@ class GroupedSampler(Sampler):
         self.sandwich = sandwich
         self.smallest_fusion = float(smallest_fusion)
         self.steps_per_cycle = steps_per_cycle
+        if steps_per_cycle and steps_per_cycle < len(groups):
+            never = ", ".join(g.name for g in groups[steps_per_cycle:])
+            warnings.warn(f"sampler.restart_every_epoch: an epoch has {steps_per_cycle} step(s), fewer than the "
+                          f"{len(groups)} sampling groups, so groups {never} are never trained; set "
+                          f"sampler.restart_every_epoch=false to cycle on the global step", UserWarning, stacklevel=2)
 
     def group_index(self, step: int) -> int:
         s = step % self.steps_per_cycle if self.steps_per_cycle else step

@@ -36,8 +36,35 @@ def _pin_opencv() -> None:
         pass
 
 
-def setup_process(num_threads: int | None = None) -> None:
-    """Idempotent: fix malloc; set torch intra-op threads (default: all cores, or OMP_NUM_THREADS)."""
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_threads(loader_workers: int = 0) -> int:
+    """Torch intra-op threads that never oversubscribe the cores: this process's share of the usable
+    cores (``LOCAL_WORLD_SIZE`` processes per node under torchrun), less one per busy loader worker,
+    at least 1, and at most ``OMP_NUM_THREADS`` when that is set.
+
+    Oversubscription is expensive, not mildly slower: OpenMP threads spin-wait at barriers while a loader
+    worker holds their core. On a shared 2-core machine with 2 loader workers a W8 supernet step took a
+    median 18.7 s with 2 threads and 0.83 s with 1 (bench/train_threads.py, README). Other processes'
+    load is not counted: the count must not change between a run and its resume.
+    """
+    share = max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+    n = max(1, share - max(0, int(loader_workers)))
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        n = min(n, int(omp))
+    return n
+
+
+def setup_process(num_threads: int | None = None, loader_workers: int = 0) -> int:
+    """Idempotent: fix malloc; set torch intra-op threads (``num_threads``, else :func:`default_threads`).
+    Returns the thread count."""
     global _DONE
     if not _DONE:
         fix_malloc()
@@ -45,9 +72,10 @@ def setup_process(num_threads: int | None = None) -> None:
         _DONE = True
     import torch
 
-    n = num_threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1
+    n = num_threads or default_threads(loader_workers)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    return n
 
 
 def native_bf16(device) -> bool:

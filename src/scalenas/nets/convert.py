@@ -31,7 +31,8 @@ of searched nets from HRNet weights). Pose models fuse only into branch 0 in the
 (``multi_scale_output=False``); a classification or segmentation checkpoint's other last-module edges
 are then reported as ignored. So are weights of blocks and edges the target arch has but whose
 results never reach its head (``space.liveness``; e.g. an HRNet pose checkpoint's
-``stage4.2.branches.1.3`` in ScaleNet-P1, whose branch 0 ends at step 3): the ScaleNet does not build them.
+``stage4.2.branches.1.3`` in ScaleNet-P1, whose last module has 3 blocks on branch 0): the ScaleNet
+does not build them.
 
 Fusion upsampling: HRNet, HigherHRNet and ScaleNAS use nearest; HRNet-Seg's own code interpolates
 bilinearly, so build the space with ``fuse_upsample="bilinear"`` to reproduce it exactly.

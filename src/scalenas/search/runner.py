@@ -66,8 +66,8 @@ def task_input_hw(task) -> tuple[int, int]:
 
 
 class CostModel:
-    """Costs of an arch, cached by hash: analytic effective params/FLOPs (``profile``), plus latency measured
-    or predicted. Measured latencies are persisted (``latency.jsonl``) so resumed runs reuse them."""
+    """Costs of an arch, cached by hash: analytic effective params/FLOPs (``profile``), plus latency
+    measured or predicted. Measured latencies are persisted (``latency.jsonl``) so resumed runs reuse them."""
 
     def __init__(self, space: SearchSpace, head: HeadSpec, input_hw, latency=None, latency_log: JsonlLog | None = None):
         self.space, self.head, self.input_hw = space, head, tuple(input_hw)

@@ -27,6 +27,26 @@ def test_info_lists_presets(capsys):
     assert {r["name"] for r in rows} == set(list_presets())
     assert all(r["match"] is not False for r in rows)
     assert sum(r["match"] is True for r in rows) == 11
+    # effective figures beside the published ones: lower only where a pose net has dead compute
+    lower = {r["name"] for r in rows if r["effective_params"] < r["params"]}
+    assert lower == {"scalenet-p1", "scalenet-p2"}
+    assert all(r["effective_params"] == r["params"] for r in rows if r["name"] not in lower)
+
+
+def test_info_effective_figures(capsys):
+    rc, out, _ = _run(capsys, "info", "scalenet-p1", "--json")
+    d = json.loads(out)
+    p = get_preset("scalenet-p1")
+    prof = profile(p.space, p.arch, p.head, p.input_hw)
+    assert (d["params"], d["macs"]) == (prof.params, prof.macs)  # published convention unchanged
+    assert (d["effective_params"], d["effective_macs"]) == (prof.effective_params, prof.effective_macs)
+    assert d["params"] - d["effective_params"] == 90_496
+    assert d["effective_gflops_2p30"] == pytest.approx(prof.effective_macs / 2**30, abs=1e-4)
+    rc, out, _ = _run(capsys, "info", "scalenet-p1")
+    assert "effective" in out and "28.39M params (28,393,137)" in out and "90,496 params" in out
+    rc, out, _ = _run(capsys, "info", "scalenet-s1", "--json")
+    d = json.loads(out)
+    assert (d["effective_params"], d["effective_macs"]) == (d["params"], d["macs"])
 
 
 def test_info_preset_text(capsys):

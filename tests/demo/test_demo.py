@@ -31,7 +31,7 @@ def test_demo_tiny_budget(tmp_path, capsys):
         assert main(["info", os.path.join(m["model_dir"], "model.json"), "--input", f"{h}x{w}", "--json"]) == 0
         info = json.loads(capsys.readouterr().out)
         assert info["arch_hash"] == m["hash"]
-        assert abs(info["gflops_2p30"] - m["gflops_2p30"]) < 5e-5 and info["params"] == m["params"]
+        assert abs(info["effective_gflops_2p30"] - m["gflops_2p30"]) < 5e-5 and info["effective_params"] == m["params"]
     main_pick = next(m for m in models if m.get("onnx"))
     assert os.path.exists(main_pick["onnx"]["path"]) and main_pick["onnx"]["parity_max_abs"] <= 1e-4
     assert main_pick["overlays"] and all(os.path.exists(p) for p in main_pick["overlays"])

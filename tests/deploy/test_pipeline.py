@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from scalenas.deploy.model_dir import load_model
 from scalenas.deploy.runtime import OnnxModule, natural_image
 from scalenas.search.calibrate import Calibrator
 from scalenas.train.checkpoint import load_supernet
@@ -77,6 +78,11 @@ def test_pose_head_extract_export_predict(pose_setup, tmp_path, h, capsys):
     assert meta["calibration"]["num_images"] == 4  # the tiny train split holds 4 images
     assert [o["name"] for o in meta["outputs"]] == ["heatmaps_tags", "heatmaps_half"]
     assert meta["predict_task"]["train"] is None and isinstance(meta["predict_task"]["keypoints"], dict)
+    # this arch computes 31,408 params' worth that never reach branch 0; the model neither holds nor counts them
+    card = json.loads((out / "card.json").read_text())
+    assert card["params"] == sum(p.numel() for p in load_model(str(out)).net.parameters())
+    assert card["flops"]["published_convention"]["params"] - card["params"] == 31_408
+    assert "published convention (dead compute counted)" in (out / "MODEL_CARD.md").read_text()
 
     assert h.cli("export", out) == 0
     ref = _supernet_path(ckpt, arch, task_cfg, 8, 4)

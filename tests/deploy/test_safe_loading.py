@@ -8,8 +8,14 @@ import shutil
 import pytest
 import torch
 
-from scalenas.deploy.model_dir import check_target, load_model, read_weights, write_model_dir
+from safetensors.torch import save
+
+from scalenas.deploy.model_dir import MODEL_FORMAT, check_target, load_model, read_weights, write_model_dir
 from scalenas.errors import ScaleNASError
+from scalenas.nets.scalenet import ScaleNet
+from scalenas.nets.supernet import SuperScaleNet
+from scalenas.space import SearchSpace
+from scalenas.space.arch import Arch, make_module
 
 
 @pytest.fixture
@@ -209,3 +215,30 @@ def test_every_command_refuses_the_same_way(bad_ckpts, synth_ckpt, tmp_path, h, 
             assert "weights_only=False" not in out.out
             _check_refusal(out.err, path, why)
             assert out.err.startswith(f"scalenas {argv[0]}: error: {path}: ")
+
+
+def test_model_dir_with_dead_pose_tensors_still_loads(tmp_path):
+    # Model dirs written before dead compute was dropped hold a pose net's last-module blocks and
+    # edges after branch 0's last fusion; they load, without those tensors, and compute the same.
+    space = SearchSpace(width=8, modules_per_stage=(1, 1, 1), depth_choices=(1, 2), stem_channels=16,
+                        stage1_blocks=1)
+    base = space.smallest(pose_rule=True)
+    last = make_module([1, 2, 2, 2], [["1111"], ["1111", "0100"], ["1111", "0010"], ["1111", "0001"]])
+    arch = Arch(base.modules[:-1] + (last,))
+    sn = SuperScaleNet(space, "pose-bottomup").set_active(arch).eval()
+    every_slot = {k for k in ScaleNet(space, arch, "seg", init="none").state_dict() if not k.startswith("head.")}
+    old = {k: v.contiguous() for k, v in sn.state_dict().items() if k in every_slot or k.startswith("head.")}
+    assert "stages.2.blocks.1.1.conv1.weight" in old and "stages.2.fuse.0.1_0.ops.0.0.weight" in old
+    d = tmp_path / "old"
+    d.mkdir()
+    (d / "model.safetensors").write_bytes(save(old))
+    meta = {"format": MODEL_FORMAT, "arch": arch.to_dict(), "space": space.to_dict(),
+            "head": {"kind": "pose-bottomup"}, "task": {"name": "synthetic-pose"}, "input_hw": [64, 64],
+            "normalisation": None, "weights": {"file": "model.safetensors"}}
+    (d / "model.json").write_text(json.dumps(meta))
+    net = load_model(str(d)).net
+    assert "stages.2.blocks.1.1.conv1.weight" not in net.state_dict()
+    assert "stages.2.fuse.0.1_0.ops.0.0.weight" not in net.state_dict()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(net(x), sn(x)))

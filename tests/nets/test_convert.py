@@ -3,6 +3,7 @@ independent functional HRNet that reads the ORIGINAL key names."""
 import importlib.util
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -10,8 +11,9 @@ import torch.nn.functional as F
 
 from scalenas.errors import ScaleNASError
 from scalenas.nets import ScaleNet, get_preset
-from scalenas.nets.convert import convert_hrnet_state_dict, format_report, load_hrnet_checkpoint
-from scalenas.space import SearchSpace, profile
+from scalenas.nets.convert import DEAD, convert_hrnet_state_dict, format_report, load_hrnet_checkpoint
+from scalenas.space import Arch, SearchSpace, profile
+from scalenas.space.arch import make_module
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data")
 
@@ -256,3 +258,25 @@ def test_shape_mismatch_and_unexpected_are_reported():
     assert rep.mismatched and not rep.ok
     assert "stage5.0.branches.0.0.conv1.weight" in rep.unexpected
     assert "shape mismatches" in format_report(rep)
+
+
+def test_pose_weights_of_dead_blocks_are_ignored_not_unexpected():
+    # HigherHRNet W8 into an arch whose last module ends branch 0 at step 3 of 4: the other branches'
+    # 4th blocks never reach the head, the net does not build them, and the report says so.
+    keys = H.hrnet_keys(8, "higher")
+    sd = {k: torch.empty(v, device="meta") for k, v in keys.items()}
+    space = SearchSpace(width=8)
+    hr = space.hrnet(pose_rule=True)
+    last = make_module([3, 4, 4, 4], [["1000", "1000", "1111"]] + [[_self(i)] * 4 for i in (1, 2, 3)])
+    arch = Arch(hr.modules[:-1] + (last,))
+    new_sd, rep = convert_hrnet_state_dict(sd, space, "pose-bottomup", arch)
+    dead = {k for k in keys if re.match(r"stage4\.2\.branches\.[123]\.3\.", k)}
+    assert dead and set(rep.ignored) == dead and set(rep.ignored.values()) == {DEAD}
+    assert rep.unexpected == [k for k in keys if k.startswith("stage4.2.branches.0.3.")]  # no slot 3 on branch 0
+    assert not rep.missing and not rep.mismatched
+    assert "stages.7.fuse.2.0_3.ops.0.0.weight" in new_sd and "stages.7.blocks.1.2.conv1.weight" in new_sd
+    assert f"{len(dead)} x {DEAD}" in format_report(rep)
+
+
+def _self(i):
+    return "".join("1" if b == i else "0" for b in range(4))

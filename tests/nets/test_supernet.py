@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from scalenas.nets import get_preset
+from scalenas.nets import ScaleNet, get_preset
 from scalenas.nets.supernet import SuperScaleNet
 from scalenas.space import SearchSpace
 
@@ -100,3 +100,41 @@ def test_supernet_holds_every_slot_and_edge():
         assert [len(b) for b in stage.blocks] == [SPACE.max_depth] * nb
         assert len(stage.fuse) == SPACE.max_depth
         assert all(len(step) == nb * (nb - 1) for step in stage.fuse)
+
+
+@pytest.mark.parametrize("head", ["pose-topdown", "pose-bottomup"])
+def test_extracted_pose_net_has_no_dead_parameters(head):
+    """A pose head reads branch 0 only: the extracted net holds no block or edge that runs after
+    branch 0's last fusion, every parameter gets a gradient, and it still equals the supernet."""
+    sn = SuperScaleNet(SPACE, head)
+    x = torch.randn(2, 3, 32, 32)
+    rng = random.Random(11)
+    p1 = get_preset("scalenet-p1").arch
+    archs = [p1, SPACE.largest(True)] + [SPACE.sample(rng, 0.5, pose_rule=True) for _ in range(2)]
+    for arch in archs:
+        sn.set_active(arch)
+        net = sn.extract(arch)
+        sn.eval(), net.eval()
+        with torch.no_grad():
+            assert _maxdiff(sn(x), net(x)) <= 1e-5, arch.hash
+        net.train().zero_grad(set_to_none=True)
+        _sum(net(x)).backward()
+        for name, p in net.named_parameters():
+            assert p.grad is not None and bool(p.grad.ne(0).any()), f"{arch.hash}: {name} is dead compute"
+    names = [n for n, _ in ScaleNet(SPACE, p1, head, init="none").named_parameters()]
+    assert any(n.startswith("stages.7.blocks.1.2.") for n in names)  # branch 1's live blocks and edges stay
+    assert any(n.startswith("stages.7.fuse.0.1_3.") for n in names) and any(n.startswith("stages.7.fuse.2.0_3.")
+                                                                             for n in names)
+    assert not any(n.startswith(("stages.7.blocks.1.3.", "stages.7.fuse.2.1_3.")) for n in names)
+    assert not any(n.startswith(("stages.7.blocks.1.3.", "stages.7.fuse.2.1_3."))
+                   for n, _ in sn.extract(p1).named_parameters())
+    # the supernet still has every slot
+    assert {"stages.7.blocks.1.3.conv1.weight", "stages.7.fuse.2.1_3.ops.0.0.weight"} <= set(sn.state_dict())
+
+
+def test_seg_net_keeps_every_slot_of_its_arch():
+    arch = get_preset("scalenet-s1").arch
+    net = ScaleNet(SPACE, arch, "seg", init="none")
+    for m, ma in enumerate(arch.modules):
+        assert [len(b) for b in net.stages[m].blocks] == list(ma.depth)
+        assert sum(len(step) for step in net.stages[m].fuse) == ma.num_edges()

@@ -4,6 +4,7 @@ import torch
 from scalenas.errors import ScaleNASError
 from scalenas.search.latency import (LatencySettings, LatencyTable, arch_features, feature_names, measure_latency,
                                      scalenet_builder)
+from scalenas.space.arch import Arch, make_module
 from scalenas.space.heads import HeadSpec
 from scalenas.space.space import SearchSpace
 
@@ -28,6 +29,20 @@ def test_features_count_ops():
     assert f["edge_1to0"] == 3 * 3 and f["edge_3to0"] == 3 and f["fuse_b0"] == 9
     s = dict(zip(feature_names(SPACE), arch_features(SPACE, SPACE.smallest())))
     assert s["fuse_b0"] == 0 and sum(v for k, v in s.items() if k.startswith("edge")) == 0
+
+
+
+def test_features_count_only_what_a_pose_net_runs():
+    # last module: branch 0 ends at step 0 (fusing every branch); the rest of the module is dead compute
+    big = SPACE.largest()
+    last = make_module([1, 3, 3, 3], [["1111"]] + [["1111", "1111", "".join("1" if b == i else "0" for b in range(4))]
+                                                   for i in (1, 2, 3)])
+    arch = Arch(big.modules[:-1] + (last,))
+    seg = dict(zip(feature_names(SPACE), arch_features(SPACE, arch, "seg")))
+    pose = dict(zip(feature_names(SPACE), arch_features(SPACE, arch, "pose-bottomup")))
+    assert (seg["blocks_b1"], pose["blocks_b1"]) == (9, 7)  # 3 + 3 + 3 blocks, of which the last 2 are dead
+    assert (seg["edge_0to1"], pose["edge_0to1"]) == (8, 6) and (seg["fuse_b1"], pose["fuse_b1"]) == (8, 6)
+    assert seg["edge_3to0"] == pose["edge_3to0"] == 1 and seg["blocks_b0"] == pose["blocks_b0"] == 7
 
 
 def test_table_predicts_measured_latency_on_held_out_archs(tmp_path):

@@ -45,3 +45,19 @@ def test_objective_parsing_and_constraints():
     c = Constraints(max_gflops=2.5, min_gflops=1.0, max_params_m=3.0)
     assert c.ok(rec) and not c.ok({**rec, "params_m": 3.5})
     assert c.violations({**rec, "gflops_2p30": 0.5}) == ["gflops_2p30 0.5 < 1"]
+
+
+def test_cost_objectives_are_the_effective_figures():
+    # ScaleNet-P1 computes 90,496 params after branch 0's last fusion that its built net does not hold
+    from scalenas.nets import get_preset
+    from scalenas.search.runner import CostModel
+    from scalenas.space import profile
+
+    p = get_preset("scalenet-p1")
+    c = CostModel(p.space, p.head, p.input_hw)(p.arch)
+    prof = profile(p.space, p.arch, p.head, p.input_hw)
+    assert (c["params"], c["macs"]) == (prof.effective_params, prof.effective_macs)
+    assert (prof.params - c["params"], prof.macs - c["macs"]) == (90_496, 57_409_536)
+    vals = objective_values({**c, "metric": 1.0}, parse_objectives(["metric", "params", "gflops"]))
+    assert vals["gflops"] == prof.effective_gflops_2p30 < prof.gflops_2p30
+    assert vals["params"] == prof.effective_params_m < prof.params_m

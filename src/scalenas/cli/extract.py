@@ -31,11 +31,12 @@ def add_parser(sub):
     p.add_argument("-o", "--out", required=True, metavar="MODEL_DIR", help="output model directory")
     g = p.add_argument_group("pick from a search run")
     g.add_argument("--pick", metavar="RUN", help="search run directory (config.yaml, evaluations.jsonl, pareto.json)")
-    g.add_argument("--max-gflops", type=float, metavar="X", help="GFLOPs budget")
+    g.add_argument("--max-gflops", type=float, metavar="X",
+                   help="GFLOPs budget (effective: what the extracted net runs)")
     g.add_argument("--gflops-convention", choices=("2p30", "1e9"), default="2p30",
                    help="unit of --max-gflops: MACs/2^30 (ScaleNAS, default) or MACs/1e9 (HigherHRNet)")
     g.add_argument("--max-latency-ms", type=float, metavar="Y", help="latency budget (the search's measurement)")
-    g.add_argument("--max-params-m", type=float, metavar="M", help="parameter budget in millions")
+    g.add_argument("--max-params-m", type=float, metavar="M", help="parameter budget in millions (effective)")
     c = p.add_argument_group("BN calibration")
     c.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="keep the supernet's shared BN statistics (not recommended)")

@@ -16,7 +16,8 @@ def add_parser(sub):
     p = sub.add_parser(
         "info", help="params, GFLOPs and structure of a preset or an arch file",
         description="Print params and GFLOPs (as MACs/2^30, the ScaleNAS/HRNet convention, and MACs/1e9, the "
-                    "HigherHRNet convention), the depth table (module x branch), blocks and active fusion edges. "
+                    "HigherHRNet convention; published convention, and effective: what the built net runs, without "
+                    "a pose net's dead compute), the depth table (module x branch), blocks and active fusion edges. "
                     "TARGET is a preset name, an arch JSON, a model.json/preset-format JSON with a 'space', or an "
                     "official .npy mask. Without TARGET, list the presets with published vs computed figures.")
     p.add_argument("target", nargs="?", metavar="NAME|ARCH", help="preset name or arch file (omit to list presets)")
@@ -38,6 +39,9 @@ def target_info(t: Target, prof: Profile) -> dict:
            "input": f"{t.input_hw[0]}x{t.input_hw[1]}", "input_hw": list(t.input_hw), "space": t.space.to_dict(),
            "params": prof.params, "params_m": round(prof.params / 1e6, 4), "macs": prof.macs,
            "gflops_2p30": round(prof.gflops_2p30, 4), "gflops_1e9": round(prof.gflops_1e9, 4),
+           "effective_params": prof.effective_params, "effective_params_m": round(prof.effective_params_m, 4),
+           "effective_macs": prof.effective_macs, "effective_gflops_2p30": round(prof.effective_gflops_2p30, 4),
+           "effective_gflops_1e9": round(prof.effective_gflops_1e9, 4),
            "blocks": a.num_blocks(), "edges": a.num_edges(), "edges_available": t.space.num_edges_available(a),
            "depths": [list(m.depth) for m in a.modules], "depth_string": a.depth_string()}
     if t.published:
@@ -45,6 +49,15 @@ def target_info(t: Target, prof: Profile) -> dict:
     if t.notes:
         out["notes"] = t.notes
     return out
+
+
+def _dead_note(prof: Profile) -> str:
+    dead = prof.params - prof.effective_params
+    if not dead and prof.macs == prof.effective_macs:
+        return "no dead compute"
+    dead_g = (prof.macs - prof.effective_macs) / 2**30
+    return (f"without {dead:,} params and {dead_g:.2f} GFLOPs (MACs/2^30) of dead compute that the published "
+            f"convention above counts")
 
 
 def _published_gflops(prof: Profile, published: dict) -> float:
@@ -63,6 +76,9 @@ def _print_target(t: Target, info: dict, prof: Profile) -> None:
     s.add_row("params", f"{prof.params / 1e6:.2f}M ({prof.params:,})")
     s.add_row("GFLOPs", f"{prof.gflops_2p30:.2f} (MACs/2^30, ScaleNAS/HRNet)   {prof.gflops_1e9:.2f} "
                         f"(MACs/1e9, HigherHRNet)")
+    s.add_row("effective", f"{prof.effective_params / 1e6:.2f}M params ({prof.effective_params:,}), "
+                           f"{prof.effective_gflops_2p30:.2f} (MACs/2^30) {prof.effective_gflops_1e9:.2f} (MACs/1e9) "
+                           f"GFLOPs: what the built net runs ({_dead_note(prof)})")
     s.add_row("blocks", f"{info['blocks']} (HRNet: 104)")
     s.add_row("fusion edges", f"{info['edges']} active / {info['edges_available']} available at these depths")
     if t.published:
@@ -95,6 +111,7 @@ def preset_rows() -> list[dict]:
         pub = p.published or {}
         conv = pub.get("gflops_convention", "MACs/2^30")
         g = prof.gflops_1e9 if conv == "MACs/1e9" else prof.gflops_2p30
+        eff_g = prof.effective_gflops_1e9 if conv == "MACs/1e9" else prof.effective_gflops_2p30
         match = None
         if pub:
             match = (abs(prof.params / 1e6 - pub["params_M"]) <= 0.1 + 1e-9
@@ -102,7 +119,10 @@ def preset_rows() -> list[dict]:
         rows.append({"name": name, "task": p.task, "input": f"{p.input_hw[0]}x{p.input_hw[1]}",
                      "width": p.space.width, "params": prof.params, "params_m": round(prof.params / 1e6, 2),
                      "gflops": round(g, 2), "gflops_convention": conv, "published_params_m": pub.get("params_M"),
-                     "published_gflops": pub.get("gflops"), "match": match, "arch_hash": p.arch.hash, "_g": g})
+                     "published_gflops": pub.get("gflops"), "match": match, "arch_hash": p.arch.hash, "_g": g,
+                     "effective_params": prof.effective_params,
+                     "effective_params_m": round(prof.effective_params / 1e6, 2),
+                     "effective_gflops": round(eff_g, 2), "_eg": eff_g})
     return rows
 
 
@@ -112,18 +132,19 @@ def _print_presets(rows: list[dict]) -> None:
     t = Table(title="presets: computed vs published (params M / GFLOPs, convention per row)", title_justify="left")
     for col, just in (("name", "left"), ("task", "left"), ("input", "right"), ("W", "right"), ("params", "right"),
                       ("published", "right"), ("GFLOPs", "right"), ("published", "right"), ("convention", "left"),
-                      ("", "center")):
+                      ("", "center"), ("effective", "right")):
         t.add_column(col, justify=just)
     for r in rows:
         mark = {True: "ok", False: "DIFF", None: "-"}[r["match"]]
         t.add_row(r["name"], r["task"], r["input"], str(r["width"]), f"{r['params'] / 1e6:.1f}",
                   "-" if r["published_params_m"] is None else f"{r['published_params_m']:.1f}", f"{r['_g']:.1f}",
                   "-" if r["published_gflops"] is None else f"{r['published_gflops']:.1f}", r["gflops_convention"],
-                  mark)
+                  mark, f"{r['effective_params'] / 1e6:.1f} / {r['_eg']:.1f}")
     con = _console()
     con.print(t)
     con.print("GFLOPs = conv multiply-adds (get_model_summary convention); MACs/2^30 for ScaleNAS/HRNet, "
-              "MACs/1e9 for HigherHRNet. 'scalenas info NAME' for details.")
+              "MACs/1e9 for HigherHRNet. Effective: params / GFLOPs of what the built net runs (pose nets "
+              "omit the dead compute the published convention counts). 'scalenas info NAME' for details.")
 
 
 def run(args) -> int:

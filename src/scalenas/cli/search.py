@@ -54,7 +54,8 @@ def add_parser(sub):
     g.add_argument("--strategy", choices=["evolution", "random"], default=None, help="overrides search.strategy")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     k = p.add_argument_group("pick (scalenas search pick RUN ...)")
-    k.add_argument("--max-gflops", type=float, default=None, metavar="X", help="GFLOPs budget (multiply-adds / 2^30)")
+    k.add_argument("--max-gflops", type=float, default=None, metavar="X",
+                   help="GFLOPs budget (effective multiply-adds / 2^30)")
     k.add_argument("--max-params-m", "--max-params", dest="max_params_m", type=float, default=None, metavar="M",
                    help="parameter budget in millions")
     k.add_argument("--max-latency-ms", type=float, default=None, metavar="L", help="latency budget (ms, as measured "

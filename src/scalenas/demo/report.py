@@ -59,9 +59,10 @@ def write_report(out: str, results: dict, budget_minutes: float, seconds: float)
         lines += [f"## {'Segmentation (ScaleNet-S)' if kind == 'seg' else 'Bottom-up pose (ScaleNet-P)'}", "",
                   f"Supernet: {r['train_steps']} steps ({rel(r['supernet'])}); search: "
                   f"{r['search_cfg']['initial']} initial + {r['search_cfg']['generations']} generations of "
-                  f"{r['search_cfg']['population']} ({rel(r['search_dir'])}). GFLOPs are multiply-adds / 2^30 "
-                  f"(ScaleNAS convention) at {h}x{w}; latency is the median of batch-1 CPU runs (PyTorch eager, "
-                  "channels_last) on this machine.", "",
+                  f"{r['search_cfg']['population']} ({rel(r['search_dir'])}). Params and GFLOPs are the "
+                  f"extracted net's (effective: compute that never reaches the head is neither built nor counted); "
+                  f"GFLOPs are multiply-adds / 2^30 (ScaleNAS convention) at {h}x{w}; latency is the median of "
+                  "batch-1 CPU runs (PyTorch eager, channels_last) on this machine.", "",
                   f"| model | arch hash | params | GFLOPs | latency ms | search-split {name} | test {name} |",
                   "|---|---|---|---|---|---|---|"]
         for m in models:

@@ -14,14 +14,20 @@ from scalenas.space.profile import profile
 CARD_FORMAT = "scalenas.card/1"
 FLOPS_CONVENTION = ("multiply-adds of convolutions and linear layers that run (BN, ReLU, upsampling and "
                     "additions not counted); gflops_2p30 = MACs / 2^30 (ScaleNAS / HRNet papers), "
-                    "gflops_1e9 = MACs / 1e9 (HigherHRNet)")
+                    "gflops_1e9 = MACs / 1e9 (HigherHRNet); effective: only what this network holds and runs")
+PUBLISHED_NOTE = ("as the HRNet-family papers count: also the blocks and fusion edges of the arch whose results never "
+                  "reach the head (a pose net's last module after branch 0's last fusion), which this network omits")
 
 
 def flops_entry(space, arch, head, input_hw) -> dict:
+    """The model's own (effective) figures, and the published convention's, which also counts the
+    compute of a pose net's last module that never reaches the head (``space.liveness``)."""
     p = profile(space, arch, head, tuple(input_hw))
-    return {"params": p.params, "params_m": round(p.params_m, 4), "macs": p.macs,
-            "gflops_2p30": round(p.gflops_2p30, 4), "gflops_1e9": round(p.gflops_1e9, 4),
-            "input_hw": [int(input_hw[0]), int(input_hw[1])], "convention": FLOPS_CONVENTION}
+    return {"params": p.effective_params, "params_m": round(p.effective_params_m, 4), "macs": p.effective_macs,
+            "gflops_2p30": round(p.effective_gflops_2p30, 4), "gflops_1e9": round(p.effective_gflops_1e9, 4),
+            "input_hw": [int(input_hw[0]), int(input_hw[1])], "convention": FLOPS_CONVENTION,
+            "published_convention": {"params": p.params, "macs": p.macs, "gflops_2p30": round(p.gflops_2p30, 4),
+                                     "gflops_1e9": round(p.gflops_1e9, 4), "note": PUBLISHED_NOTE}}
 
 
 def build_card(meta: dict, space, arch, head, latency: dict | None, metric: dict | None,
@@ -64,6 +70,16 @@ def _fmt(v, nd=4):
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
+def _published_rows(fl: dict, h: int, w: int) -> list[str]:
+    """The published convention's figures, where they differ from the model's own (pose nets)."""
+    pub = fl.get("published_convention")
+    if not pub or (pub["params"], pub["macs"]) == (fl["params"], fl["macs"]):
+        return []
+    return [f"| params, published convention (dead compute counted) | {pub['params'] / 1e6:.3f} M "
+            f"({pub['params']:,}) |",
+            f"| GFLOPs, MACs/2^30, published convention at {h}x{w} | {pub['gflops_2p30']:.4f} |"]
+
+
 def render_markdown(card: dict) -> str:
     fl = card["flops"]
     h, w = card["input_hw"]
@@ -75,6 +91,7 @@ def render_markdown(card: dict) -> str:
              f"| params | {fl['params'] / 1e6:.3f} M ({fl['params']:,}) |",
              f"| GFLOPs, MACs/2^30 (ScaleNAS/HRNet) at {h}x{w} | {fl['gflops_2p30']:.4f} |",
              f"| GFLOPs, MACs/1e9 (HigherHRNet) at {h}x{w} | {fl['gflops_1e9']:.4f} |",
+             *_published_rows(fl, h, w),
              f"| depths (module x branch) | `{card['depths']}` |",
              f"| active fusion edges | {card['fusion_edges']} |", "",
              f"FLOPs convention: {fl['convention']}.", ""]

@@ -28,6 +28,7 @@ import torch
 from scalenas.errors import ScaleNASError
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
+from scalenas.space.liveness import liveness
 from scalenas.space.space import SearchSpace
 from scalenas.utils.io import dumps_json, read_json
 from scalenas.utils.weights import read_weights as read_any_weights
@@ -158,6 +159,7 @@ def parse_meta(meta: dict, path: str) -> tuple[SearchSpace, Arch, HeadSpec]:
 
 def load_model(model_dir: str, device: str | torch.device = "cpu", verify: bool = True) -> LoadedModel:
     """The ScaleNet of ``model_dir`` (eval mode) with its metadata, loaded strictly (see module doc)."""
+    from scalenas.nets.modules import is_dead_key
     from scalenas.nets.scalenet import ScaleNet
 
     meta = read_meta(model_dir)
@@ -179,7 +181,10 @@ def load_model(model_dir: str, device: str | torch.device = "cpu", verify: bool 
                                 f"{winfo['sha256'][:16]}...: "
                                 f"the file was modified or damaged after it was written (re-run 'scalenas extract', "
                                 f"or, if you replaced the weights on purpose, update weights.sha256 in model.json)")
-    tensors = read_weights(wpath)
+    # Model dirs written before dead compute was dropped (pose nets' last module after branch 0's
+    # last fusion) hold those tensors; the net no longer has them and never read their results.
+    live = liveness(arch, head)
+    tensors = {k: v for k, v in read_weights(wpath).items() if not is_dead_key(k, arch, live)}
     with torch.device("meta"):
         net = ScaleNet(space, arch, head, bn_momentum=float(meta.get("bn_momentum", 0.1)), init="none")
     expected = net.state_dict()

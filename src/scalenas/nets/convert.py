@@ -29,7 +29,10 @@ Fusion weights go to the *output branch's last step*; for ``hrnet()`` that is st
 arch this still initialises every block and last-step edge that exists (ScaleNAS-style initialisation
 of searched nets from HRNet weights). Pose models fuse only into branch 0 in their last module
 (``multi_scale_output=False``); a classification or segmentation checkpoint's other last-module edges
-are then reported as ignored.
+are then reported as ignored. So are weights of blocks and edges the target arch has but whose
+results never reach its head (``space.liveness``; e.g. an HRNet pose checkpoint's
+``stage4.2.branches.1.3`` in ScaleNet-P1, whose last module has 3 blocks on branch 0): the ScaleNet
+does not build them.
 
 Fusion upsampling: HRNet, HigherHRNet and ScaleNAS use nearest; HRNet-Seg's own code interpolates
 bilinearly, so build the space with ``fuse_upsample="bilinear"`` to reproduce it exactly.
@@ -44,8 +47,10 @@ import torch
 from torch import nn
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.modules import is_dead_key
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
+from scalenas.space.liveness import liveness
 from scalenas.space.space import SearchSpace
 from scalenas.utils.weights import read_weights
 
@@ -59,6 +64,7 @@ _HEAD_OF = {  # original head keys -> the family they belong to (used for "ignor
 }
 _HEAD_KIND = {"hrnet-seg": "seg", "higher-hrnet": "pose-bottomup", "hrnet-pose": "pose-topdown"}
 _SEG_HEAD = {"0": "conv1", "1": "bn1", "3": "classifier"}  # last_layer: conv, BN, ReLU, conv
+DEAD = "dead compute in this arch (its result never reaches the head, so the model does not build it)"
 
 
 @dataclass
@@ -266,6 +272,7 @@ def convert_hrnet_state_dict(sd: dict, space: SearchSpace, head: HeadSpec | str 
     src, used = strip_prefixes(sd)
     rep = ConversionReport(family=detect_family(src), stripped_prefixes=used)
     L = _Layout(space, arch, head)
+    live = liveness(arch, head)
     out: dict[str, torch.Tensor] = {}
     for k, v in src.items():
         if not isinstance(v, torch.Tensor):
@@ -276,7 +283,9 @@ def convert_hrnet_state_dict(sd: dict, space: SearchSpace, head: HeadSpec | str 
             rep.ignored[k] = why
             continue
         dst = _translate_backbone(k, L) or _translate_head(k, head.kind)
-        if dst is None or dst not in target:
+        if dst is not None and dst not in target and is_dead_key(dst, arch, live):
+            rep.ignored[k] = DEAD
+        elif dst is None or dst not in target:
             rep.unexpected.append(k)
         elif tuple(v.shape) != target[dst]:
             rep.mismatched.append((k, dst, tuple(v.shape), target[dst]))

@@ -1,4 +1,6 @@
-"""The deployable ScaleNet: only the active blocks and fusion edges of one arch exist as modules.
+"""The deployable ScaleNet: only the active blocks and fusion edges of one arch exist as modules,
+and of those only the live ones (``space.liveness``: a pose head reads branch 0, so the last module's
+work after branch 0's last fusion is not built).
 
 Its forward pass has no mask checks, so it exports cleanly to ONNX and TorchScript.
 """
@@ -13,6 +15,7 @@ from scalenas.nets.heads import build_head
 from scalenas.nets.modules import Front, HRModule, new_branch_transition
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
+from scalenas.space.liveness import liveness
 from scalenas.space.space import SearchSpace
 
 
@@ -39,13 +42,14 @@ class _Body(nn.Module):
         self.front = Front(space.stem_channels, space.stage1_blocks, ch, bn_momentum)
         self.transitions = nn.ModuleDict()
         self.stages = nn.ModuleList()
+        live = liveness(arch, self.head_spec) if arch is not None else None
         prev = 2
         for m, nb in enumerate(space.module_branches):
             if nb > prev:
                 self.transitions[str(m)] = new_branch_transition(nb, ch, bn_momentum)
                 prev = nb
-            ma = arch.modules[m] if arch is not None else None
-            self.stages.append(HRModule(nb, ch, space.max_depth, ma, bn_momentum, space.fuse_upsample))
+            ma, lv = (arch.modules[m], live[m]) if arch is not None else (None, None)
+            self.stages.append(HRModule(nb, ch, space.max_depth, ma, bn_momentum, space.fuse_upsample, lv))
         self.head = build_head(self.head_spec, ch, bn_momentum)
         init_weights(self, init)
 

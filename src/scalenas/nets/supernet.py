@@ -5,7 +5,8 @@ standalone :class:`ScaleNet` with the supernet's weights and BN statistics.
 Every block slot (module, branch, slot) and every fusion edge (module, step, out, in) exists once.
 A subnet with depth d on a branch uses the first d slots (prefix sharing); edges are not tied across
 steps. Stem, stage 1, transitions and head are shared by all. Inactive blocks and edges are skipped,
-so they cost nothing and get no gradient (``grad`` stays ``None``). One set of BN layers serves every
+so they cost nothing and get no gradient (``grad`` stays ``None``); so are the active arch's dead ones
+(``space.liveness``), which the extracted net does not contain. One set of BN layers serves every
 subnet; recalibrate it before evaluating a subnet (``scalenas.search.calibrate``).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from scalenas.nets.modules import ModulePlan
 from scalenas.nets.scalenet import ScaleNet, _Body
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
+from scalenas.space.liveness import liveness
 from scalenas.space.space import SearchSpace
 
 
@@ -34,7 +36,8 @@ class SuperScaleNet(_Body):
         plans = self._plans.get(arch.hash)
         if plans is None:
             self.space.validate(arch, pose_rule=self.head_spec.pose_rule)
-            plans = tuple(ModulePlan.compile(ma) for ma in arch.modules)
+            live = liveness(arch, self.head_spec)
+            plans = tuple(ModulePlan.compile(ma, lv) for ma, lv in zip(arch.modules, live))
             if len(self._plans) > 4096:  # plans are tiny, but a long search should not grow without bound
                 self._plans.clear()
             self._plans[arch.hash] = plans

@@ -13,7 +13,8 @@ from scalenas.train.config import Strict
 
 class ConstraintsCfg(Strict):
     """Hard limits: an arch that breaks one is never evaluated nor returned. GFLOPs are multiply-adds
-    / 2^30 (the ScaleNAS convention) at ``search.input_hw``."""
+    / 2^30 (the ScaleNAS convention) at ``search.input_hw``; params and GFLOPs are the effective ones
+    (what the extracted net runs, ``space.profile``)."""
 
     max_gflops: Optional[float] = Field(None, gt=0)
     max_params_m: Optional[float] = Field(None, gt=0, description="millions of parameters")

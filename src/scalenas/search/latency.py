@@ -6,7 +6,8 @@ PyTorch eager with channels_last, or ONNX Runtime on the exported graph; ``warmu
 median of ``repeats`` timed runs (CUDA is synchronised around each run). Several nets are timed in
 interleaved rounds, which keeps their ranking stable on a shared, noisy machine.
 
-**Predicted** (:class:`LatencyTable`): a linear model over per-type operation counts, fitted once
+**Predicted** (:class:`LatencyTable`): a linear model over per-type counts of the operations the built
+net runs (live blocks and edges only, as measured), fitted once
 per (space, head, input size, device, threads) on measured archs with non-negative least squares:
 blocks per branch (4 kinds), fusion edges per (input, output) branch pair (12 kinds), fusion
 outputs per branch (the add+ReLU after a step, 4 kinds) and a constant (stem, stage 1,
@@ -33,6 +34,7 @@ from scalenas.errors import ScaleNASError
 from scalenas.search.calibrate import bn_stats_from_batch
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
+from scalenas.space.liveness import liveness
 from scalenas.space.space import SearchSpace
 
 TABLE_FORMAT = "scalenas.latency_table/1"
@@ -203,17 +205,18 @@ def feature_names(space: SearchSpace) -> list[str]:
     return names
 
 
-def arch_features(space: SearchSpace, arch: Arch) -> np.ndarray:
-    """Operation counts of ``arch`` in :func:`feature_names` order."""
+def arch_features(space: SearchSpace, arch: Arch, head: HeadSpec | str = "seg") -> np.ndarray:
+    """Counts of the operations that the built net of (``arch``, ``head``) runs, in :func:`feature_names`
+    order: only live blocks and edges (``space.liveness``; a pose net does not build its dead compute)."""
     names = feature_names(space)
     idx = {n: i for i, n in enumerate(names)}
     f = np.zeros(len(names))
     f[0] = 1.0
-    for ma in arch.modules:
+    for ma, lv in zip(arch.modules, liveness(arch, head)):
         for j in range(ma.num_branches):
-            f[idx[f"blocks_b{j}"]] += ma.depth[j]
+            f[idx[f"blocks_b{j}"]] += lv.depth[j]
             for s in range(ma.depth[j]):
-                ins = ma.inputs(j, s)
+                ins = ma.inputs(j, s) if lv.fuses(s, j) else ()
                 for k in ins:
                     f[idx[f"edge_{k}to{j}"]] += 1
                 if ins:
@@ -270,7 +273,7 @@ class LatencyTable:
             raise ScaleNASError("latency table: coefficient count does not match the space")
 
     def __call__(self, arch: Arch) -> float:
-        return float(arch_features(self.space, arch) @ self.coef)
+        return float(arch_features(self.space, arch, self.head) @ self.coef)
 
     def breakdown(self) -> dict[str, float]:
         """Fitted milliseconds per operation of each kind."""
@@ -282,14 +285,14 @@ class LatencyTable:
                      latencies: Sequence[float], holdout: Sequence[tuple[Arch, float]] = ()) -> "LatencyTable":
         from scipy.optimize import nnls
 
-        X = np.stack([arch_features(space, a) for a in archs])
+        X = np.stack([arch_features(space, a, head) for a in archs])
         y = np.asarray(latencies, float)
         coef, _ = nnls(X, y)
         fit = {"n_fit": len(archs), "fit_spearman": spearman(X @ coef, y), "fit_mape": mape(X @ coef, y)}
-        measured = [{"hash": a.hash, "latency_ms": float(t), "predicted_ms": float(arch_features(space, a) @ coef),
-                     "set": "fit"} for a, t in zip(archs, y)]
+        measured = [{"hash": a.hash, "latency_ms": float(t), "predicted_ms": float(X[i] @ coef), "set": "fit"}
+                    for i, (a, t) in enumerate(zip(archs, y))]
         if holdout:
-            hp = [float(arch_features(space, a) @ coef) for a, _ in holdout]
+            hp = [float(arch_features(space, a, head) @ coef) for a, _ in holdout]
             ht = [float(t) for _, t in holdout]
             fit.update({"n_holdout": len(holdout), "holdout_spearman": spearman(hp, ht), "holdout_mape": mape(hp, ht)})
             measured += [{"hash": a.hash, "latency_ms": t, "predicted_ms": p, "set": "holdout"}

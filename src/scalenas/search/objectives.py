@@ -2,8 +2,10 @@
 
 An evaluation record (one line of ``evaluations.jsonl``) carries the task metric and the costs of an
 arch: ``params_m``, ``gflops_2p30`` (ScaleNAS convention, multiply-adds / 2^30), ``gflops_1e9``
-(HigherHRNet convention) and ``latency_ms`` when latency is on. An :class:`Objective` names one of
-those values and its direction; strategies only ever see ``{objective name: value}`` dicts.
+(HigherHRNet convention) and ``latency_ms`` when latency is on. Params and FLOPs are the *effective*
+ones (``Profile.effective_*``): those of the extracted net, without the dead compute that the
+published convention counts in a pose net's last module (``space.liveness``). An :class:`Objective`
+names one of those values and its direction; strategies only ever see ``{objective name: value}`` dicts.
 
 Costs are a function of the architecture alone (analytic FLOPs/params; latency measured once or
 predicted), so constraints are checked *before* an arch is evaluated: the strategy gets a

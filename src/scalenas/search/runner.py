@@ -44,6 +44,8 @@ from scalenas.utils.io import atomic_write_bytes, atomic_write_json, atomic_writ
 
 REFERENCE_NAMES = ("hrnet", "largest", "smallest")
 COST_KEYS = ("params", "params_m", "macs", "gflops_2p30", "gflops_1e9", "latency_ms")
+FLOPS_NOTE = ("effective params and multiply-adds (the extracted net's; compute that never reaches the head is "
+              "not counted); gflops_2p30 = /2^30 (ScaleNAS), gflops_1e9 = /1e9")
 
 
 def task_input_hw(task) -> tuple[int, int]:
@@ -64,8 +66,8 @@ def task_input_hw(task) -> tuple[int, int]:
 
 
 class CostModel:
-    """Costs of an arch, cached by hash: analytic params/FLOPs (``profile``), plus latency measured
-    or predicted. Measured latencies are persisted (``latency.jsonl``) so resumed runs reuse them."""
+    """Costs of an arch, cached by hash: analytic effective params/FLOPs (``profile``), plus latency
+    measured or predicted. Measured latencies are persisted (``latency.jsonl``) so resumed runs reuse them."""
 
     def __init__(self, space: SearchSpace, head: HeadSpec, input_hw, latency=None, latency_log: JsonlLog | None = None):
         self.space, self.head, self.input_hw = space, head, tuple(input_hw)
@@ -78,8 +80,11 @@ class CostModel:
         c = self.cache.get(h)
         if c is None:
             p = profile(self.space, arch, self.head, self.input_hw)
-            c = {"params": p.params, "params_m": p.params_m, "macs": p.macs, "gflops_2p30": p.gflops_2p30,
-                 "gflops_1e9": p.gflops_1e9, "latency_ms": self._latency(arch)}
+            # Effective figures: what the extracted net holds and runs (a pose net's dead compute is
+            # not built, so it must not cost the search anything; space.liveness).
+            c = {"params": p.effective_params, "params_m": p.effective_params_m, "macs": p.effective_macs,
+                 "gflops_2p30": p.effective_gflops_2p30, "gflops_1e9": p.effective_gflops_1e9,
+                 "latency_ms": self._latency(arch)}
             self.cache[h] = c
         return c
 
@@ -372,7 +377,7 @@ def _pareto_doc(strategy: Strategy, log: JsonlLog, state: dict, objectives, metr
         if r is not None:
             refs[name] = {**{k: v for k, v in front_entry(r).items() if k != "arch"}, "feasible": r["feasible"]}
     return {"format": "scalenas.pareto/1", "metric_name": metric_name, "objectives": [o.name for o in objectives],
-            "input_hw": list(input_hw), "flops_note": "multiply-adds; gflops_2p30 = /2^30 (ScaleNAS), gflops_1e9 = /1e9",
+            "input_hw": list(input_hw), "flops_note": FLOPS_NOTE,
             "constraints": constraints.to_dict(), "latency": latency_info, "generation": strategy.generation - 1,
             "num_evaluated": len(log), "references": refs,
             "front": [front_entry(log[a.hash]) for a, _ in strategy.front()]}

@@ -4,21 +4,33 @@ Convention (the HRNet family's ``get_model_summary``, method §9): params of eve
 biases) that runs; multiply-adds of convolutions only, ``weight.numel() x output H x W`` (for the
 transposed conv of the HigherHRNet head too). BN, ReLU, upsampling and additions are not counted.
 ScaleNAS reports GFLOPs as MACs / 2^30, HigherHRNet as MACs / 1e9; :class:`Profile` gives both.
+
+Two counts (``space.liveness``): ``params``/``macs`` follow the published convention and count every
+block and edge of the arch, including the dead compute of a pose net's last module that never
+reaches the head (the papers' counters hooked every module that ran), so the published figures
+reproduce; ``effective_params``/``effective_macs`` count only the live parts, which is exactly what a
+built ScaleNet holds and runs, and what the search's cost objectives use. For seg heads, and pose
+archs whose last module ends every branch at branch 0's last fusion, the two are equal.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from scalenas.errors import ScaleNASError
-from scalenas.space.arch import Arch
+from scalenas.space.arch import Arch, ModuleArch
 from scalenas.space.heads import HeadSpec
+from scalenas.space.liveness import ModuleLiveness, all_live, liveness
 from scalenas.space.space import SearchSpace
 
 
 @dataclass(frozen=True)
 class Profile:
+    """``params``/``macs``: published convention (dead compute counted); ``effective_*``: live parts only."""
+
     params: int
     macs: int
+    effective_params: int
+    effective_macs: int
 
     @property
     def gflops_2p30(self) -> float:
@@ -34,9 +46,25 @@ class Profile:
     def params_m(self) -> float:
         return self.params / 1e6
 
+    @property
+    def effective_gflops_2p30(self) -> float:
+        return self.effective_macs / 2**30
+
+    @property
+    def effective_gflops_1e9(self) -> float:
+        return self.effective_macs / 1e9
+
+    @property
+    def effective_params_m(self) -> float:
+        return self.effective_params / 1e6
+
     def to_dict(self) -> dict:
         return {"params": self.params, "macs": self.macs, "params_m": round(self.params_m, 4),
-                "gflops_2p30": round(self.gflops_2p30, 4), "gflops_1e9": round(self.gflops_1e9, 4)}
+                "gflops_2p30": round(self.gflops_2p30, 4), "gflops_1e9": round(self.gflops_1e9, 4),
+                "effective_params": self.effective_params, "effective_macs": self.effective_macs,
+                "effective_params_m": round(self.effective_params_m, 4),
+                "effective_gflops_2p30": round(self.effective_gflops_2p30, 4),
+                "effective_gflops_1e9": round(self.effective_gflops_1e9, 4)}
 
 
 def check_input_size(input_hw: tuple[int, int]) -> tuple[int, int]:
@@ -81,19 +109,30 @@ def _edge(cnt: _Counter, ch: tuple[int, ...], res: list[int], k: int, j: int):
 
 def profile(space: SearchSpace, arch: Arch, head: HeadSpec | str = "seg", input_hw=(1024, 2048),
             validate: bool = True) -> Profile:
-    """Params and conv multiply-adds of the deployable ScaleNet (space, arch, head) at ``input_hw``."""
+    """Params and conv multiply-adds of the deployable ScaleNet (space, arch, head) at ``input_hw``:
+    published convention and effective (live parts only)."""
     head = HeadSpec.of(head)
     h, w = check_input_size(input_hw)
     if validate:
         space.validate(arch, pose_rule=head.pose_rule)
     res = [(h // 4 >> b) * (w // 4 >> b) for b in range(4)]  # pixels per branch: 1/4 .. 1/32
-    ch = space.channels
-    S = space.stem_channels
-    c = _Counter()
-    # stem
+    fixed = _Counter()
+    _front(fixed, space, res, h, w)
+    _transitions(fixed, space, arch, res)
+    _head(fixed, head, space.channels, res, h, w)
+    published, effective = _Counter(), _Counter()
+    for ma, lv in zip(arch.modules, liveness(arch, head)):
+        _module(published, space.channels, res, ma, all_live(ma))
+        _module(effective, space.channels, res, ma, lv)
+    return Profile(fixed.params + published.params, fixed.macs + published.macs,
+                   fixed.params + effective.params, fixed.macs + effective.macs)
+
+
+def _front(c: _Counter, space: SearchSpace, res: list[int], h: int, w: int):
+    """Stem, stage 1 (Bottlenecks, planes S, expansion 4) and transition 1."""
+    ch, S = space.channels, space.stem_channels
     c.conv(3, S, 3, (h // 2) * (w // 2)); c.bn(S)
     c.conv(S, S, 3, res[0]); c.bn(S)
-    # stage 1: Bottlenecks, planes S, expansion 4
     inp = S
     for b in range(space.stage1_blocks):
         c.conv(inp, S, 1, res[0]); c.bn(S)
@@ -102,23 +141,29 @@ def profile(space: SearchSpace, arch: Arch, head: HeadSpec | str = "seg", input_
         if b == 0 and inp != 4 * S:
             c.conv(inp, 4 * S, 1, res[0]); c.bn(4 * S)
         inp = 4 * S
-    # transition 1
     c.conv(4 * S, ch[0], 3, res[0]); c.bn(ch[0])
     c.conv(4 * S, ch[1], 3, res[1]); c.bn(ch[1])
-    prev_nb = 2
+
+
+def _transitions(c: _Counter, space: SearchSpace, arch: Arch, res: list[int]):
+    """A new branch from the last one (3x3 stride 2) where a stage adds a branch."""
+    ch, prev_nb = space.channels, 2
     for ma in arch.modules:
         nb = ma.num_branches
-        if nb > prev_nb:  # transition: a new branch from the last one, 3x3 stride 2
+        if nb > prev_nb:
             c.conv(ch[nb - 2], ch[nb - 1], 3, res[nb - 1]); c.bn(ch[nb - 1])
             prev_nb = nb
-        for i in range(nb):
-            for _ in range(ma.depth[i]):
-                c.basic_block(ch[i], res[i])
-            for s in range(ma.depth[i]):
-                for k in ma.inputs(i, s):
+
+
+def _module(c: _Counter, ch, res: list[int], ma: ModuleArch, live: ModuleLiveness):
+    """The blocks and fusion edges of ``ma`` that ``live`` keeps."""
+    for i in range(ma.num_branches):
+        for _ in range(live.depth[i]):
+            c.basic_block(ch[i], res[i])
+        for s in range(ma.depth[i]):
+            for k in ma.inputs(i, s):
+                if (s, i, k) in live.edges:
                     _edge(c, ch, res, k, i)
-    _head(c, head, ch, res, h, w)
-    return Profile(c.params, c.macs)
 
 
 def _head(c: _Counter, head: HeadSpec, ch, res, h: int, w: int):

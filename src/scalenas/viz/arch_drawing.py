@@ -162,6 +162,9 @@ def draw_arch(space: SearchSpace, arch: Arch, head: HeadSpec | str | None = "seg
         p = profile(space, arch, head, input_hw)
         lines.insert(0, f"{p.params / 1e6:.1f}M params   |   {p.gflops_2p30:.1f} GFLOPs (MACs/2^30, ScaleNAS) = "
                         f"{p.gflops_1e9:.1f} (MACs/1e9)   |   {head.kind} head @ {input_hw[0]}x{input_hw[1]}")
+        if (p.effective_params, p.effective_macs) != (p.params, p.macs):  # a pose net's dead compute
+            lines[0] += (f"   |   built net (no dead compute): {p.effective_params / 1e6:.2f}M, "
+                         f"{p.effective_gflops_2p30:.2f} GFLOPs")
     top = 1 - 0.2 / fig.get_size_inches()[1]  # 0.2 inch margin, whatever the height
     fig.text(0.5, top, title or f"arch {arch.hash}", ha="center", va="top", fontsize=11, weight="bold")
     for n, line in enumerate(lines):  # caption lines below the title, 0.2 inch apart

@@ -3,8 +3,10 @@
 Forward passes work in place where autograd allows it, as HRNet's own code does: a ReLU overwrites the
 BN output it reads (BN's backward needs its input, not its output; ReLU's needs only its result) and
 the residual add overwrites the block's fresh BN output, never the block input ``x`` (other branches
-and fusion edges still read it). Out-of-place ReLUs and adds made a training step ~1.2x HRNet's in
-NCHW (``bench/vs_hrnet_reference.py``).
+and fusion edges still read it). Measured against an HRNet-style reference of the same archs
+(``bench/vs_hrnet_reference.py``, W18, 256x256, batch 2, 1 thread, loaded machine), median ratios of
+ours / reference went from 1.00-1.09 with out-of-place ops to 0.95-1.00 (train and inference, NCHW
+and channels_last); results are bit-identical.
 """
 from __future__ import annotations
 

@@ -210,6 +210,64 @@ def test_converted_net_equals_original_forward(src):
         assert _close(ours, ref)
 
 
+def _float32_exact(sd):
+    """The state dict rounded to float32 values (still float64): a float32 model then holds exactly it."""
+    return {k: v.float().double() if v.is_floating_point() else v for k, v in sd.items()}
+
+
+def test_hrnet_seg_weights_import_exactly_by_preset_name():
+    # HRNet-Seg (master, pytorch-v1.1) fuses with bilinear interpolation, align_corners=False; the preset
+    # fuses with nearest. Importing by name must build the preset with HRNet-Seg's fusion.
+    sd = _float32_exact(_random_state_dict(H.hrnet_keys(18, "seg")))
+    net, rep = load_hrnet_checkpoint("hrnet-w18", {f"model.{k}": v for k, v in sd.items()})
+    assert rep.ok and rep.family == "hrnet-seg", format_report(rep)
+    assert rep.source_upsample == rep.model_upsample == net.space.fuse_upsample == "bilinear"
+    assert "fusion upsampling: model bilinear (align_corners=False)" in format_report(rep)
+    assert not net.training
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        ours = net.double()(x)
+    ref = RefHRNet(sd, "bilinear").forward(x, "seg")
+    assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    # The same weights under nearest fusion are a different function (what the old import returned).
+    with torch.no_grad():
+        nearest = RefHRNet(sd, "nearest").forward(x, "seg")
+    assert (nearest - ref).abs().max() > 1e-2 * ref.abs().max()
+
+
+def test_fusion_mismatch_refuses_or_is_reported():
+    sd = _random_state_dict(H.hrnet_keys(8, "seg"))
+    space = SearchSpace(width=8)  # nearest fusion, HRNet-Seg weights
+    with torch.device("meta"):
+        net = ScaleNet(space, space.hrnet(), "seg", init="none")
+    with pytest.raises(ScaleNASError, match=r"hrnet-seg weights fuse with bilinear \(align_corners=False\) "
+                                            r"upsampling but the model fuses with nearest"):
+        load_hrnet_checkpoint(net, sd)
+    net = ScaleNet(space, space.hrnet(), "seg", init="none").double()
+    net, rep = load_hrnet_checkpoint(net, sd, strict=False)
+    assert rep.fusion_mismatch and not rep.ok and not (rep.missing or rep.unexpected or rep.mismatched)
+    assert any("outputs differ" in n for n in rep.notes) and "MISMATCH" in format_report(rep)
+    # Families that fuse with nearest load into a nearest model; a bare backbone's fusion is unknown.
+    higher = _random_state_dict(H.hrnet_keys(8, "higher"))
+    _, rep = convert_hrnet_state_dict(higher, space, "pose-bottomup")
+    assert rep.ok and rep.source_upsample == "nearest"
+
+
+def test_supernet_init_from_hrnet_keeps_a_small_report(tmp_path):
+    from scalenas.nets.init import init_supernet_from
+    from scalenas.nets.supernet import SuperScaleNet
+
+    keys = H.hrnet_keys(8, "seg")
+    path = tmp_path / "hrnet_w8_seg.pth"
+    torch.save({"state_dict": {f"model.{k}": v.float() for k, v in _random_state_dict(keys).items()}}, path)
+    sn = SuperScaleNet(SearchSpace(width=8, fuse_upsample="bilinear"), "seg", init="none")
+    report = init_supernet_from(sn, str(path))
+    conv = report["conversion"]
+    assert report["loaded"] == len(keys) and conv["loaded"] == len(keys) and conv["ok"]
+    assert conv["missing"] == conv["unexpected"] == conv["mismatched"] == 0
+    assert len(json.dumps(report)) < 2000  # a summary, not the ~1,800 key names of a W48 conversion
+
+
 def test_imagenet_checkpoint_file_loads_backbone(tmp_path):
     keys = H.hrnet_keys(8, "cls")
     sd = _random_state_dict(keys)
@@ -217,7 +275,7 @@ def test_imagenet_checkpoint_file_loads_backbone(tmp_path):
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()}}, path)
     space = SearchSpace(width=8)
     net = ScaleNet(space, space.hrnet(), "seg", init="none").double()
-    net, rep = load_hrnet_checkpoint(net, path)
+    net, rep = load_hrnet_checkpoint(net, path, strict=False)  # an initialisation: no head, no exactness
     assert rep.family == "hrnet-cls" and not rep.unexpected and not rep.mismatched
     assert rep.missing and all(k.startswith("head.") for k in rep.missing)
     assert set(rep.ignored.values()) == {"ImageNet classification head"}
@@ -227,8 +285,8 @@ def test_imagenet_checkpoint_file_loads_backbone(tmp_path):
         ours = net.eval().backbone(x)
     ref = RefHRNet(sd, "nearest").backbone(x)
     assert all(_close(a, b) for a, b in zip(ours, ref))
-    with pytest.raises(ScaleNASError, match="does not match"):
-        load_hrnet_checkpoint(net, path, strict=True)
+    with pytest.raises(ScaleNASError, match=r"does not match the model exactly \(\d+ missing, 0 unexpected"):
+        load_hrnet_checkpoint(net, path)
     text = format_report(rep)
     assert "missing" in text and "ImageNet classification head" in text
 

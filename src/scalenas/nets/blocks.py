@@ -1,4 +1,13 @@
-"""Operators of the HRNet family (method §2, §3.1): residual blocks, stem, transitions, fusion edges."""
+"""Operators of the HRNet family (method §2, §3.1): residual blocks, stem, transitions, fusion edges.
+
+Forward passes work in place where autograd allows it, as HRNet's own code does: a ReLU overwrites the
+BN output it reads (BN's backward needs its input, not its output; ReLU's needs only its result) and
+the residual add overwrites the block's fresh BN output, never the block input ``x`` (other branches
+and fusion edges still read it). Measured against an HRNet-style reference of the same archs
+(``bench/vs_hrnet_reference.py``, W18, 256x256, batch 2, 1 thread, loaded machine), median ratios of
+ours / reference went from 1.00-1.09 with out-of-place ops to 0.95-1.00 (train and inference, NCHW
+and channels_last); results are bit-identical.
+"""
 from __future__ import annotations
 
 import torch
@@ -28,9 +37,10 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c, momentum=momentum)
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         out = self.bn2(self.conv2(out))
-        return F.relu(out + x)
+        out += x
+        return F.relu(out, inplace=True)
 
 
 class Bottleneck(nn.Module):
@@ -52,11 +62,11 @@ class Bottleneck(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout, momentum=momentum))
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
         out = self.bn3(self.conv3(out))
-        skip = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + skip)
+        out += x if self.downsample is None else self.downsample(x)
+        return F.relu(out, inplace=True)
 
 
 class Stem(nn.Module):
@@ -70,7 +80,8 @@ class Stem(nn.Module):
         self.bn2 = nn.BatchNorm2d(c, momentum=momentum)
 
     def forward(self, x):
-        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+        x = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(self.bn2(self.conv2(x)), inplace=True)
 
 
 class FuseEdge(nn.Module):
@@ -92,6 +103,7 @@ class FuseEdge(nn.Module):
             self.ops = nn.Sequential(*steps)
 
     def forward(self, x, like: torch.Tensor):
+        """A fresh tensor (BN or interpolation output) that the caller may accumulate into in place."""
         y = self.ops(x)
         if self.scale > 1:
             if self.upsample == "nearest":

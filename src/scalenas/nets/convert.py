@@ -34,8 +34,20 @@ results never reach its head (``space.liveness``; e.g. an HRNet pose checkpoint'
 ``stage4.2.branches.1.3`` in ScaleNet-P1, whose last module has 3 blocks on branch 0): the ScaleNet
 does not build them.
 
-Fusion upsampling: HRNet, HigherHRNet and ScaleNAS use nearest; HRNet-Seg's own code interpolates
-bilinearly, so build the space with ``fuse_upsample="bilinear"`` to reproduce it exactly.
+Fusion upsampling differs by family, and the weights only reproduce their network with the fusion
+they were trained with (HRNet-Seg weights in a nearest-fusion model give outputs ~5% off):
+
+* HRNet classification, HigherHRNet, HRNet top-down pose (and ScaleNAS): ``nn.Upsample(mode='nearest')``.
+* HRNet-Seg, branches ``master`` and ``pytorch-v1.1`` (``lib/models/seg_hrnet.py``):
+  ``F.interpolate(mode='bilinear')`` without ``align_corners``, i.e. PyTorch's ``align_corners=False``
+  (the same in both branches), the space's ``fuse_upsample="bilinear"``.
+* Not reproduced: the ``HRNet-OCR`` branch's ``MODEL.ALIGN_CORNERS=True`` (its config default, kept by
+  its ADE20K, COCO-Stuff and OCR experiments; its Cityscapes, LIP and PASCAL-Context HRNet configs set
+  ``False`` and import exactly). Its key names are the same, so this cannot be detected from a state dict.
+
+The report records the source family's fusion (:data:`FAMILY_UPSAMPLE`) beside the model's; a mismatch
+makes it not ``ok``. ``load_hrnet_checkpoint`` given a preset *name* builds the preset with the source
+family's fusion; given a built model whose fusion differs, it refuses (strict) or loads with a note.
 """
 from __future__ import annotations
 
@@ -66,6 +78,10 @@ _HEAD_KIND = {"hrnet-seg": "seg", "higher-hrnet": "pose-bottomup", "hrnet-pose":
 _SEG_HEAD = {"0": "conv1", "1": "bn1", "3": "classifier"}  # last_layer: conv, BN, ReLU, conv
 DEAD = "dead compute in this arch (its result never reaches the head, so the model does not build it)"
 
+# How each family's own code upsamples in its fuse layers (see the module docstring for the sources).
+FAMILY_UPSAMPLE = {"hrnet-seg": "bilinear", "hrnet-cls": "nearest", "higher-hrnet": "nearest", "hrnet-pose": "nearest"}
+_UPSAMPLE_WORDS = {"nearest": "nearest", "bilinear": "bilinear (align_corners=False)"}
+
 
 @dataclass
 class ConversionReport:
@@ -79,17 +95,46 @@ class ConversionReport:
     mismatched: list[tuple[str, str, tuple, tuple]] = field(default_factory=list)  # src, dst, src/dst shape
     stripped_prefixes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    source_upsample: str | None = None  # the family's fusion upsampling (None: unknown, a bare backbone)
+    model_upsample: str | None = None  # the receiving model's
+
+    @property
+    def fusion_mismatch(self) -> bool:
+        return self.source_upsample is not None and self.source_upsample != self.model_upsample
 
     @property
     def ok(self) -> bool:
-        """Every target tensor was filled and every source tensor was used or deliberately ignored."""
-        return not (self.missing or self.unexpected or self.mismatched)
+        """Every target tensor was filled, every source tensor was used or deliberately ignored, and the
+        model fuses as the source network did: the model computes the source network's function."""
+        return not (self.missing or self.unexpected or self.mismatched or self.fusion_mismatch)
+
+    def fusion_line(self) -> str:
+        src = _UPSAMPLE_WORDS.get(self.source_upsample, "unknown (no family-specific keys)")
+        return f"fusion upsampling: model {_UPSAMPLE_WORDS.get(self.model_upsample)}, {self.family} source {src}"
 
     def to_dict(self) -> dict:
         return {"family": self.family, "ok": self.ok, "loaded": len(self.loaded), "missing": self.missing,
                 "unexpected": self.unexpected, "ignored": self.ignored,
                 "mismatched": [list(m) for m in self.mismatched],
-                "stripped_prefixes": self.stripped_prefixes, "notes": self.notes}
+                "stripped_prefixes": self.stripped_prefixes, "notes": self.notes,
+                "source_upsample": self.source_upsample, "model_upsample": self.model_upsample}
+
+    def summary(self, max_keys: int = 5) -> dict:
+        """Counts, the first few keys of each list and the ignored reasons: small enough for a run's report."""
+        return {"family": self.family, "ok": self.ok, "loaded": len(self.loaded),
+                "missing": len(self.missing), "unexpected": len(self.unexpected),
+                "mismatched": len(self.mismatched), "ignored": _count_reasons(self.ignored),
+                "first_missing": self.missing[:max_keys], "first_unexpected": self.unexpected[:max_keys],
+                "first_mismatched": [f"{s} -> {d}: {tuple(a)} vs {tuple(b)}" for s, d, a, b in self.mismatched[:max_keys]],
+                "source_upsample": self.source_upsample, "model_upsample": self.model_upsample,
+                "notes": self.notes}
+
+
+def _count_reasons(ignored: dict[str, str]) -> dict[str, int]:
+    reasons: dict[str, int] = {}
+    for why in ignored.values():
+        reasons[why] = reasons.get(why, 0) + 1
+    return reasons
 
 
 def format_report(report: ConversionReport, max_keys: int = 12) -> str:
@@ -112,10 +157,8 @@ def format_report(report: ConversionReport, max_keys: int = 12) -> str:
     lines += _list("missing (left as initialised)", report.missing)
     lines += _list("unexpected (no place in this model)", report.unexpected)
     lines += _list("shape mismatches", [f"{s} -> {d}: {tuple(a)} vs {tuple(b)}" for s, d, a, b in report.mismatched])
-    reasons: dict[str, int] = {}
-    for why in report.ignored.values():
-        reasons[why] = reasons.get(why, 0) + 1
-    lines += _list("ignored", [f"{n} x {why}" for why, n in reasons.items()])
+    lines.append(f"  {report.fusion_line()}" + ("  <- MISMATCH" if report.fusion_mismatch else ""))
+    lines += _list("ignored", [f"{n} x {why}" for why, n in _count_reasons(report.ignored).items()])
     lines += [f"  note: {n}" for n in report.notes]
     return "\n".join(lines)
 
@@ -270,7 +313,12 @@ def convert_hrnet_state_dict(sd: dict, space: SearchSpace, head: HeadSpec | str 
     if target is None:
         target = target_shapes(space, arch, head)
     src, used = strip_prefixes(sd)
-    rep = ConversionReport(family=detect_family(src), stripped_prefixes=used)
+    family = detect_family(src)
+    rep = ConversionReport(family=family, stripped_prefixes=used, source_upsample=FAMILY_UPSAMPLE.get(family),
+                           model_upsample=space.fuse_upsample)
+    if rep.fusion_mismatch:
+        rep.notes.append(f"{family} weights were trained with {rep.source_upsample} fusion upsampling; this model "
+                         f"fuses with {space.fuse_upsample}, so its outputs differ from the source network's")
     L = _Layout(space, arch, head)
     live = liveness(arch, head)
     out: dict[str, torch.Tensor] = {}
@@ -322,26 +370,50 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def load_hrnet_checkpoint(model: nn.Module | str, checkpoint: str | os.PathLike | dict,
-                          strict: bool = False) -> tuple[nn.Module, ConversionReport]:
-    """Load an HRNet-family checkpoint (a path or a state dict) into ``model``.
+                          strict: bool = True) -> tuple[nn.Module, ConversionReport]:
+    """Load an HRNet-family checkpoint (a path or a state dict) into ``model``; returns ``(model, report)``
+    with the model in eval mode.
 
     ``model`` is a ScaleNet (or anything with ``space`` and ``head_spec``; without ``arch`` the
-    ``hrnet()`` point is assumed, e.g. a supernet) or a preset name. ``strict=True`` raises a
-    :class:`ScaleNASError` unless the report is clean. Returns ``(model, report)``.
+    ``hrnet()`` point is assumed, e.g. a supernet) or a preset name, which is built with the fusion
+    upsampling of the checkpoint's family (``"hrnet-w48"`` + HRNet-Seg weights fuses bilinearly).
+    ``strict`` (the default) raises a :class:`ScaleNASError` unless the report is ``ok``, i.e. unless
+    the model then computes the source network's function; ``strict=False`` loads what matches
+    (e.g. ImageNet weights as an initialisation) and the report says what did not.
     """
+    sd = read_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
     if isinstance(model, str):
-        from scalenas.nets.registry import create_model
-
-        model = create_model(model)
+        model = _preset_for_family(model, detect_family(strip_prefixes(sd)[0]))
     space, head = getattr(model, "space", None), getattr(model, "head_spec", None)
     if not isinstance(space, SearchSpace) or not isinstance(head, HeadSpec):
         raise ScaleNASError("load_hrnet_checkpoint: the model must be a ScaleNet (with .space and .head_spec)")
     arch = getattr(model, "arch", None)
-    sd = read_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
     target = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     new_sd, rep = convert_hrnet_state_dict(sd, space, head, arch, target=target)
     where = checkpoint if not isinstance(checkpoint, dict) else "state dict"
     if strict and not rep.ok:
-        raise ScaleNASError(f"{where}: does not match the model exactly\n{format_report(rep)}")
+        raise ScaleNASError(f"{where}: {_first_problem(rep)}")
     model.load_state_dict(new_sd, strict=False)
-    return model, rep
+    return model.eval(), rep
+
+
+def _preset_for_family(name: str, family: str) -> nn.Module:
+    """The preset ``name`` built with the fusion upsampling that weights of ``family`` were trained with."""
+    from scalenas.nets.registry import create_model
+
+    return create_model(name, fuse_upsample=FAMILY_UPSAMPLE.get(family))
+
+
+def _first_problem(rep: ConversionReport) -> str:
+    """One line saying why a conversion is not exact (the first problem found)."""
+    if rep.fusion_mismatch:
+        return (f"{rep.family} weights fuse with {_UPSAMPLE_WORDS[rep.source_upsample]} upsampling but the model "
+                f"fuses with {rep.model_upsample}; build it with SearchSpace(fuse_upsample="
+                f"{rep.source_upsample!r}) or pass the preset name")
+    counts = (f"{len(rep.missing)} missing, {len(rep.unexpected)} unexpected, {len(rep.mismatched)} shape "
+              f"mismatches")
+    if rep.mismatched:
+        s, d, a, b = rep.mismatched[0]
+        return f"does not match the model exactly ({counts}; first: {s} -> {d}: {tuple(a)} vs {tuple(b)})"
+    first = rep.missing[0] if rep.missing else rep.unexpected[0]
+    return f"does not match the model exactly ({counts}; first: {first!r}); strict=False loads what matches"

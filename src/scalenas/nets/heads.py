@@ -25,7 +25,7 @@ class SegHead(nn.Module):
         size = x0.shape[-2:]
         ups = [x0] + [F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners) for x in xs[1:]]
         x = torch.cat(ups, 1)
-        return self.classifier(F.relu(self.bn1(self.conv1(x))))
+        return self.classifier(F.relu(self.bn1(self.conv1(x)), inplace=True))
 
 
 class TopDownPoseHead(nn.Module):
@@ -59,7 +59,7 @@ class BottomUpPoseHead(nn.Module):
     def forward(self, xs):
         x = xs[0]
         y0 = self.final0(x)
-        z = F.relu(self.deconv_bn(self.deconv(torch.cat([x, y0], 1))))
+        z = F.relu(self.deconv_bn(self.deconv(torch.cat([x, y0], 1))), inplace=True)
         y1 = self.final1(self.blocks(z))
         return y0, y1
 

@@ -44,7 +44,7 @@ def init_supernet_from(supernet, path: str) -> dict:
         from scalenas.nets.convert import convert_hrnet_state_dict
 
         sd, conv = convert_hrnet_state_dict(sd, supernet.space, supernet.head_spec)
-        report["conversion"] = {k: v for k, v in conv.items() if k != "loaded"} if isinstance(conv, dict) else str(conv)
+        report["conversion"] = conv.summary()  # counts and first keys, not ~1,800 key names
     own = supernet.state_dict()
     loaded, shape_mismatch, unknown = [], [], []
     with torch.no_grad():

@@ -99,10 +99,13 @@ class HRModule(nn.Module):
             ys = list(xs)  # synchronous update: every output reads the pre-fusion values of step s
             edges = self.fuse[s]
             for j, ins in fused:
-                y = xs[j]
+                # Sum into the first edge's fresh output (x + e == e + x exactly), in place; xs[j] and
+                # xs[k] are never written, as other edges and the next step still read them.
+                y = None
                 for k in ins:
-                    y = y + edges[edge_key(j, k)](xs[k], xs[j])
-                ys[j] = F.relu(y)
+                    e = edges[edge_key(j, k)](xs[k], xs[j])
+                    y = e.add_(xs[j]) if y is None else y.add_(e)
+                ys[j] = F.relu(y, inplace=True)
             # Branches with no cross input keep x[j]; it is a ReLU output already, so ReLU(x) == x.
             xs = ys
         return xs

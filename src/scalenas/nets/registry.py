@@ -6,7 +6,7 @@ data (space, arch, head, input size, published figures).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 from scalenas.errors import ScaleNASError
@@ -53,8 +53,9 @@ def get_preset(name: str) -> Preset:
     return PRESETS[key]
 
 
-def create_model(name: str, head: HeadSpec | str | dict | None = None, **kwargs):
-    """Build a preset's ScaleNet. ``head`` overrides the preset's head (e.g. ``"pose-bottomup"``)."""
+def create_model(name: str, head: HeadSpec | str | dict | None = None, fuse_upsample: str | None = None, **kwargs):
+    """Build a preset's ScaleNet. ``head`` overrides the preset's head (e.g. ``"pose-bottomup"``),
+    ``fuse_upsample`` its space's fusion upsampling (``"bilinear"`` for HRNet-Seg weights)."""
     from scalenas.nets.scalenet import ScaleNet
 
     p = get_preset(name)
@@ -62,4 +63,5 @@ def create_model(name: str, head: HeadSpec | str | dict | None = None, **kwargs)
     arch = p.arch
     if h.pose_rule and not p.head.pose_rule:
         arch = p.space.apply_pose_rule(arch)
-    return ScaleNet(p.space, arch, h, **kwargs)
+    space = p.space if fuse_upsample is None else replace(p.space, fuse_upsample=fuse_upsample)
+    return ScaleNet(space, arch, h, **kwargs)

@@ -26,12 +26,17 @@ from typing import Callable
 
 import torch
 
+from scalenas.config import load_yaml
 from scalenas.deploy import model_dir as md
 from scalenas.deploy.arch_files import arch_file_origin
 from scalenas.deploy.card import build_card, render_markdown
 from scalenas.deploy.finetune import finetune
 from scalenas.deploy.runtime import apply_task_overrides, measure_latency, normalisation_of, portable_task
 from scalenas.errors import ScaleNASError
+from scalenas.search.calibrate import Calibrator
+from scalenas.search.config import SearchCfg
+from scalenas.search.pareto_doc import pick
+from scalenas.search.runner import task_input_hw
 from scalenas.space.arch import Arch
 from scalenas.train.checkpoint import load_supernet
 from scalenas.train.engine import build_task
@@ -71,8 +76,6 @@ class ExtractOptions:
 def read_run_config(run_dir: str) -> dict:
     """A search run's resolved ``config.yaml``: supernet, task (with the search's task overrides),
     input_hw, metric_name and the ``search`` section (calibration and evaluation settings)."""
-    from scalenas.config import load_yaml
-
     if not os.path.isdir(run_dir):
         raise ScaleNASError(f"{run_dir}: search run directory not found")
     path = os.path.join(run_dir, "config.yaml")
@@ -92,8 +95,6 @@ def pick_from_run(run_dir: str, max_gflops: float | None, max_latency_ms: float 
     search pick`` and ``scalenas extract --pick``): every feasible evaluated arch of the run is a
     candidate, ties go to the cheaper. It takes GFLOPs as MACs/2^30; a 1e9-convention budget is
     converted."""
-    from scalenas.search.pareto_doc import pick
-
     if convention not in GFLOPS_KEYS:
         raise ScaleNASError(f"--gflops-convention {convention!r}: use 2p30 (MACs/2^30) or 1e9 (MACs/1e9)")
     cfg = read_run_config(run_dir)
@@ -111,7 +112,6 @@ def default_input_hw(task, head) -> tuple[int, int]:
     """The size FLOPs and latency are given at when none is asked for: the search's own rule (the
     task's input / crop / image size), else the usual size for the head."""
     from scalenas.cli._target import DEFAULT_INPUT
-    from scalenas.search.runner import task_input_hw
 
     if task is not None:
         try:
@@ -131,8 +131,6 @@ def resolve_device(device: str) -> torch.device:
 
 def calibration_settings(opts: ExtractOptions, search: dict | None) -> dict:
     """Explicit options win; then the search run's settings; then the search config's defaults."""
-    from scalenas.search.config import SearchCfg
-
     d = SearchCfg()
     search = search or {}
     out, src = {}, set()
@@ -154,8 +152,6 @@ def calibration_settings(opts: ExtractOptions, search: dict | None) -> dict:
 def make_calibrator(task, calib: dict, device):
     """The search evaluator's calibrator (same cached batches, device and memory format), so a
     subnet calibrated here has the statistics it had when the search scored it."""
-    from scalenas.search.calibrate import Calibrator
-
     cal = Calibrator(task, calib["num_images"], calib["batch_size"], calib["seed"], device, channels_last=True)
     calib["num_images"] = cal.num_images  # the train split may hold fewer images than asked for
     return cal

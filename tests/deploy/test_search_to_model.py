@@ -6,7 +6,8 @@ import pytest
 
 from scalenas.deploy.extract import pick_from_run
 from scalenas.errors import ScaleNASError
-from scalenas.search.runner import pick, run_search
+from scalenas.search.pareto_doc import pick
+from scalenas.search.runner import run_search
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import random
 
 import torch
 
-from scalenas.search.evaluator import Evaluator
+from scalenas.search.evaluator import EvalSpec, Evaluator
 from scalenas.train.checkpoint import load_supernet
 from scalenas.train.engine import build_task
 
@@ -22,8 +22,9 @@ def test_recalibrated_bn_beats_shared_statistics(supernet_ckpt):
         for a in archs:  # the supernet's own running statistics (an average over all trained subnets)
             net.set_active(a)
             shared.append(task.evaluate(net, "search")["R2"])
-        ev = Evaluator(load_supernet(supernet_ckpt)[0], task, "search", calib_images=64, calib_batch_size=16,
-                       threads=1)
+        spec = EvalSpec(checkpoint=supernet_ckpt, task=ck["meta"]["task"], split="search", calib_images=64,
+                        calib_batch_size=16, threads=1)
+        ev = Evaluator(load_supernet(supernet_ckpt)[0], task, spec)
         calibrated = [ev.evaluate(a)["metric"] for a in archs]
     finally:
         torch.set_num_threads(prev)

@@ -39,8 +39,7 @@ def _per_arch(run):
 def _factory_calling_first(before):
     """An ``evaluator_factory`` whose evaluators call ``before()`` ahead of every real evaluation."""
     def factory(supernet, task, spec):
-        ev = Evaluator(supernet, task, spec.split, spec.max_images, spec.calib_images, spec.calib_batch_size,
-                       spec.calib_seed, spec.device, spec.threads)
+        ev = Evaluator(supernet, task, spec)
 
         class Hooked:
             def evaluate(self, arch):

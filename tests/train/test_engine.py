@@ -241,3 +241,16 @@ def test_run_header_names_the_threads_and_restores_them(tmp_path, make_cfg, caps
     train_supernet(cfg)
     assert f"threads: 1 (cores {usable_cores()}, loader workers 0, bf16: no)" in capsys.readouterr().out.splitlines()
     assert torch.get_num_threads() == before  # the training rule does not leak into the caller
+
+
+def test_time_steps_times_engine_steps_and_leaves_nothing(tmp_path, make_cfg):
+    """The demo's step timing: real engine steps (a trainer in a scratch folder), one time per step,
+    the caller's run folder untouched and its thread count restored."""
+    from scalenas.train.engine import time_steps
+
+    cfg = RunConfig.model_validate(make_cfg(tmp_path / "run", steps=1, threads=1))
+    prev = torch.get_num_threads()
+    times = time_steps(cfg, 3)  # more steps than the config's: the scratch run is lengthened
+    assert len(times) == 3 and all(0 < t < 60 for t in times)
+    assert not os.path.exists(tmp_path / "run")
+    assert torch.get_num_threads() == prev

@@ -22,7 +22,8 @@ def add_parser(sub):
                     "evaluate, measure latency, and write MODEL_DIR atomically:\n"
                     "  model.safetensors, model.json, MODEL_CARD.md, card.json (+ dataset_info.json for "
                     "segmentation).\n\n"
-                    "--pick rule (scalenas.search.runner.pick, as 'scalenas search pick'): among the run's feasible "
+                    "--pick rule (scalenas.search.pareto_doc.pick, as 'scalenas search pick'): among the run's "
+                    "feasible "
                     "evaluated archs within --max-gflops (MACs/2^30 unless --gflops-convention 1e9), --max-params-m "
                     "and --max-latency-ms, the best metric; ties go to the cheaper. Without a budget: the best "
                     "metric overall.")

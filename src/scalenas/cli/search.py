@@ -72,7 +72,7 @@ def run(args) -> int:
 def _pick(args) -> int:
     from scalenas.deploy.arch_files import write_arch_file
     from scalenas.errors import ScaleNASError
-    from scalenas.search.runner import pick
+    from scalenas.search.pareto_doc import pick
     from scalenas.space.arch import Arch
     from scalenas.utils.io import dumps_json
 
@@ -93,8 +93,8 @@ def _pick(args) -> int:
 
 
 def _search(args) -> int:
-    from scalenas.config import apply_overrides, deep_merge, load_config
     from scalenas.errors import ScaleNASError
+    from scalenas.search.resolve import resolve_search_cfg
     from scalenas.search.runner import run_search
 
     if not args.output:
@@ -108,25 +108,7 @@ def _search(args) -> int:
         else:
             raise ScaleNASError(f"search: unexpected argument {item!r} (one CONFIG.yaml was given already: "
                                 f"{config_path}; other arguments are KEY=VALUE)")
-    base: dict = {}
-    saved = os.path.join(args.output, "config.yaml")
-    if args.resume and os.path.exists(saved):
-        from scalenas.config import load_yaml
-
-        base = load_yaml(saved).get("search") or {}
-    elif config_path is None:
-        base = _checkpoint_search_section(args.target)
-    if config_path is not None:
-        data = load_config(config_path)
-        section = data.get("search")
-        if section is None:
-            raise ScaleNASError(f"{config_path}: no 'search:' section")
-        if not isinstance(section, dict):
-            raise ScaleNASError(f"{config_path}: 'search' must be a mapping")
-        base = deep_merge(base, section)
-    cfg = apply_overrides(base, [o[len("search."):] if o.startswith("search.") else o for o in overrides])
-    if args.strategy:
-        cfg["strategy"] = args.strategy
+    cfg = resolve_search_cfg(args.target, args.output, config_path, overrides, args.resume, args.strategy)
     summary = run_search(args.target, args.output, cfg, resume=args.resume, workers=args.workers, ray=args.ray,
                          progress=not args.quiet)
     front = summary["front"]
@@ -136,13 +118,3 @@ def _search(args) -> int:
         print(f"  {m['hash']}  {summary['metric_name']} {m['metric']:.3f}  {m['gflops_2p30']:.3f} GFLOPs(2^30)  "
               f"{m['params_m']:.2f}M{lat}")
     return 0
-
-
-def _checkpoint_search_section(path: str) -> dict:
-    """The ``search`` section of the training config stored in a supernet checkpoint (may be empty)."""
-    from scalenas.utils.weights import read_weights
-
-    ck = read_weights(path, "checkpoint", mmap=True)  # mmap: only the small config is read
-    if not isinstance(ck, dict):
-        return {}
-    return dict((ck.get("config") or {}).get("search") or {})

@@ -201,50 +201,70 @@ def _bbox(mask: np.ndarray) -> list[float]:
 
 
 def _image(rng: np.random.Generator, h: int, w: int, index: int):
-    """Render one image; returns (bgr, person records, ignore records)."""
+    """Render one image; returns (bgr, person records, ignore records). The stages draw from ``rng``
+    in this order, so an image is a pure function of (seed, split, index)."""
     s = min(h, w)
-    hmin, hmax = MIN_FRAC * s, MAX_FRAC * s
     img = _background(rng, h, w)
     ignore = []
-
-    # crowd region: a cluster of tiny unlabelled figures, annotated once as iscrowd=1 (RLE)
     if index > 1 and rng.random() < 0.2:
-        cm = np.zeros((h, w), np.uint8)
-        cw, ch = int(s * rng.uniform(0.2, 0.35)), int(s * rng.uniform(0.12, 0.22))
-        x0, y0 = int(rng.integers(0, w - cw)), int(rng.integers(0, h - ch))
-        for _ in range(int(rng.integers(6, 14))):
-            th = rng.uniform(0.03, 0.06) * s
-            ctr = (x0 + rng.uniform(0, cw), y0 + rng.uniform(0, ch))
-            f = _Figure(_place(_pose(rng), th, rng.normal(0, 10), ctr), th, _palette(rng))
-            f.draw(img)
-            f.draw(cm, mask_only=True)
-        cm = cv2.dilate(cm, np.ones((5, 5), np.uint8)) > 0
-        ignore.append({"iscrowd": 1, "mask": cm})
+        ignore.append(_crowd(rng, img, s))
+    heights, pinned = _heights(rng, index, s)
+    figs, masks = _place_figures(rng, heights, pinned, h, w)
+    if index > 1 and rng.random() < 0.15:
+        ignore += _unlabelled_person(rng, img, masks, s)
+    for f in figs:
+        f.draw(img)
+    front = _foreground_bar(rng, img, s)
+    return img, _people(figs, masks, front), ignore
 
-    # main figures: a height band per image. Image 0 pins the top of the range (one tall standing
-    # figure), image 1 the bottom (one tiny standing figure among ordinary ones), so every split of two
-    # or more images spans >= 1:10 while small people stay a minority, as in COCO.
-    pinned = None
+
+def _crowd(rng: np.random.Generator, img: np.ndarray, s: int) -> dict:
+    """A crowd region: a cluster of tiny unlabelled figures, annotated once as iscrowd=1 (RLE)."""
+    h, w = img.shape[:2]
+    cm = np.zeros((h, w), np.uint8)
+    cw, ch = int(s * rng.uniform(0.2, 0.35)), int(s * rng.uniform(0.12, 0.22))
+    x0, y0 = int(rng.integers(0, w - cw)), int(rng.integers(0, h - ch))
+    for _ in range(int(rng.integers(6, 14))):
+        th = rng.uniform(0.03, 0.06) * s
+        ctr = (x0 + rng.uniform(0, cw), y0 + rng.uniform(0, ch))
+        f = _Figure(_place(_pose(rng), th, rng.normal(0, 10), ctr), th, _palette(rng))
+        f.draw(img)
+        f.draw(cm, mask_only=True)
+    cm = cv2.dilate(cm, np.ones((5, 5), np.uint8)) > 0
+    return {"iscrowd": 1, "mask": cm}
+
+
+def _heights(rng: np.random.Generator, index: int, s: int) -> tuple[list[float], int | None]:
+    """The main figures' heights, and which one is pinned (placed whole, or None).
+
+    A height band per image. Image 0 pins the top of the range (one tall standing figure), image 1
+    the bottom (one tiny standing figure among ordinary ones), so every split of two or more images
+    spans >= 1:10 while small people stay a minority, as in COCO."""
+    hmin, hmax = MIN_FRAC * s, MAX_FRAC * s
     if index == 0:
-        heights, pinned = [hmax * rng.uniform(0.97, 1.0)], 0
+        return [hmax * rng.uniform(0.97, 1.0)], 0
+    if index > 1 and rng.random() < FAR_PROB:  # a distant scene of small people
+        base = math.exp(rng.uniform(math.log(hmin), math.log(NEAR_FRAC * s)))
+        n = int(rng.integers(2, 7))
     else:
-        if index > 1 and rng.random() < FAR_PROB:  # a distant scene of small people
-            base = math.exp(rng.uniform(math.log(hmin), math.log(NEAR_FRAC * s)))
-            n = int(rng.integers(2, 7))
-        else:
-            base = math.exp(rng.uniform(math.log(NEAR_FRAC * s), math.log(hmax)))
-            n = int(rng.integers(1, 3 if base > 0.6 * s else 5 if base > 0.35 * s else 7))
-        heights = [float(np.clip(base * math.exp(rng.normal(0, 0.2)), hmin, hmax)) for _ in range(n)]
-        if index == 1:
-            heights = heights[:3] + [hmin * rng.uniform(1.0, 1.03)]  # drawn last: nothing occludes it
-            pinned = len(heights) - 1
+        base = math.exp(rng.uniform(math.log(NEAR_FRAC * s), math.log(hmax)))
+        n = int(rng.integers(1, 3 if base > 0.6 * s else 5 if base > 0.35 * s else 7))
+    heights = [float(np.clip(base * math.exp(rng.normal(0, 0.2)), hmin, hmax)) for _ in range(n)]
+    if index == 1:
+        heights = heights[:3] + [hmin * rng.uniform(1.0, 1.03)]  # drawn last: nothing occludes it
+        return heights, len(heights) - 1
+    return heights, None
+
+
+def _place_figures(rng: np.random.Generator, heights: list[float], pinned: int | None, h: int, w: int):
+    """(figures, their masks): each figure tries a few random placements and keeps the first that
+    leaves the earlier figures mostly visible (a figure with no such placement is dropped)."""
     figs, masks = [], []
     for p, ht in enumerate(heights):
         fixed = p == pinned
         upright = fixed or rng.random() < 0.8
         angle = float(np.clip(rng.normal(0, 8), -3, 3)) if fixed else \
             rng.normal(0, 8) if upright else rng.uniform(-180, 180)
-        best = None
         for _ in range(40 if fixed else 12):
             margin = 0.5 * ht if fixed else 0.25 * ht
             lo_x, hi_x = min(margin, w / 2), max(w - margin, w / 2)
@@ -258,32 +278,43 @@ def _image(rng: np.random.Generator, h: int, w: int, index: int):
             if fixed and any((m & mk).any() for mk in masks):
                 continue  # the pinned tiny figure stays whole
             if m.sum() > 0 and worst < 0.4:
-                best = (f, m)
+                figs.append(f)
+                masks.append(m)
                 break
-        if best is not None:
-            figs.append(best[0])
-            masks.append(best[1])
+    return figs, masks
 
-    # optional unlabelled tiny person (COCO has many): iscrowd=0, num_keypoints=0
-    if index > 1 and rng.random() < 0.15:
-        th = rng.uniform(0.04, 0.07) * s
-        ctr = (rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h))
-        f = _Figure(_place(_pose(rng), th, rng.normal(0, 10), ctr), th, _palette(rng))
-        m = _mask_of(f, h, w)
-        if not any((m & mk).any() for mk in masks):
-            f.draw(img)
-            ignore.append({"iscrowd": 0, "mask": m})
 
-    for f in figs:
-        f.draw(img)
+def _unlabelled_person(rng: np.random.Generator, img: np.ndarray, masks: list[np.ndarray], s: int) -> list[dict]:
+    """An unlabelled tiny person (COCO has many: iscrowd=0, num_keypoints=0), drawn only where it
+    hides no labelled figure."""
+    h, w = img.shape[:2]
+    th = rng.uniform(0.04, 0.07) * s
+    ctr = (rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h))
+    f = _Figure(_place(_pose(rng), th, rng.normal(0, 10), ctr), th, _palette(rng))
+    m = _mask_of(f, h, w)
+    if any((m & mk).any() for mk in masks):
+        return []
+    f.draw(img)
+    return [{"iscrowd": 0, "mask": m}]
+
+
+def _foreground_bar(rng: np.random.Generator, img: np.ndarray, s: int) -> np.ndarray:
+    """Sometimes a foreground bar (pole, sign) occluding whatever is behind it; returns its mask."""
+    h, w = img.shape[:2]
     front = np.zeros((h, w), bool)
-    if rng.random() < 0.2:  # a foreground bar (pole, sign) occluding whatever is behind it
+    if rng.random() < 0.2:
         c = tuple(int(v) for v in rng.integers(0, 256, 3))
         bw = int(max(3, s * rng.uniform(0.03, 0.08)))
         x = int(rng.integers(0, w - bw))
         cv2.rectangle(img, (x, 0), (x + bw - 1, h - 1), c, -1)
         front[:, x:x + bw] = True
+    return front
 
+
+def _people(figs: list, masks: list[np.ndarray], front: np.ndarray) -> list[dict]:
+    """The person records: visible mask and keypoints (v=1 occluded, 2 visible, 0 outside the image)
+    of every figure with at least one keypoint inside the image and some pixels in view."""
+    h, w = front.shape
     people = []
     for i, (f, m) in enumerate(zip(figs, masks)):
         cover = front.copy()
@@ -301,7 +332,7 @@ def _image(rng: np.random.Generator, h: int, w: int, index: int):
         if (kps[:, 2] > 0).sum() == 0:
             continue
         people.append({"keypoints": kps, "mask": vis_mask, "height": f.h})
-    return img, people, ignore
+    return people
 
 
 def _annotation(aid: int, iid: int, mask: np.ndarray, kps: np.ndarray | None, crowd: bool) -> dict:

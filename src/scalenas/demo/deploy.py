@@ -27,7 +27,7 @@ def deploy_models(kind: str, tdir: str, ckpt_path: str, search_dir: str, search_
     from scalenas.deploy.arch_files import write_arch_file
     from scalenas.deploy.export import export_model_dir
     from scalenas.deploy.extract import ExtractOptions, extract
-    from scalenas.search.runner import load_run
+    from scalenas.search.pareto_doc import load_run
     from scalenas.space.heads import HeadSpec
     from scalenas.viz.arch_drawing import save_arch_drawing
 
@@ -71,21 +71,12 @@ def deploy_models(kind: str, tdir: str, ckpt_path: str, search_dir: str, search_
     # ONNX export of the main pick (the best searched model within the hrnet point's FLOPs, else the first)
     main = next((m for m in models if m["name"] == "best<=hrnet"), models[0])
     exp = export_model_dir(main["model_dir"], "onnx", log=lambda m: None)
-    main["onnx"] = {"path": exp.get("path") or exp.get("file"), "parity_max_abs": _parity(exp)}
+    main["onnx"] = {"path": exp["path"], "parity_max_abs": float(exp["parity"].max_abs)}
     print(f"[demo] exported {main['name']} to ONNX; parity max abs diff {main['onnx']['parity_max_abs']:.2e}", flush=True)
     # prediction overlays of the main pick on test images
     main["overlays"] = _overlays(main["model_dir"], os.path.join(tdir, "overlays"))
     shutil.copyfile(os.path.join(search_dir, "pareto.png"), os.path.join(tdir, "pareto.png"))
     return models
-
-
-def _parity(exp: dict) -> float:
-    p = exp.get("parity")
-    if hasattr(p, "max_abs"):
-        return float(p.max_abs)
-    if isinstance(p, dict):
-        return float(p.get("max_abs", p.get("max_abs_diff", float("nan"))))
-    return float(exp.get("parity_max_abs", float("nan")))
 
 
 def _overlays(model_dir: str, out_dir: str) -> list[str]:

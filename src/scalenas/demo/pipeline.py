@@ -11,17 +11,28 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
+import statistics
 import time
 
-import torch
-
+from scalenas.data.synth_pose import generate as generate_pose
+from scalenas.data.synth_seg import generate as generate_seg
+from scalenas.demo.deploy import deploy_models
+from scalenas.demo.report import write_report
 from scalenas.demo.settings import phase_budgets, settings_for
 from scalenas.errors import ScaleNASError
+from scalenas.search.evaluator import EvalSpec, Evaluator
+from scalenas.search.resolve import resolve_search_cfg
+from scalenas.search.runner import run_search
+from scalenas.train.config import RunConfig
+from scalenas.train.engine import time_steps, train_supernet
 from scalenas.utils.io import atomic_write_json, package_versions
 from scalenas.utils.runtime import setup_process
 
 STATE_FILE = "demo_state.json"
+PROBE_STEPS = 12  # one step to start the loader, then a round of the grouped sampler's 11 groups
+TRAIN_MARGIN = 1.1  # real / probed step time: 1.07 measured (seg, 60 steps; checkpoints, logging) on 2 loaded cores
 
 
 class DemoState:
@@ -63,129 +74,24 @@ def run_demo(out: str = "demo-out", task: str = "seg", budget_minutes: float = 1
         state.set(t, "budget_s", budget)
         say(f"task {t}: budget {budget / 60:.1f} min")
         results[t] = run_task_demo(t, os.path.join(out, t), budget, state)
-    from scalenas.demo.report import write_report
-
     report = write_report(out, results, budget_minutes, time.time() - t0)
     say(f"report: {report}")
     return {"report": report, "results": results, "seconds": time.time() - t0}
 
 
-def _probe_step_seconds(cfg, batches: int = 3) -> float:
-    """Seconds of one training step of the grouped sampler's average subnet, measured on this machine."""
-    from scalenas.nets.supernet import SuperScaleNet
-    from scalenas.train.engine import build_task, space_of, tree_float
-    from scalenas.utils.runtime import resolve_amp
-
-    task = build_task(cfg.task)
-    space = space_of(cfg)
-    net = SuperScaleNet(space, task.head).to(memory_format=torch.channels_last).train()
-    ds = task.build_dataset("train", train=True)
-    batch = task.collate([ds[i % len(ds)] for i in range(cfg.train.batch_size)])
-    x = batch["image"].contiguous(memory_format=torch.channels_last)
-    amp = resolve_amp(cfg.train.amp, "cpu") == "bf16"
-    import random
-
-    archs = [space.sample(random.Random(i), 0.5, pose_rule=task.head.pose_rule) for i in range(batches + 1)]
-    times = []
-    for a in archs:
-        net.set_active(a)
-        t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            out = net(x)
-        loss, _ = task.loss(tree_float(out), batch)
-        loss.backward()
-        times.append(time.perf_counter() - t)
-    return sorted(times[1:])[len(times[1:]) // 2]
-
-
-def _probe_eval_seconds(ckpt_path: str, task_cfg: dict, search: dict) -> float:
-    """Seconds of one search evaluation (BN recalibration + metric on the search split) of the trained
-    supernet's average subnet, measured on this machine. Measured rather than derived from the training
-    step because decoding costs differ by task: pose grouping took 2x the forward-based estimate."""
-    import random
-
-    from scalenas.search.evaluator import EvalSpec, Evaluator
-
-    ev = Evaluator.from_spec(EvalSpec(checkpoint=os.path.abspath(ckpt_path), task=task_cfg,
-                                      calib_images=search["calib_images"],
-                                      calib_batch_size=search["calib_batch_size"]))
-    pose = ev.task.head.pose_rule
-    return ev.evaluate(ev.net.space.sample(random.Random(0), 0.5, pose_rule=pose))["eval_s"]
-
-
 def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState) -> dict:
-    from scalenas.train.config import RunConfig
-
+    """One task's demo: data, supernet, search, deploy; each step is skipped when ``state`` says it is done."""
     s = settings_for(kind, budget_s)
     budgets = phase_budgets(budget_s)
     os.makedirs(tdir, exist_ok=True)
-    data_dir = os.path.join(tdir, "data")
-
-    # 1. data ------------------------------------------------------------------------------------
-    if not state.get(kind, "data_done"):
-        if kind == "seg":
-            from scalenas.data.synth_seg import generate
-        else:
-            from scalenas.data.synth_pose import generate
-        d = s["data"]
-        if os.path.exists(data_dir):
-            shutil.rmtree(data_dir)
-        say(generate(data_dir, train=d["train"], val=d["val"], test=d["test"], size=d["size"], seed=0))
-        state.set(kind, "data_done", True)
-
-    task_cfg = dict(s["task"])
-    task_cfg["root" if kind == "seg" else "data_root"] = data_dir
-    cfg_dict = {"run_dir": os.path.join(tdir, "supernet"), "seed": 0, "space": s["space"], "task": task_cfg,
-                "model": s["model"], "sampler": s["sampler"], "train": dict(s["train"]), "search": {}}
-
-    # 2. supernet ----------------------------------------------------------------------------------
-    steps = state.get(kind, "train_steps")
-    if steps is None:
-        probe = _probe_step_seconds(RunConfig.model_validate({**cfg_dict, "train": {**cfg_dict["train"], "steps": 1}}))
-        # measured: real steps run ~1.5x the probe on 2 cores (loader workers share the cores; logging, checkpoints)
-        steps = int(max(20, min(4000, budgets["train"] / (probe * 1.5))))
-        state.set(kind, "train_step_probe_s", probe)
-        state.set(kind, "train_steps", steps)
-        say(f"measured {probe * 1e3:.0f} ms per training step: training {steps} steps")
-    cfg_dict["train"]["steps"] = steps
-    cfg = RunConfig.model_validate(cfg_dict)
-    ckpt_path = state.get(kind, "supernet")
-    if not ckpt_path:
-        from scalenas.train.engine import train_supernet
-
-        say(f"training the supernet ({steps} steps, grouped sampling) in {cfg.run_dir}")
-        res = train_supernet(cfg, resume="auto")
-        ckpt_path = res["checkpoint"]
-        state.set(kind, "supernet", ckpt_path)
-        state.set(kind, "train_losses", [res["losses"][0], res["losses"][-1]] if res["losses"] else None)
-
-    # 3. search ------------------------------------------------------------------------------------
+    data_dir = make_data(kind, tdir, s, state)
+    cfg_dict = run_config(kind, tdir, s, data_dir)
+    steps = train_steps(kind, cfg_dict, budgets["train"], state)
+    cfg = RunConfig.model_validate({**cfg_dict, "train": {**cfg_dict["train"], "steps": steps}})
+    ckpt_path = train(kind, cfg, state)
     search_dir = os.path.join(tdir, "search")
-    search_cfg = state.get(kind, "search_cfg")
-    if search_cfg is None:
-        # 1.2x: under load an evaluation runs slower than the probe (cf. the training margin)
-        per_eval = _probe_eval_seconds(ckpt_path, task_cfg, s["search"]) * 1.2
-        state.set(kind, "eval_probe_s", per_eval)
-        n_evals = int(max(12, min(400, budgets["search"] / per_eval)))
-        initial = max(6, int(0.4 * n_evals))
-        population = max(4, int(0.2 * n_evals))
-        generations = max(1, (n_evals - initial - 3) // population)
-        search_cfg = {**s["search"], "initial": initial, "population": population, "generations": generations,
-                      "parents": min(s["search"]["parents"], initial)}
-        state.set(kind, "search_cfg", search_cfg)
-        say(f"search budget ~{n_evals} evaluations ({per_eval:.1f} s each): {initial} initial + "
-            f"{generations} generations of {population}")
-    if not state.get(kind, "search_done"):
-        from scalenas.search.runner import run_search
-
-        say(f"evolutionary search in {search_dir}")
-        run_search(ckpt_path, search_dir, search_cfg, resume=os.path.exists(os.path.join(search_dir, "state.json")),
-                   workers=1, progress=True)
-        state.set(kind, "search_done", True)
-
-    # 4. deploy: extract, evaluate on test, export, draw ------------------------------------------
-    from scalenas.demo.deploy import deploy_models
-
+    search_cfg = search_settings(kind, ckpt_path, cfg_dict["task"], s["search"], budgets["search"], state)
+    search(kind, ckpt_path, search_dir, search_cfg, state)
     models = state.get(kind, "models")
     if models is None:
         models = deploy_models(kind, tdir, ckpt_path, search_dir, search_cfg, cfg)
@@ -194,3 +100,98 @@ def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState) -> di
             "train_steps": steps, "search_cfg": search_cfg, "config": cfg.model_dump(mode="json"),
             "versions": package_versions(), "budget_s": budget_s,
             "train_losses": state.get(kind, "train_losses")}
+
+
+def make_data(kind: str, tdir: str, s: dict, state: DemoState) -> str:
+    """1. The synthetic dataset of the task (regenerated whole if an earlier run stopped inside it)."""
+    data_dir = os.path.join(tdir, "data")
+    if not state.get(kind, "data_done"):
+        generate = generate_seg if kind == "seg" else generate_pose
+        d = s["data"]
+        if os.path.exists(data_dir):
+            shutil.rmtree(data_dir)
+        say(generate(data_dir, train=d["train"], val=d["val"], test=d["test"], size=d["size"], seed=0))
+        state.set(kind, "data_done", True)
+    return data_dir
+
+
+def run_config(kind: str, tdir: str, s: dict, data_dir: str) -> dict:
+    """The supernet's run config (as a dict, before the step count is known)."""
+    task_cfg = dict(s["task"])
+    task_cfg["root" if kind == "seg" else "data_root"] = data_dir
+    return {"run_dir": os.path.join(tdir, "supernet"), "seed": 0, "space": s["space"], "task": task_cfg,
+            "model": s["model"], "sampler": s["sampler"], "train": dict(s["train"]), "search": {}}
+
+
+def train_steps(kind: str, cfg_dict: dict, budget_s: float, state: DemoState) -> int:
+    """2a. How many training steps fit the training budget, from steps timed through the engine."""
+    steps = state.get(kind, "train_steps")
+    if steps is None:
+        probe = _probe_step_seconds(RunConfig.model_validate(cfg_dict))
+        steps = int(max(20, min(4000, budget_s / (probe * TRAIN_MARGIN))))
+        state.set(kind, "train_step_probe_s", probe)
+        state.set(kind, "train_steps", steps)
+        say(f"measured {probe * 1e3:.0f} ms per training step: training {steps} steps")
+    return steps
+
+
+def _probe_step_seconds(cfg: RunConfig) -> float:
+    """Mean seconds of one engine training step on this machine, over one round of the grouped
+    sampler's 11 groups (smallest to largest subnet); the first step, which also starts the loader
+    workers, is left out."""
+    return statistics.fmean(time_steps(cfg, PROBE_STEPS)[1:])
+
+
+def train(kind: str, cfg: RunConfig, state: DemoState) -> str:
+    """2b. The supernet (grouped sampling), resumed from its newest checkpoint; returns its path."""
+    ckpt_path = state.get(kind, "supernet")
+    if not ckpt_path:
+        say(f"training the supernet ({cfg.train.steps} steps, grouped sampling) in {cfg.run_dir}")
+        res = train_supernet(cfg, resume="auto")
+        ckpt_path = res["checkpoint"]
+        state.set(kind, "supernet", ckpt_path)
+        state.set(kind, "train_losses", [res["losses"][0], res["losses"][-1]] if res["losses"] else None)
+    return ckpt_path
+
+
+def search_settings(kind: str, ckpt_path: str, task_cfg: dict, search: dict, budget_s: float,
+                    state: DemoState) -> dict:
+    """3a. The search section: the task's settings, sized to the search budget from one timed evaluation."""
+    search_cfg = state.get(kind, "search_cfg")
+    if search_cfg is None:
+        # 1.2x: under load an evaluation runs slower than the probe (cf. the training margin)
+        per_eval = _probe_eval_seconds(ckpt_path, task_cfg, search) * 1.2
+        state.set(kind, "eval_probe_s", per_eval)
+        n_evals = int(max(12, min(400, budget_s / per_eval)))
+        initial = max(6, int(0.4 * n_evals))
+        population = max(4, int(0.2 * n_evals))
+        generations = max(1, (n_evals - initial - 3) // population)
+        search_cfg = {**search, "initial": initial, "population": population, "generations": generations,
+                      "parents": min(search["parents"], initial)}
+        state.set(kind, "search_cfg", search_cfg)
+        say(f"search budget ~{n_evals} evaluations ({per_eval:.1f} s each): {initial} initial + "
+            f"{generations} generations of {population}")
+    return search_cfg
+
+
+def _probe_eval_seconds(ckpt_path: str, task_cfg: dict, search: dict) -> float:
+    """Seconds of one search evaluation (BN recalibration + metric on the search split) of the trained
+    supernet's average subnet, measured on this machine. Measured rather than derived from the training
+    step because decoding costs differ by task: pose grouping took 2x the forward-based estimate."""
+    ev = Evaluator.from_spec(EvalSpec(checkpoint=os.path.abspath(ckpt_path), task=task_cfg,
+                                      calib_images=search["calib_images"],
+                                      calib_batch_size=search["calib_batch_size"]))
+    pose = ev.task.head.pose_rule
+    return ev.evaluate(ev.net.space.sample(random.Random(0), 0.5, pose_rule=pose))["eval_s"]
+
+
+def search(kind: str, ckpt_path: str, search_dir: str, search_cfg: dict, state: DemoState) -> None:
+    """3b. The evolutionary search, with its settings resolved as ``scalenas search CKPT`` resolves a
+    config's section (a stopped search resumes from its last generation)."""
+    if state.get(kind, "search_done"):
+        return
+    resume = os.path.exists(os.path.join(search_dir, "state.json"))
+    cfg = resolve_search_cfg(ckpt_path, search_dir, search_cfg, resume=resume)
+    say(f"evolutionary search in {search_dir}")
+    run_search(ckpt_path, search_dir, cfg, resume=resume, workers=1, progress=True)
+    state.set(kind, "search_done", True)

@@ -1,16 +1,17 @@
 """From a supernet checkpoint and an arch (a file, or picked from a search run) to a model dir.
 
-Steps: load the supernet; set the arch; recalibrate BN (on by default, with the search run's
-calibration settings when the arch is picked from a run, so the metric matches what the search
-recorded); extract the static ScaleNet; optionally fine-tune (then recalibrate on the final weights);
-measure latency; optionally evaluate; write the model dir atomically.
+Stages (``extract`` calls them in order): ``choose`` the arch (a file, or picked from a run) and set
+it active; ``calibrate`` BN (on by default, with the search run's calibration settings when the arch
+is picked from a run, so the metric matches what the search recorded) and extract the static
+ScaleNet; ``fine_tune`` (optional, then recalibrate on the final weights); ``evaluate`` (optional)
+and ``measure`` latency; ``write`` the model dir atomically.
 
 Reproducibility: calibration uses the search's Calibrator with the run's settings (images, batch
 size, seed) in channels_last, and evaluation calls ``task.evaluate`` in channels_last, both exactly as
 ``scalenas.search.evaluator.Evaluator`` does; the extracted ScaleNet runs the same operators in the
 same order as the supernet path, so ``scalenas eval`` gives the number the search recorded.
 
-``--pick`` delegates the choice to ``scalenas.search.runner.pick`` (best metric among the run's
+``--pick`` delegates the choice to ``scalenas.search.pareto_doc.pick`` (best metric among the run's
 feasible evaluated archs under the budgets, ties to the cheaper), the rule ``scalenas search pick``
 uses, and takes the run's task config (with the search's task overrides) as the one it evaluated.
 """
@@ -25,12 +26,21 @@ from typing import Callable
 
 import torch
 
+from scalenas.config import load_yaml
 from scalenas.deploy import model_dir as md
 from scalenas.deploy.arch_files import arch_file_origin
 from scalenas.deploy.card import build_card, render_markdown
-from scalenas.deploy.runtime import measure_latency, normalisation_of, portable_task
+from scalenas.deploy.finetune import finetune
+from scalenas.deploy.runtime import apply_task_overrides, measure_latency, normalisation_of, portable_task
 from scalenas.errors import ScaleNASError
+from scalenas.search.calibrate import Calibrator
+from scalenas.search.config import SearchCfg
+from scalenas.search.pareto_doc import pick
+from scalenas.search.runner import task_input_hw
 from scalenas.space.arch import Arch
+from scalenas.train.checkpoint import load_supernet
+from scalenas.train.engine import build_task
+from scalenas.utils.io import package_versions
 
 GFLOPS_KEYS = {"2p30": "gflops_2p30", "1e9": "gflops_1e9"}
 
@@ -66,8 +76,6 @@ class ExtractOptions:
 def read_run_config(run_dir: str) -> dict:
     """A search run's resolved ``config.yaml``: supernet, task (with the search's task overrides),
     input_hw, metric_name and the ``search`` section (calibration and evaluation settings)."""
-    from scalenas.config import load_yaml
-
     if not os.path.isdir(run_dir):
         raise ScaleNASError(f"{run_dir}: search run directory not found")
     path = os.path.join(run_dir, "config.yaml")
@@ -83,12 +91,10 @@ def pick_from_run(run_dir: str, max_gflops: float | None, max_latency_ms: float 
                   max_params_m: float | None = None, convention: str = "2p30") -> tuple[Arch, dict, dict]:
     """(arch, its evaluation record, run config) for the best metric under the budgets.
 
-    The choice is the search package's own ``scalenas.search.runner.pick`` (one rule for ``scalenas
+    The choice is the search package's own ``scalenas.search.pareto_doc.pick`` (one rule for ``scalenas
     search pick`` and ``scalenas extract --pick``): every feasible evaluated arch of the run is a
     candidate, ties go to the cheaper. It takes GFLOPs as MACs/2^30; a 1e9-convention budget is
     converted."""
-    from scalenas.search.runner import pick
-
     if convention not in GFLOPS_KEYS:
         raise ScaleNASError(f"--gflops-convention {convention!r}: use 2p30 (MACs/2^30) or 1e9 (MACs/1e9)")
     cfg = read_run_config(run_dir)
@@ -106,7 +112,6 @@ def default_input_hw(task, head) -> tuple[int, int]:
     """The size FLOPs and latency are given at when none is asked for: the search's own rule (the
     task's input / crop / image size), else the usual size for the head."""
     from scalenas.cli._target import DEFAULT_INPUT
-    from scalenas.search.runner import task_input_hw
 
     if task is not None:
         try:
@@ -126,8 +131,6 @@ def resolve_device(device: str) -> torch.device:
 
 def calibration_settings(opts: ExtractOptions, search: dict | None) -> dict:
     """Explicit options win; then the search run's settings; then the search config's defaults."""
-    from scalenas.search.config import SearchCfg
-
     d = SearchCfg()
     search = search or {}
     out, src = {}, set()
@@ -149,8 +152,6 @@ def calibration_settings(opts: ExtractOptions, search: dict | None) -> dict:
 def make_calibrator(task, calib: dict, device):
     """The search evaluator's calibrator (same cached batches, device and memory format), so a
     subnet calibrated here has the statistics it had when the search scored it."""
-    from scalenas.search.calibrate import Calibrator
-
     cal = Calibrator(task, calib["num_images"], calib["batch_size"], calib["seed"], device, channels_last=True)
     calib["num_images"] = cal.num_images  # the train split may hold fewer images than asked for
     return cal
@@ -178,29 +179,52 @@ def evaluate_net(net: torch.nn.Module, task, split: str, device, max_images: int
         net.to(memory_format=torch.contiguous_format)
 
 
-def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
-    """Run the whole extraction; returns {"model_dir", "meta", "card"}."""
-    from scalenas.deploy.runtime import apply_task_overrides
-    from scalenas.train.checkpoint import load_supernet
-    from scalenas.train.engine import build_task
-    from scalenas.utils.io import package_versions
+@dataclass
+class Choice:
+    """The arch to extract, where it came from, and the task config it is calibrated and evaluated on
+    (the search's, with its task overrides, when picked from a run; then ``--data``)."""
 
+    arch: Arch
+    origin: dict
+    task_cfg: dict
+    record: dict | None = None  # its evaluation record, when picked from a search run
+    run_cfg: dict | None = None  # that run's config.yaml
+
+    @property
+    def search(self) -> dict | None:
+        return self.run_cfg["search"] if self.run_cfg else None
+
+
+def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
+    """Run the whole extraction: choose, calibrate, fine-tune, evaluate, write; returns
+    {"model_dir", "meta", "card"}."""
     out_dir = os.path.abspath(opts.out)
     md.check_target(out_dir, opts.overwrite)  # fail before any expensive work
     if (opts.arch_file is None) == (opts.pick_run is None):
         raise ScaleNASError("give exactly one of ARCH.json or --pick RUN_DIR")
     device = resolve_device(opts.device)
-
     supernet, ck = load_supernet(opts.checkpoint, map_location=device)
-    meta_ck = ck["meta"]
+    choice = choose(opts, supernet, ck["meta"], log)
+    task = _task_of(opts, choice.task_cfg, supernet.head_spec, log)
+    calib, calibrator = calibrate(opts, supernet, choice, task, device, log)
+    net = supernet.extract(choice.arch).eval()
+    del supernet
+    ft = fine_tune(opts, net, task, (ck.get("config") or {}).get("train"), calibrator, device, log)
+    del calibrator
+    metric = evaluate(opts, net, task, choice, calib is not None, device, log)
+    input_hw, latency = measure(opts, net, task, choice, device, log)
+    return write(opts, out_dir, net, choice, task, ck, calib=calib, ft=ft, metric=metric, input_hw=input_hw,
+                 latency=latency, log=log)
+
+
+def choose(opts: ExtractOptions, supernet, ck_meta: dict, log) -> Choice:
+    """The arch (from ARCH.json, or picked from a search run under the budgets), set active on the
+    supernet, which checks it against the supernet's space and head."""
     head = supernet.head_spec
-    rec, run_cfg, search = None, None, None
-    task_cfg = dict(meta_ck["task"])
+    task_cfg = dict(ck_meta["task"])
     if opts.pick_run:
         arch, rec, run_cfg = pick_from_run(opts.pick_run, opts.max_gflops, opts.max_latency_ms, opts.max_params_m,
                                            opts.gflops_convention)
-        search = run_cfg["search"]
-        task_cfg = dict(run_cfg.get("task") or task_cfg)  # with the search's task overrides, as it evaluated
         sn = run_cfg.get("supernet")
         if sn and os.path.abspath(sn) != os.path.abspath(opts.checkpoint):
             log(f"warning: the search run scored archs on supernet {sn}, not {opts.checkpoint}; its recorded "
@@ -208,13 +232,20 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
         log(f"picked {arch.hash} from {opts.pick_run}: {run_cfg.get('metric_name', 'metric')} {rec.get('metric')}, "
             f"{rec.get('gflops_2p30')} GFLOPs (MACs/2^30), latency {rec.get('latency_ms')} ms")
         origin = {"kind": "search", "run_dir": os.path.abspath(opts.pick_run), "record": rec.get("hash")}
+        # with the search's task overrides, as it evaluated
+        choice = Choice(arch, origin, dict(run_cfg.get("task") or task_cfg), rec, run_cfg)
     else:
         arch = Arch.load(opts.arch_file)
         supernet.space.validate(arch, pose_rule=head.pose_rule, where=opts.arch_file)
-        origin = arch_file_origin(opts.arch_file)
+        choice = Choice(arch, arch_file_origin(opts.arch_file), task_cfg)
     supernet.set_active(arch)  # validates the arch against the supernet's space and head
+    choice.task_cfg = apply_task_overrides(choice.task_cfg, opts.data)
+    return choice
 
-    task_cfg = apply_task_overrides(task_cfg, opts.data)
+
+def _task_of(opts: ExtractOptions, task_cfg: dict, head, log):
+    """The task, or None when it cannot be built and no stage needs it (the model dir then lacks the
+    predict task config)."""
     need_task = opts.calibrate or opts.finetune_epochs > 0 or opts.eval_split is not None
     task = None
     try:
@@ -227,67 +258,108 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
     if task is not None and task.head != head:
         raise ScaleNASError(f"task {task_cfg.get('name')}: its head {task.head.to_dict()} does not match the "
                             f"supernet's {head.to_dict()} ({opts.checkpoint})")
+    return task
 
-    calib = calibration_settings(opts, search) if opts.calibrate else None
-    if calib is not None and search and calib["source"] != "search run config":
+
+def calibrate(opts: ExtractOptions, supernet, choice: Choice, task, device, log) -> tuple[dict | None, object]:
+    """Recalibrate the BN statistics of the active subnet (unless ``--no-calibrate``); returns the
+    settings used and the calibrator, which fine-tuning reuses."""
+    if not opts.calibrate:
+        return None, None
+    calib = calibration_settings(opts, choice.search)
+    if choice.search and calib["source"] != "search run config":
         log("warning: calibration settings differ from the search run's; the metric may not match its record")
-    calibrator = None
-    if calib is not None:
-        calibrator = make_calibrator(task, calib, device)
-        supernet.to(device)
-        n_bn = recalibrate(supernet, calibrator)
-        log(f"recalibrated {n_bn} BN layers on {calib['num_images']} images (batch {calib['batch_size']}, "
-            f"seed {calib['seed']})")
-    net = supernet.extract(arch).eval()
-    del supernet
+    calibrator = make_calibrator(task, calib, device)
+    supernet.to(device)
+    n_bn = recalibrate(supernet, calibrator)
+    log(f"recalibrated {n_bn} BN layers on {calib['num_images']} images (batch {calib['batch_size']}, "
+        f"seed {calib['seed']})")
+    return calib, calibrator
 
-    ft = None
-    if opts.finetune_epochs > 0:
-        from scalenas.deploy.finetune import finetune
 
-        ft = finetune(net, task, (ck.get("config") or {}).get("train"), opts.finetune_epochs, device, opts.seed,
-                      opts.finetune_lr, log)
-        if calibrator is not None:  # statistics of the final weights, estimated exactly as before
-            recalibrate(net, calibrator)
-            ft["recalibrated"] = True
-    del calibrator
+def fine_tune(opts: ExtractOptions, net, task, train_cfg: dict | None, calibrator, device, log) -> dict | None:
+    """Fine-tune the extracted net when asked, then recalibrate it on its final weights."""
+    if opts.finetune_epochs <= 0:
+        return None
+    ft = finetune(net, task, train_cfg, opts.finetune_epochs, device, opts.seed, opts.finetune_lr, log)
+    if calibrator is not None:  # statistics of the final weights, estimated exactly as before
+        recalibrate(net, calibrator)
+        ft["recalibrated"] = True
+    return ft
 
-    metric = None
+
+def evaluate(opts: ExtractOptions, net, task, choice: Choice, calibrated: bool, device, log) -> dict | None:
+    """The task metric on ``--eval-split`` (on as many images as the search scored when it is the
+    search's split), or None."""
+    if not opts.eval_split:
+        return None
     max_images = opts.eval_max_images
+    search = choice.search
     if max_images is None and search and opts.eval_split == search.get("eval_split"):
         max_images = search.get("eval_max_images")  # the search scored on this many images of the split
-    if opts.eval_split:
-        metrics = evaluate_net(net, task, opts.eval_split, device, max_images)
-        metric = {"name": task.metric_name, "value": float(metrics[task.metric_name]), "split": opts.eval_split,
-                  "calibrated": calib is not None, "max_images": max_images,
-                  "all": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
-        log(f"{task.metric_name} on {opts.eval_split}: {metric['value']!r}")
+    metrics = evaluate_net(net, task, opts.eval_split, device, max_images)
+    metric = {"name": task.metric_name, "value": float(metrics[task.metric_name]), "split": opts.eval_split,
+              "calibrated": calibrated, "max_images": max_images,
+              "all": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
+    log(f"{task.metric_name} on {opts.eval_split}: {metric['value']!r}")
+    return metric
 
+
+def measure(opts: ExtractOptions, net, task, choice: Choice, device, log) -> tuple[tuple[int, int], dict | None]:
+    """The input size the card's costs are given at (``--input``, else the search's, else the task's),
+    and the latency there (None with ``--latency-iters 0``)."""
     if opts.input_hw:
         input_hw = tuple(opts.input_hw)
-    elif run_cfg and run_cfg.get("input_hw"):
-        input_hw = tuple(run_cfg["input_hw"])
+    elif choice.run_cfg and choice.run_cfg.get("input_hw"):
+        input_hw = tuple(choice.run_cfg["input_hw"])
     else:
-        input_hw = default_input_hw(task, head)
+        input_hw = default_input_hw(task, net.head_spec)
     latency = None
     if opts.latency_iters > 0:
         latency = measure_latency(net, input_hw, 1, opts.latency_iters, device=device)
         log(f"latency: {latency['median_ms']:.2f} ms median at {input_hw[0]}x{input_hw[1]} on {latency['device']}")
+    return input_hw, latency
 
+
+def write(opts: ExtractOptions, out_dir: str, net, choice: Choice, task, ck: dict, *, calib, ft, metric, input_hw,
+          latency, log) -> dict:
+    """Weights, model.json, the model card (JSON and Markdown) and the portable task files, written
+    atomically as one model dir."""
     net = net.cpu().eval()
-    wbytes = md.weights_bytes(net, {"format": md.MODEL_FORMAT, "arch_hash": arch.hash})
+    wbytes = md.weights_bytes(net, {"format": md.MODEL_FORMAT, "arch_hash": choice.arch.hash})
     files: dict[str, bytes] = {md.WEIGHTS_FILE: wbytes}
-    predict_cfg, extra = portable_task(task, task_cfg) if task is not None else (None, {})
+    predict_cfg, extra = portable_task(task, choice.task_cfg) if task is not None else (None, {})
     files.update(extra)
-    search_card = None
-    if rec is not None:
-        search_card = {"run_dir": os.path.abspath(opts.pick_run), "metric": rec.get("metric"),
-                       "metric_name": run_cfg.get("metric_name"), "split": search.get("eval_split"),
-                       "max_images": search.get("eval_max_images"),
-                       "budget": {"max_gflops": opts.max_gflops, "gflops_convention": opts.gflops_convention,
-                                  "max_params_m": opts.max_params_m, "max_latency_ms": opts.max_latency_ms},
-                       "record": {k: v for k, v in rec.items() if k not in ("arch", "metrics")}}
-    meta = {
+    search_card = _search_card(opts, choice)
+    meta = _model_meta(opts, out_dir, net, choice, ck, predict_cfg, input_hw, calib, ft, metric, search_card, wbytes)
+    card = build_card(meta, net.space, choice.arch, net.head_spec, latency, metric, search_card)
+    files[md.META_FILE] = md.json_bytes(meta)
+    files[md.CARD_JSON] = md.json_bytes(card)
+    files[md.CARD_MD] = render_markdown(card).encode("utf-8")
+    md.write_model_dir(out_dir, files, opts.overwrite)
+    log(f"wrote {out_dir} ({card['params'] / 1e6:.3f}M params, {card['flops']['gflops_2p30']:.4f} GFLOPs "
+        f"MACs/2^30 at {input_hw[0]}x{input_hw[1]})")
+    return {"model_dir": out_dir, "meta": meta, "card": card}
+
+
+def _search_card(opts: ExtractOptions, choice: Choice) -> dict | None:
+    """What the card says of the search the arch was picked from (None for an arch file)."""
+    rec, run_cfg, search = choice.record, choice.run_cfg, choice.search
+    if rec is None:
+        return None
+    return {"run_dir": os.path.abspath(opts.pick_run), "metric": rec.get("metric"),
+            "metric_name": run_cfg.get("metric_name"), "split": search.get("eval_split"),
+            "max_images": search.get("eval_max_images"),
+            "budget": {"max_gflops": opts.max_gflops, "gflops_convention": opts.gflops_convention,
+                       "max_params_m": opts.max_params_m, "max_latency_ms": opts.max_latency_ms},
+            "record": {k: v for k, v in rec.items() if k not in ("arch", "metrics")}}
+
+
+def _model_meta(opts: ExtractOptions, out_dir: str, net, choice: Choice, ck: dict, predict_cfg, input_hw, calib, ft,
+                metric, search_card, wbytes: bytes) -> dict:
+    """``model.json``: what the model is, how it was made, and from what."""
+    arch, head, task_cfg = choice.arch, net.head_spec, choice.task_cfg
+    return {
         "format": md.MODEL_FORMAT,
         "name": opts.name or os.path.basename(out_dir),
         "arch": arch.to_dict(),
@@ -299,7 +371,7 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
         "input_hw": [int(input_hw[0]), int(input_hw[1])],
         "normalisation": normalisation_of(task_cfg.get("name", "")),
         "outputs": output_names(head),
-        "bn_momentum": float(meta_ck.get("bn_momentum", 0.1)),
+        "bn_momentum": float(ck["meta"].get("bn_momentum", 0.1)),
         "calibration": {"enabled": calib is not None, **(calib or {}),
                         "after_finetune": bool(ft and ft.get("recalibrated"))},
         "finetune": ft,
@@ -313,21 +385,13 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
             "supernet_step": ck.get("step"),
             "search_run": os.path.abspath(opts.pick_run) if opts.pick_run else None,
             "arch_file": os.path.abspath(opts.arch_file) if opts.arch_file else None,
-            "arch_origin": origin,
+            "arch_origin": choice.origin,
             "arch_hash": arch.hash,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv) if sys.argv else None,
             "versions": package_versions(),
         },
     }
-    card = build_card(meta, net.space, arch, head, latency, metric, search_card)
-    files[md.META_FILE] = md.json_bytes(meta)
-    files[md.CARD_JSON] = md.json_bytes(card)
-    files[md.CARD_MD] = render_markdown(card).encode("utf-8")
-    md.write_model_dir(out_dir, files, opts.overwrite)
-    log(f"wrote {out_dir} ({card['params'] / 1e6:.3f}M params, {card['flops']['gflops_2p30']:.4f} GFLOPs "
-        f"MACs/2^30 at {input_hw[0]}x{input_hw[1]})")
-    return {"model_dir": out_dir, "meta": meta, "card": card}
 
 
 def output_names(head) -> list[dict]:

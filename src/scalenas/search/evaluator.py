@@ -64,19 +64,22 @@ class _threads:
 
 
 class Evaluator:
-    def __init__(self, supernet, task, split: str = "search", max_images: int | None = None,
-                 calib_images: int = 64, calib_batch_size: int = 16, calib_seed: int = CALIB_SEED,
-                 device: str = "cpu", threads: int | None = None, channels_last: bool = True):
+    """Scores subnets of ``supernet`` on ``task`` with the split, image counts, calibration set,
+    device and threads of ``spec`` (its checkpoint and task config are for workers that build their
+    own copy: :meth:`from_spec`)."""
+
+    def __init__(self, supernet, task, spec: EvalSpec):
         self.task = task
-        self.split = split
-        self.max_images = max_images
-        self.device = torch.device(resolve_device(device))
-        self.threads = threads
+        self.split = spec.split
+        self.max_images = spec.max_images
+        self.device = torch.device(resolve_device(spec.device))
+        self.threads = spec.threads
         self.net = supernet.to(self.device)
-        if channels_last:
+        if spec.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        with _threads(threads):
-            self.calibrator = Calibrator(task, calib_images, calib_batch_size, calib_seed, self.device, channels_last)
+        with _threads(spec.threads):
+            self.calibrator = Calibrator(task, spec.calib_images, spec.calib_batch_size, spec.calib_seed, self.device,
+                                         spec.channels_last)
         if not task.metric_name:
             raise ScaleNASError(f"task {task.name}: no metric_name to rank archs by")
 
@@ -86,9 +89,7 @@ class Evaluator:
         from scalenas.train.engine import build_task
 
         net, _ = load_supernet(spec.checkpoint)
-        task = build_task(spec.task)
-        return cls(net, task, spec.split, spec.max_images, spec.calib_images, spec.calib_batch_size,
-                   spec.calib_seed, spec.device, spec.threads, spec.channels_last)
+        return cls(net, build_task(spec.task), spec)
 
     def evaluate(self, arch: Arch) -> dict[str, Any]:
         """``{"hash", "metric", "metrics", "calib_bn", "eval_s"}`` for ``arch`` (BN recalibrated first)."""

@@ -1,5 +1,9 @@
 """``run_search``: the architecture search as one resumable run (used by ``scalenas search`` and the demo).
 
+The run is a :class:`SearchRun` whose methods are its stages: ``open`` (a new run directory, or
+resume one), ``references`` (the reference archs), ``generation`` (one ask / evaluate / tell round),
+``finish``. Costs live in ``search/costs.py``, the Pareto document in ``search/pareto_doc.py``.
+
 A run directory holds:
 
 * ``config.yaml``: the resolved settings (search section, task, space, head, input size, supernet);
@@ -13,39 +17,39 @@ A run directory holds:
 * ``pareto.json`` (the front, rewritten every generation) and ``pareto.png`` (the front of every
   generation; refreshed after each generation that took more than a few seconds, and at the end).
 
-The strategy and the evaluator never see each other: this loop asks the strategy for archs, sends
+The strategy and the evaluator never see each other: the run asks the strategy for archs, sends
 them to the evaluation pool, attaches the analytic costs, logs, and tells the strategy the objective
 values in ask order.
 """
 from __future__ import annotations
 
-import io
 import os
 import sys
 import time
-from typing import Any
 
+import torch
 import yaml
 
-from scalenas.config import deep_merge, validate_section
+from scalenas.config import deep_merge, load_yaml, validate_section
 from scalenas.errors import ScaleNASError
 from scalenas.search.config import RESUMABLE_CHANGES, SearchCfg
+from scalenas.search.costs import COST_KEYS, build_costs
 from scalenas.search.evaluator import EvalSpec, Evaluator, resolve_device
-from scalenas.search.latency import LatencyMeter, LatencySettings, LatencyTable, default_table_path, scalenet_builder
-from scalenas.search.objectives import Constraints, objective_values, parse_objectives
+from scalenas.search.objectives import objective_values, parse_objectives
 from scalenas.search.parallel import make_pool
+from scalenas.search.pareto_doc import PARETO_JSON, PARETO_PNG, doc_header, pareto_doc, plot_fronts
 from scalenas.search.runlog import JsonlLog, load_state, save_state
-from scalenas.search.strategies import Strategy, build_strategy
+from scalenas.search.strategies import build_strategy
 from scalenas.space.arch import Arch
-from scalenas.space.heads import HeadSpec
-from scalenas.space.profile import profile
 from scalenas.space.space import SearchSpace
-from scalenas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, package_versions
+from scalenas.train.checkpoint import load_supernet
+from scalenas.train.engine import build_task
+from scalenas.utils.io import atomic_write_json, atomic_write_text, package_versions
 
 REFERENCE_NAMES = ("hrnet", "largest", "smallest")
-COST_KEYS = ("params", "params_m", "macs", "gflops_2p30", "gflops_1e9", "latency_ms")
-FLOPS_NOTE = ("effective params and multiply-adds (the extracted net's; compute that never reaches the head is "
-              "not counted); gflops_2p30 = /2^30 (ScaleNAS), gflops_1e9 = /1e9")
+RUN_FILES = {"state": "state.json", "log": "evaluations.jsonl", "config": "config.yaml", "pareto": PARETO_JSON,
+             "plot": PARETO_PNG, "versions": "versions.json"}
+PLOT_EVERY_S = 5.0  # real generations keep pareto.png current (a plot costs ~1 s)
 
 
 def task_input_hw(task) -> tuple[int, int]:
@@ -65,41 +69,6 @@ def task_input_hw(task) -> tuple[int, int]:
     return (int(hw[0]), int(hw[1]))
 
 
-class CostModel:
-    """Costs of an arch, cached by hash: analytic effective params/FLOPs (``profile``), plus latency
-    measured or predicted. Measured latencies are persisted (``latency.jsonl``) so resumed runs reuse them."""
-
-    def __init__(self, space: SearchSpace, head: HeadSpec, input_hw, latency=None, latency_log: JsonlLog | None = None):
-        self.space, self.head, self.input_hw = space, head, tuple(input_hw)
-        self.latency = latency
-        self.latency_log = latency_log
-        self.cache: dict[str, dict] = {}
-
-    def __call__(self, arch: Arch) -> dict:
-        h = arch.hash
-        c = self.cache.get(h)
-        if c is None:
-            p = profile(self.space, arch, self.head, self.input_hw)
-            # Effective figures: what the extracted net holds and runs (a pose net's dead compute is
-            # not built, so it must not cost the search anything; space.liveness).
-            c = {"params": p.effective_params, "params_m": p.effective_params_m, "macs": p.effective_macs,
-                 "gflops_2p30": p.effective_gflops_2p30, "gflops_1e9": p.effective_gflops_1e9,
-                 "latency_ms": self._latency(arch)}
-            self.cache[h] = c
-        return c
-
-    def _latency(self, arch: Arch) -> float | None:
-        if self.latency is None:
-            return None
-        log = self.latency_log
-        if log is not None and arch.hash in log:
-            return float(log[arch.hash]["latency_ms"])
-        ms = float(self.latency(arch))
-        if log is not None:
-            log.append({"hash": arch.hash, "latency_ms": ms})
-        return ms
-
-
 class _Progress:
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -116,6 +85,240 @@ def _resolve_cfg(search_cfg, workers) -> SearchCfg:
     return cfg
 
 
+def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | None = None, resume: bool = False,
+               workers: int | None = None, ray: str | None = None, progress: bool = True,
+               evaluator_factory=None) -> dict:
+    """Run (or resume) an architecture search on a trained supernet; returns a summary dict.
+
+    ``search_cfg``: the ``search:`` section (dict or :class:`SearchCfg`). ``workers`` overrides
+    ``search.workers``; ``ray``: None (local), "auto", "local" or a cluster address.
+    ``evaluator_factory`` (tests, demos): ``f(supernet, task, spec) -> object with evaluate(arch)``
+    used in place of the BN-calibrating evaluator when ``workers == 1`` and no Ray.
+    """
+    run = SearchRun(supernet_ckpt, out_dir, _resolve_cfg(search_cfg, workers), ray, _Progress(progress),
+                    evaluator_factory)
+    run.open(resume)
+    try:
+        run.references()
+        while run.generation():
+            pass
+        run.finish()
+    finally:
+        run.close()
+    return run.summary()
+
+
+class SearchRun:
+    """One search run directory, stage by stage: ``open(resume)``, ``references()``, ``generation()``
+    until it returns False, ``finish()``, then ``close()`` (always) and ``summary()``.
+
+    The run's state (``self.state``: reference hashes, per-generation fronts, finished) is what
+    ``state.json`` holds besides the strategy's own state; every stage that changes it saves it."""
+
+    def __init__(self, supernet_ckpt: str, out_dir: str, cfg: SearchCfg, ray: str | None = None, say=print,
+                 evaluator_factory=None):
+        self.supernet_ckpt, self.out_dir, self.cfg, self.ray, self.say = supernet_ckpt, out_dir, cfg, ray, say
+        self.evaluator_factory = evaluator_factory
+        self.paths = {k: os.path.join(out_dir, f) for k, f in RUN_FILES.items()}
+        self.log: JsonlLog | None = None
+        self.costs = None
+        self._pool = None
+        self.doc: dict = {}
+
+    # ---- open ---------------------------------------------------------------------------------
+    def open(self, resume: bool) -> None:
+        """Load the supernet and its task, open (or resume) the run directory, set up costs, strategy
+        and the evaluation log."""
+        self._load_supernet_and_task()
+        self._open_dir(resume)
+        cfg = self.cfg
+        self.costs, self.latency_info = build_costs(cfg, self.space, self.head, self.input_hw, self.device,
+                                                    self.supernet, self.out_dir, self.say)
+        if (cfg.workers > 1 or self.ray) and cfg.latency != "measure":
+            self.supernet = None  # workers load their own copies; keep no idle one here
+        self._build_strategy()
+        self.log = JsonlLog(self.paths["log"])
+        if self.log.dropped:
+            self.say(f"dropped {self.log.dropped} torn line(s) at the end of {self.paths['log']}")
+        self.spec = EvalSpec(checkpoint=os.path.abspath(self.supernet_ckpt), task=self.task_cfg,
+                             split=cfg.eval_split, max_images=cfg.eval_max_images, calib_images=cfg.calib_images,
+                             calib_batch_size=cfg.calib_batch_size, calib_seed=cfg.calib_seed, device=self.device,
+                             threads=self.eval_threads)
+        self.header = doc_header(self.task.metric_name, self.objectives, self.input_hw, self.constraints,
+                                 self.latency_info)
+        self.t_start = time.perf_counter()
+
+    def _load_supernet_and_task(self) -> None:
+        cfg, ckpt = self.cfg, self.supernet_ckpt
+        if not os.path.isfile(ckpt):
+            raise ScaleNASError(f"{ckpt}: supernet checkpoint not found")
+        self.supernet, ck = load_supernet(ckpt)
+        self.supernet_step = ck.get("step")  # keep neither the optimizer state nor the weights' second copy
+        self.space, self.head = self.supernet.space, self.supernet.head_spec
+        self.task_cfg = deep_merge(ck["meta"].get("task") or {}, cfg.task)
+        self.task = build_task(self.task_cfg)
+        if self.task.head != self.head:
+            raise ScaleNASError(f"search.task: the task's head {self.task.head.to_dict()} does not match the "
+                                f"supernet's {self.head.to_dict()} ({ckpt})")
+        _check_split(self.task, cfg.eval_split)
+        self.input_hw = tuple(cfg.input_hw) if cfg.input_hw else task_input_hw(self.task)
+        self.objectives = parse_objectives(cfg.objectives)
+        self.constraints = cfg.constraints.build()
+        self.device = resolve_device(cfg.device)
+
+    def _run_meta(self) -> dict:
+        """``config.yaml``: the resolved settings, compared on resume."""
+        cfg = self.cfg
+        self.eval_threads = cfg.threads_per_worker or (max(1, (os.cpu_count() or 1) // cfg.workers)
+                                                       if cfg.workers > 1 or self.ray else None)
+        return {"supernet": os.path.abspath(self.supernet_ckpt), "supernet_step": self.supernet_step,
+                "space": self.space.to_dict(), "head": self.head.to_dict(), "task": self.task_cfg,
+                "input_hw": list(self.input_hw), "metric_name": self.task.metric_name,
+                "search": cfg.model_dump(mode="json"),
+                "execution": {"device": self.device, "workers": cfg.workers, "ray": self.ray,
+                              "threads_per_worker": self.eval_threads or torch.get_num_threads()}}
+
+    def _open_dir(self, resume: bool) -> None:
+        out_dir, paths = self.out_dir, self.paths
+        os.makedirs(out_dir, exist_ok=True)
+        self.saved = load_state(paths["state"])
+        run_meta = self._run_meta()
+        # a folder with a log but no state.json was killed before its first generation finished: its
+        # logged evaluations are reused as well, so it must hold the same settings
+        existing = self.saved is not None or os.path.exists(paths["log"])
+        if existing and not resume:
+            raise ScaleNASError(f"{out_dir}: already holds a search (state.json / evaluations.jsonl); pass --resume "
+                                f"to continue it or choose another output folder")
+        if existing and os.path.exists(paths["config"]):
+            _check_resume(load_yaml(paths["config"]) or {}, self.cfg, run_meta, paths["config"])
+        if self.saved is not None:
+            self.say(f"resuming {out_dir} at generation {self.saved['strategy']['generation']}")
+        atomic_write_text(paths["config"], yaml.safe_dump(run_meta, sort_keys=False))
+        atomic_write_json(paths["versions"], package_versions())
+
+    def _build_strategy(self) -> None:
+        cfg, pose_rule = self.cfg, self.head.pose_rule
+        feasible = (lambda arch: self.constraints.ok(self.costs(arch))) if self.constraints.active else None
+        self.strategy = build_strategy(cfg.strategy, self.space, self.objectives, cfg.strategy_settings(pose_rule),
+                                       cfg.seed, pose_rule, feasible)
+        if self.saved is None:
+            self.state = {"references": {}, "references_done": False, "fronts": [], "finished": False}
+        else:
+            self.state = self.saved
+            self.strategy.load_state_dict(self.saved["strategy"])
+
+    # ---- the stages ---------------------------------------------------------------------------
+    def references(self) -> None:
+        """Evaluate the reference archs once per run; they count in the history when feasible."""
+        if not self.cfg.references or self.state["references_done"]:
+            return
+        log, name = self.log, self.task.metric_name
+        refs = _reference_archs(self.space, self.head.pose_rule)
+        self._evaluate(list(refs.values()), "reference", -1)
+        self.state["references"] = {n: a.hash for n, a in refs.items()}
+        self.strategy.tell([(a, objective_values(log[a.hash], self.objectives)) for a in refs.values()
+                            if log[a.hash]["feasible"]])
+        for n, a in refs.items():
+            r = log[a.hash]
+            self.say(f"reference {n} ({a.hash}): {name} {r['metric']:.3f}, {r['gflops_2p30']:.3f} GFLOPs (2^30)"
+                     + ("" if r["feasible"] else " [violates constraints]"))
+        self.state["references_done"] = True
+        self._save_state()
+
+    def generation(self) -> bool:
+        """Ask, evaluate (archs already in the log are not re-run), tell, and record one generation;
+        False once the strategy is done or cannot propose a new feasible arch."""
+        strategy, log = self.strategy, self.log
+        if strategy.done:
+            return False
+        t0 = time.perf_counter()
+        archs = strategy.ask()
+        gen = strategy.generation - 1
+        if not archs:
+            self.say(f"generation {gen}: no new feasible arch could be proposed; stopping")
+            return False
+        cached = sum(a.hash in log for a in archs)
+        self._evaluate(archs, "initial" if gen == 0 else ("offspring" if strategy.name == "evolution" else "random"),
+                       gen)
+        strategy.tell([(a, objective_values(log[a.hash], self.objectives)) for a in archs])
+        self.state["fronts"].append({"generation": gen, "hashes": self._front_hashes()})
+        self._save_state()
+        self._write_pareto()
+        if time.perf_counter() - t0 > PLOT_EVERY_S:
+            self._plot()
+        front, name = self.doc["front"], self.task.metric_name
+        best = max((m["metric"] for m in front), default=float("nan"))
+        self.say(f"generation {gen}/{self.cfg.generations}: {len(archs)} archs ({cached} from the log), "
+                 f"front {len(front)}, best {name} {best:.3f}, {len(log)} evaluated, {time.perf_counter() - t0:.1f}s")
+        return True
+
+    def finish(self) -> None:
+        """Final state (finished or not), ``pareto.json`` and ``pareto.png``."""
+        self.state["finished"] = self.strategy.done
+        self._save_state()
+        self._write_pareto()
+        self._plot()
+
+    def close(self) -> None:
+        """Release the evaluation pool and the log files (also after an error)."""
+        if self._pool is not None:
+            self._pool.close()
+        if self.log is not None:
+            self.log.close()
+        if self.costs is not None:
+            self.costs.close()
+
+    def summary(self) -> dict:
+        doc, log = self.doc, self.log
+        self.say(f"done: {len(log)} archs evaluated, {len(doc['front'])} on the front, "
+                 f"{time.perf_counter() - self.t_start:.1f}s; {self.paths['pareto']}")
+        return {"run_dir": self.out_dir, "strategy": self.cfg.strategy, "generation": self.strategy.generation - 1,
+                "finished": self.state["finished"], "num_evaluated": len(log), "metric_name": self.task.metric_name,
+                "objectives": [o.name for o in self.objectives], "front": doc["front"],
+                "references": doc["references"], "pareto_json": self.paths["pareto"], "plot": self.paths["plot"]}
+
+    # ---- helpers of the stages ------------------------------------------------------------------
+    def _pool_(self):
+        """The evaluation pool, started on first use (a resumed run with nothing left starts none)."""
+        if self._pool is None:
+            cfg, ev = self.cfg, None
+            if cfg.workers == 1 and not self.ray:
+                factory = self.evaluator_factory or Evaluator
+                ev = factory(self.supernet, self.task, self.spec)
+            self.say(f"starting {'Ray' if self.ray else 'local'} evaluation with {cfg.workers} worker(s)")
+            self._pool = make_pool(self.spec, cfg.workers, self.ray, ev)
+        return self._pool
+
+    def _evaluate(self, archs: list[Arch], kind: str, generation: int) -> None:
+        """Evaluate the archs not in the log yet; append each record as it arrives."""
+        todo = [a for a in archs if a.hash not in self.log]
+        if not todo:
+            return
+        for i, res in self._pool_().imap(todo):
+            a = todo[i]
+            c = self.costs(a)
+            viol = self.constraints.violations(c)
+            self.log.append({"hash": a.hash, "kind": kind, "generation": generation, "metric": res["metric"],
+                             "metric_name": self.task.metric_name, **{k: c[k] for k in COST_KEYS},
+                             "feasible": not viol, "violations": viol, "metrics": res.get("metrics", {}),
+                             "calib_bn": res.get("calib_bn"), "eval_s": res.get("eval_s"), "arch": a.to_dict()})
+
+    def _front_hashes(self) -> list[str]:
+        return [a.hash for a, _ in self.strategy.front()]
+
+    def _save_state(self) -> None:
+        save_state(self.paths["state"], {**self.state, "strategy": self.strategy.state_dict()})
+
+    def _write_pareto(self) -> None:
+        self.doc = pareto_doc(self.header, self.strategy.generation - 1, self.log,
+                              self.state.get("references", {}), self._front_hashes())
+        atomic_write_json(self.paths["pareto"], self.doc)
+
+    def _plot(self) -> None:
+        plot_fronts(self.paths["plot"], self.log, [f["hashes"] for f in self.state["fronts"]],
+                    self.state.get("references", {}), self.task.metric_name)
+
+
 def _check_resume(saved: dict, cfg: SearchCfg, meta_now: dict, where: str) -> None:
     old = saved.get("search", {})
     new = cfg.model_dump(mode="json")
@@ -128,195 +331,6 @@ def _check_resume(saved: dict, cfg: SearchCfg, meta_now: dict, where: str) -> No
         if saved.get(key) != meta_now.get(key):
             raise ScaleNASError(f"{where}: --resume with a different {key} than the run was started with "
                                 f"({saved.get(key)!r} vs {meta_now.get(key)!r})")
-
-
-def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | None = None, resume: bool = False,
-               workers: int | None = None, ray: str | None = None, progress: bool = True,
-               evaluator_factory=None) -> dict:
-    """Run (or resume) an architecture search on a trained supernet; returns a summary dict.
-
-    ``search_cfg``: the ``search:`` section (dict or :class:`SearchCfg`). ``workers`` overrides
-    ``search.workers``; ``ray``: None (local), "auto", "local" or a cluster address.
-    ``evaluator_factory`` (tests, demos): ``f(supernet, task, spec) -> object with evaluate(arch)``
-    used in place of the BN-calibrating evaluator when ``workers == 1`` and no Ray.
-    """
-    from scalenas.train.checkpoint import load_supernet
-    from scalenas.train.engine import build_task
-
-    say = _Progress(progress)
-    cfg = _resolve_cfg(search_cfg, workers)
-    if not os.path.isfile(supernet_ckpt):
-        raise ScaleNASError(f"{supernet_ckpt}: supernet checkpoint not found")
-    supernet, ck = load_supernet(supernet_ckpt)
-    ck = {"meta": ck["meta"], "step": ck.get("step")}  # drop the optimizer state and the weights' second copy
-    meta = ck["meta"]
-    space, head = supernet.space, supernet.head_spec
-    task_cfg = deep_merge(meta.get("task") or {}, cfg.task)
-    task = build_task(task_cfg)
-    if task.head != head:
-        raise ScaleNASError(f"search.task: the task's head {task.head.to_dict()} does not match the supernet's "
-                            f"{head.to_dict()} ({supernet_ckpt})")
-    _check_split(task, cfg.eval_split)
-    input_hw = tuple(cfg.input_hw) if cfg.input_hw else task_input_hw(task)
-    objectives = parse_objectives(cfg.objectives)
-    constraints: Constraints = cfg.constraints.build()
-    device = resolve_device(cfg.device)
-    pose_rule = head.pose_rule
-
-    # ---- the run directory -------------------------------------------------------------------
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {k: os.path.join(out_dir, f) for k, f in (
-        ("state", "state.json"), ("log", "evaluations.jsonl"), ("config", "config.yaml"), ("pareto", "pareto.json"),
-        ("plot", "pareto.png"), ("latency", "latency.jsonl"), ("versions", "versions.json"))}
-    state = load_state(paths["state"])
-    eval_threads = cfg.threads_per_worker or (max(1, (os.cpu_count() or 1) // cfg.workers)
-                                               if cfg.workers > 1 or ray else None)
-    run_meta = {"supernet": os.path.abspath(supernet_ckpt), "supernet_step": ck.get("step"),
-                "space": space.to_dict(), "head": head.to_dict(), "task": task_cfg, "input_hw": list(input_hw),
-                "metric_name": task.metric_name, "search": cfg.model_dump(mode="json"),
-                "execution": {"device": device, "workers": cfg.workers, "ray": ray,
-                              "threads_per_worker": eval_threads or _torch_threads()}}
-    # a folder with a log but no state.json was killed before its first generation finished: its
-    # logged evaluations are reused as well, so it must hold the same settings
-    existing = state is not None or os.path.exists(paths["log"])
-    if existing and not resume:
-        raise ScaleNASError(f"{out_dir}: already holds a search (state.json / evaluations.jsonl); pass --resume to "
-                            f"continue it or choose another output folder")
-    if existing and os.path.exists(paths["config"]):
-        with open(paths["config"], encoding="utf-8") as f:
-            _check_resume(yaml.safe_load(f) or {}, cfg, run_meta, paths["config"])
-    if state is not None:
-        say(f"resuming {out_dir} at generation {state['strategy']['generation']}")
-    atomic_write_text(paths["config"], yaml.safe_dump(run_meta, sort_keys=False))
-    atomic_write_json(paths["versions"], package_versions())
-
-    # ---- costs: analytic, plus latency when asked ----------------------------------------------
-    latency_fn, latency_log, latency_info = None, None, None
-    if cfg.latency != "none":
-        lat_settings = LatencySettings(input_hw, cfg.latency_threads, cfg.latency_warmup, cfg.latency_repeats,
-                                       device, cfg.latency_backend)
-        if cfg.latency == "measure":
-            latency_fn = LatencyMeter(lat_settings, scalenet_builder(space, head, supernet))
-            latency_log = JsonlLog(paths["latency"])
-            latency_info = {"mode": "measure", **lat_settings.describe()}
-        else:
-            latency_fn = _latency_table(cfg, space, head, input_hw, lat_settings, supernet, out_dir, say)
-            latency_info = {"mode": "table", **latency_fn.settings, "fit": latency_fn.fit}
-    costs = CostModel(space, head, input_hw, latency_fn, latency_log)
-    if (cfg.workers > 1 or ray) and cfg.latency != "measure":
-        supernet = None  # workers load their own copies; keep no idle one here
-
-    def feasible(arch: Arch) -> bool:
-        return constraints.ok(costs(arch))
-
-    strategy = build_strategy(cfg.strategy, space, objectives, cfg.strategy_settings(pose_rule), cfg.seed, pose_rule,
-                              feasible if constraints.active else None)
-    if state is None:
-        state = {"references": {}, "references_done": False, "fronts": [], "finished": False}
-    else:
-        strategy.load_state_dict(state["strategy"])
-    log = JsonlLog(paths["log"])
-    if log.dropped:
-        say(f"dropped {log.dropped} torn line(s) at the end of {paths['log']}")
-
-    spec = EvalSpec(checkpoint=os.path.abspath(supernet_ckpt), task=task_cfg, split=cfg.eval_split,
-                    max_images=cfg.eval_max_images, calib_images=cfg.calib_images,
-                    calib_batch_size=cfg.calib_batch_size, calib_seed=cfg.calib_seed, device=device,
-                    threads=eval_threads)
-    pool_box: dict[str, Any] = {}
-
-    def pool():
-        if "pool" not in pool_box:
-            ev = None
-            if cfg.workers == 1 and not ray:
-                ev = (evaluator_factory(supernet, task, spec) if evaluator_factory else
-                      Evaluator(supernet, task, spec.split, spec.max_images, spec.calib_images, spec.calib_batch_size,
-                                spec.calib_seed, spec.device, spec.threads))
-            say(f"starting {'Ray' if ray else 'local'} evaluation with {cfg.workers} worker(s)")
-            pool_box["pool"] = make_pool(spec, cfg.workers, ray, ev)
-        return pool_box["pool"]
-
-    def evaluate(archs: list[Arch], kind: str, generation: int) -> None:
-        """Evaluate the archs not in the log yet; append each record as it arrives."""
-        todo = [a for a in archs if a.hash not in log]
-        if not todo:
-            return
-        for i, res in pool().imap(todo):
-            a = todo[i]
-            c = costs(a)
-            viol = constraints.violations(c)
-            rec = {"hash": a.hash, "kind": kind, "generation": generation, "metric": res["metric"],
-                   "metric_name": task.metric_name, **{k: c[k] for k in COST_KEYS},
-                   "feasible": not viol, "violations": viol, "metrics": res.get("metrics", {}),
-                   "calib_bn": res.get("calib_bn"), "eval_s": res.get("eval_s"), "arch": a.to_dict()}
-            log.append(rec)
-
-    def front_hashes() -> list[str]:
-        return [a.hash for a, _ in strategy.front()]
-
-    def write_pareto() -> dict:
-        out = _pareto_doc(strategy, log, state, objectives, task.metric_name, input_hw, constraints, latency_info)
-        atomic_write_json(paths["pareto"], out)
-        return out
-
-    t_start = time.perf_counter()
-    try:
-        # ---- reference points (they count in the history when feasible) ------------------------
-        if cfg.references and not state["references_done"]:
-            refs = _reference_archs(space, pose_rule)
-            evaluate(list(refs.values()), "reference", -1)
-            state["references"] = {n: a.hash for n, a in refs.items()}
-            strategy.tell([(a, objective_values(log[a.hash], objectives)) for a in refs.values()
-                           if log[a.hash]["feasible"]])
-            for n, a in refs.items():
-                r = log[a.hash]
-                say(f"reference {n} ({a.hash}): {task.metric_name} {r['metric']:.3f}, "
-                    f"{r['gflops_2p30']:.3f} GFLOPs (2^30)" + ("" if r["feasible"] else " [violates constraints]"))
-            state["references_done"] = True
-            save_state(paths["state"], {**state, "strategy": strategy.state_dict()})
-        # ---- generations ---------------------------------------------------------------------------
-        while not strategy.done:
-            t0 = time.perf_counter()
-            archs = strategy.ask()
-            gen = strategy.generation - 1
-            if not archs:
-                say(f"generation {gen}: no new feasible arch could be proposed; stopping")
-                break
-            cached = sum(a.hash in log for a in archs)
-            evaluate(archs, "initial" if gen == 0 else ("offspring" if strategy.name == "evolution" else "random"),
-                     gen)
-            strategy.tell([(a, objective_values(log[a.hash], objectives)) for a in archs])
-            state["fronts"].append({"generation": gen, "hashes": front_hashes()})
-            save_state(paths["state"], {**state, "strategy": strategy.state_dict()})
-            doc = write_pareto()
-            if time.perf_counter() - t0 > 5.0:  # real generations: keep pareto.png current (costs ~1 s)
-                _plot(paths["plot"], log, state, task.metric_name, constraints)
-            best = max((m["metric"] for m in doc["front"]), default=float("nan"))
-            say(f"generation {gen}/{cfg.generations}: {len(archs)} archs ({cached} from the log), "
-                f"front {len(doc['front'])}, best {task.metric_name} {best:.3f}, "
-                f"{len(log)} evaluated, {time.perf_counter() - t0:.1f}s")
-        state["finished"] = strategy.done
-        save_state(paths["state"], {**state, "strategy": strategy.state_dict()})
-        doc = write_pareto()
-        _plot(paths["plot"], log, state, task.metric_name, constraints)
-    finally:
-        if "pool" in pool_box:
-            pool_box["pool"].close()
-        log.close()
-        if latency_log is not None:
-            latency_log.close()
-    say(f"done: {len(log)} archs evaluated, {len(doc['front'])} on the front, "
-        f"{time.perf_counter() - t_start:.1f}s; {paths['pareto']}")
-    return {"run_dir": out_dir, "strategy": cfg.strategy, "generation": strategy.generation - 1,
-            "finished": state["finished"], "num_evaluated": len(log), "metric_name": task.metric_name,
-            "objectives": [o.name for o in objectives], "front": doc["front"], "references": doc["references"],
-            "pareto_json": paths["pareto"], "plot": paths["plot"]}
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _check_split(task, split: str) -> None:
@@ -340,91 +354,3 @@ def _reference_archs(space: SearchSpace, pose_rule: bool) -> dict[str, Arch]:
         if a.hash not in {r.hash for r in refs.values()}:
             refs[name] = a
     return refs
-
-
-def _latency_table(cfg: SearchCfg, space, head, input_hw, settings, supernet, out_dir, say) -> LatencyTable:
-    path = cfg.latency_table or default_table_path(out_dir)
-    if os.path.exists(path):
-        table = LatencyTable.load(path)
-        table.check_compatible(space, head, input_hw, path)
-        return table
-    if cfg.latency_table:
-        raise ScaleNASError(f"search.latency_table: {path} not found")
-    n = cfg.latency_table_archs + cfg.latency_table_holdout
-    say(f"fitting a latency table on this device: measuring {n} archs at {input_hw[0]}x{input_hw[1]}")
-    table = LatencyTable.build(space, head, settings, cfg.latency_table_archs, cfg.latency_table_holdout,
-                               cfg.seed, scalenet_builder(space, head, supernet))
-    table.save(path)
-    fit = table.fit
-    if "holdout_spearman" in fit:
-        say(f"latency table: held-out Spearman {fit['holdout_spearman']:.3f}, "
-            f"mean abs error {fit['holdout_mape']:.1f}% ({path})")
-    return table
-
-
-def front_entry(rec: dict) -> dict:
-    return {"hash": rec["hash"], "metric": rec["metric"], "params": rec["params"], "params_m": rec["params_m"],
-            "gflops_2p30": rec["gflops_2p30"], "gflops_1e9": rec["gflops_1e9"], "latency_ms": rec["latency_ms"],
-            "kind": rec["kind"], "generation": rec["generation"], "metrics": rec.get("metrics", {}),
-            "arch": rec["arch"]}
-
-
-def _pareto_doc(strategy: Strategy, log: JsonlLog, state: dict, objectives, metric_name, input_hw, constraints,
-                latency_info) -> dict:
-    refs = {}
-    for name, h in state.get("references", {}).items():
-        r = log.get(h)
-        if r is not None:
-            refs[name] = {**{k: v for k, v in front_entry(r).items() if k != "arch"}, "feasible": r["feasible"]}
-    return {"format": "scalenas.pareto/1", "metric_name": metric_name, "objectives": [o.name for o in objectives],
-            "input_hw": list(input_hw), "flops_note": FLOPS_NOTE,
-            "constraints": constraints.to_dict(), "latency": latency_info, "generation": strategy.generation - 1,
-            "num_evaluated": len(log), "references": refs,
-            "front": [front_entry(log[a.hash]) for a, _ in strategy.front()]}
-
-
-def _plot(path: str, log: JsonlLog, state: dict, metric_name: str, constraints: Constraints) -> None:
-    from scalenas.viz.plots import plot_pareto
-
-    fronts = [f["hashes"] for f in state["fronts"]]
-    buf = io.BytesIO()
-    plot_pareto(buf, list(log.records.values()), fronts, state.get("references", {}), x="gflops_2p30", y="metric",
-                x_label="GFLOPs (multiply-adds / 2^30)", y_label=metric_name,
-                title=f"search front over {len(fronts)} generation(s), {len(log)} archs")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_run(run_dir: str) -> tuple[dict, list[dict]]:
-    """(pareto.json document, all evaluation records) of a search run."""
-    import json
-
-    p = os.path.join(run_dir, "pareto.json")
-    if not os.path.isfile(p):
-        raise ScaleNASError(f"{run_dir}: no pareto.json (not a search run, or it has not finished a generation)")
-    with open(p, encoding="utf-8") as f:
-        doc = json.load(f)
-    lp = os.path.join(run_dir, "evaluations.jsonl")
-    records = list(JsonlLog(lp).records.values()) if os.path.exists(lp) else []
-    return doc, records
-
-
-def pick(run_dir: str, max_gflops: float | None = None, max_params_m: float | None = None,
-         max_latency_ms: float | None = None) -> dict:
-    """The best-metric arch under the given budgets (GFLOPs in the 2^30 convention).
-
-    Candidates are every feasible evaluated arch of the run (the best one under a budget is a member
-    of the Pareto front over metric and the budgeted costs), or the front of pareto.json when the log
-    is missing. Ties go to the cheaper arch."""
-    doc, records = load_run(run_dir)
-    cands = [front_entry(r) for r in records if r.get("feasible", True)] or doc["front"]
-    budget = Constraints(max_gflops=max_gflops, max_params_m=max_params_m, max_latency_ms=max_latency_ms)
-    if max_latency_ms is not None and all(c.get("latency_ms") is None for c in cands):
-        raise ScaleNASError(f"--max-latency-ms: {run_dir} has no latency figures (search.latency was none)")
-    ok = [c for c in cands if budget.ok(c)]
-    if not ok:
-        cheapest = min(cands, key=lambda c: c["gflops_2p30"], default=None)
-        raise ScaleNASError(f"{run_dir}: no evaluated arch fits the budget "
-                            f"({', '.join(f'{k}={v}' for k, v in budget.to_dict().items() if v is not None)})"
-                            + (f"; the cheapest has {cheapest['gflops_2p30']:.4g} GFLOPs, "
-                               f"{cheapest['params_m']:.4g}M params" if cheapest else ""))
-    return max(ok, key=lambda c: (c["metric"], -c["gflops_2p30"], -c["params"], c["hash"]))

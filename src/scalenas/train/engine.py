@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from typing import Any
 
@@ -168,66 +169,18 @@ class SupernetTrainer:
         t, info = self.cfg.train, self.info
         if info.is_main:
             self._write_run_files()
-        bs = StepBatchSampler(len(self.dataset), t.batch_size, t.steps, self.step, t.accumulate, self.cfg.seed,
-                              info.rank, info.world_size)
-        loader = make_loader(self.dataset, self.task.collate, bs, self.cfg.seed, t.workers,
-                             pin_memory=self.device.type == "cuda")
+        loader = self._loader()
         it = iter(loader)
         logger = _Logger(self.cfg, info, self.step)
-        self.amp = resolve_amp(t.amp, self.device)
+        self._start_steps()
         if info.is_main:
             print(f"threads: {self.threads} (cores {usable_cores()}, loader workers {t.workers}, "
                   f"bf16: {'yes' if self.amp == 'bf16' else 'no'})", flush=True)
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16")
-        largest = self.space.largest(self.head.pose_rule)
         history = []
-        self.net.train()
         try:
             while self.step < t.steps:
-                t0 = time.perf_counter()
-                archs = self.sampler.archs_for(self.step)
-                self.optimizer.zero_grad(set_to_none=True)
-                parts_sum: dict[str, float] = {}
-                loss_sum, n_img = 0.0, 0
-                for _ in range(t.accumulate):
-                    batch = to_device(next(it), self.device, t.channels_last)
-                    img = batch["image"]
-                    n_img += img.shape[0]
-                    teacher_out = None
-                    if t.distill.teacher != "none":
-                        with torch.no_grad(), amp:
-                            if self.teacher is not None:
-                                teacher_out = tree_float(self.teacher(img))
-                            else:
-                                self.net.set_active(largest)
-                                teacher_out = tree_float(self.net(img))
-                    for arch, group in archs:
-                        self.net.set_active(arch)
-                        with amp:
-                            out = self.model(img)
-                        out = tree_float(out)
-                        loss, parts = self.task.loss(out, batch)
-                        if teacher_out is not None:
-                            kd = kd_loss(out, teacher_out)
-                            loss = loss + t.distill.weight * kd
-                            parts = {**parts, "kd": float(kd.detach())}
-                        if not all_finite(loss.detach(), info):
-                            self._nonfinite(arch, float(loss.detach()))
-                        (loss / (t.accumulate * len(archs))).backward()
-                        loss_sum += float(loss.detach()) / (t.accumulate * len(archs))
-                        for k, v in parts.items():
-                            parts_sum[k] = parts_sum.get(k, 0.0) + v / (t.accumulate * len(archs))
-                if t.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in self.net.parameters() if p.grad is not None], t.grad_clip)
-                lr = self.optimizer.param_groups[0]["lr"]
-                self.optimizer.step()
-                self.scheduler.step()
-                self.step += 1
-                dt = time.perf_counter() - t0
-                rec = {"step": self.step, "loss": loss_sum, "lr": lr, "group": archs[0][1],
-                       "arch": archs[0][0].hash, "img_per_s": n_img * info.world_size / dt, **parts_sum}
-                history.append(loss_sum)
+                rec = self.train_step(it)
+                history.append(rec["loss"])
                 logger.log(rec)
                 if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
                     self.save()
@@ -237,6 +190,94 @@ class SupernetTrainer:
             del it, loader
         return {"steps": self.step, "final_loss": history[-1] if history else None, "losses": history,
                 "checkpoint": path}
+
+    def time_steps(self, n: int) -> list[float]:
+        """Wall seconds of each of the next ``n`` training steps (:meth:`train_step`, loader included);
+        writes nothing. The weights train as usual, so time a trainer that is then thrown away."""
+        loader = self._loader()
+        it = iter(loader)
+        self._start_steps()
+        times = []
+        try:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                self.train_step(it)
+                times.append(time.perf_counter() - t0)
+        finally:
+            del it, loader
+        return times
+
+    def _loader(self):
+        t, info = self.cfg.train, self.info
+        bs = StepBatchSampler(len(self.dataset), t.batch_size, t.steps, self.step, t.accumulate, self.cfg.seed,
+                              info.rank, info.world_size)
+        return make_loader(self.dataset, self.task.collate, bs, self.cfg.seed, t.workers,
+                           pin_memory=self.device.type == "cuda")
+
+    def _start_steps(self) -> None:
+        self.amp = resolve_amp(self.cfg.train.amp, self.device)
+        self._autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16")
+        self._largest = self.space.largest(self.head.pose_rule)
+        self.net.train()
+
+    def train_step(self, batches) -> dict:
+        """One optimiser step on the next ``accumulate`` batches of ``batches``: every subnet the
+        sampler gives for this step, with distillation when configured; returns its log record."""
+        t, info = self.cfg.train, self.info
+        t0 = time.perf_counter()
+        archs = self.sampler.archs_for(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        parts_sum: dict[str, float] = {}
+        loss_sum, n_img = 0.0, 0
+        share = t.accumulate * len(archs)  # each (batch, subnet) loss is this share of the step's loss
+        for _ in range(t.accumulate):
+            batch = to_device(next(batches), self.device, t.channels_last)
+            img = batch["image"]
+            n_img += img.shape[0]
+            teacher_out = self._teacher_outputs(img)
+            for arch, _group in archs:
+                loss, parts = self._subnet_loss(arch, batch, teacher_out)
+                (loss / share).backward()
+                loss_sum += float(loss.detach()) / share
+                for k, v in parts.items():
+                    parts_sum[k] = parts_sum.get(k, 0.0) + v / share
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.net.parameters() if p.grad is not None], t.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        dt = time.perf_counter() - t0
+        return {"step": self.step, "loss": loss_sum, "lr": lr, "group": archs[0][1],
+                "arch": archs[0][0].hash, "img_per_s": n_img * info.world_size / dt, **parts_sum}
+
+    def _teacher_outputs(self, img):
+        """The distillation targets of a batch: the teacher checkpoint's, or the supernet's largest
+        subnet's (``teacher: largest``); None without distillation."""
+        if self.cfg.train.distill.teacher == "none":
+            return None
+        with torch.no_grad(), self._autocast:
+            if self.teacher is not None:
+                return tree_float(self.teacher(img))
+            self.net.set_active(self._largest)
+            return tree_float(self.net(img))
+
+    def _subnet_loss(self, arch, batch: dict, teacher_out):
+        """(loss, its parts) of one subnet on one batch, guarded against non-finite values."""
+        t = self.cfg.train
+        self.net.set_active(arch)
+        with self._autocast:
+            out = self.model(batch["image"])
+        out = tree_float(out)
+        loss, parts = self.task.loss(out, batch)
+        if teacher_out is not None:
+            kd = kd_loss(out, teacher_out)
+            loss = loss + t.distill.weight * kd
+            parts = {**parts, "kd": float(kd.detach())}
+        if not all_finite(loss.detach(), self.info):
+            self._nonfinite(arch, float(loss.detach()))
+        return loss, parts
 
     def _nonfinite(self, arch, value: float):
         # the weights have not been touched by this step yet: save them as the last good state
@@ -321,6 +362,20 @@ class _Logger:
             self.jsonl.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def time_steps(cfg: RunConfig, steps: int) -> list[float]:
+    """Wall seconds of each of the first ``steps`` training steps of ``cfg`` on this machine: the
+    engine's own step (sampler, loader, forward, loss, backward, optimiser) from fresh weights. The
+    trainer works in a scratch directory, so nothing is left behind."""
+    with tempfile.TemporaryDirectory(prefix="scalenas-time-") as scratch:
+        cfg = cfg.model_copy(update={"run_dir": scratch,
+                                     "train": cfg.train.model_copy(update={"steps": max(cfg.train.steps, steps)})})
+        trainer = SupernetTrainer(cfg)
+        try:
+            return trainer.time_steps(steps)
+        finally:
+            trainer.close()
 
 
 def train_supernet(cfg: RunConfig, resume: str | None = None) -> dict:

@@ -65,27 +65,46 @@ def draw_arch(space: SearchSpace, arch: Arch, head: HeadSpec | str | None = "seg
     """Draw (space, arch); ``head``/``input_hw`` give the head box and the caption's params and GFLOPs."""
     head = HeadSpec.of(head) if head is not None else None
     steps, modules, stages, x_end = _layout(space, arch)
-    ch = space.channels
     nb_max = max(m.num_branches for m in arch.modules)
+    fig, ax = _canvas(x_end, nb_max)
+    _draw_rows(ax, space, arch, steps, stages, x_end, nb_max)
+    _draw_stem(ax, space)
+    for m in range(len(arch.modules)):
+        _draw_module(ax, arch, m, steps[m], modules[m])
+    if head is not None:
+        _draw_head(ax, head, space.channels, x_end, nb_max)
+    _legend(fig)
+    _caption(fig, space, arch, head, input_hw, title)
+    return fig
+
+
+def _y(b: int) -> float:
+    """Branch ``b``'s row (1/4 at the top)."""
+    return -b
+
+
+def _canvas(x_end: float, nb_max: int):
+    """The figure, as wide as the block steps need, and its axes (room for the legend below and the
+    caption above)."""
     width_units = x_end + 4.9
     fig = Figure(figsize=(min(max(8.0, 1.2 + 0.3 * width_units), 60.0), 2.4 + 1.05 * nb_max), dpi=120)
     FigureCanvasAgg(fig)
     h_in = 2.4 + 1.05 * nb_max
-    ax = fig.add_axes((0.0, 0.45 / h_in, 1.0, 1 - 1.35 / h_in))  # room for the legend below, caption above
+    ax = fig.add_axes((0.0, 0.45 / h_in, 1.0, 1 - 1.35 / h_in))
     ax.set_xlim(-1.9, x_end + 3.0)
     ax.set_ylim(-(nb_max - 1) - 0.75, 1.05)
     ax.axis("off")
+    return fig, ax
 
-    def y(b):
-        return -b
 
-    # stage bands and labels
+def _draw_rows(ax, space: SearchSpace, arch: Arch, steps, stages, x_end: float, nb_max: int) -> None:
+    """Stage bands and labels, branch labels on the left, and each branch's line from where it starts."""
+    ch = space.channels
     for idx, (nb, x0, x1) in enumerate(stages):
         ax.add_patch(Rectangle((x0, -(nb - 1) - 0.5), x1 - x0, nb, color=STAGE_SHADES[idx % 2], zorder=0))
         ax.text((x0 + x1) / 2, 0.88, f"stage {nb}", ha="center", va="bottom", fontsize=9, weight="bold")
-    # branch labels on the left and branch lines
     for b in range(nb_max):
-        ax.text(-1.85, y(b), f"1/{4 * 2 ** b}\n{ch[b]} ch", ha="left", va="center", fontsize=8,
+        ax.text(-1.85, _y(b), f"1/{4 * 2 ** b}\n{ch[b]} ch", ha="left", va="center", fontsize=8,
                 color=BRANCH_COLORS[b])
     first_module_of = {}
     for m, ma in enumerate(arch.modules):
@@ -94,59 +113,68 @@ def draw_arch(space: SearchSpace, arch: Arch, head: HeadSpec | str | None = "seg
     for b in range(nb_max):
         m0 = first_module_of[b]
         x_start = 2.3 if b < 2 else steps[m0][0] - BLOCK_W
-        ax.plot([x_start, x_end - MODULE_GAP + 0.1], [y(b), y(b)], color="#b0b7bf", lw=1.0, zorder=1)
+        ax.plot([x_start, x_end - MODULE_GAP + 0.1], [_y(b), _y(b)], color="#b0b7bf", lw=1.0, zorder=1)
 
-    # stem + stage 1, transition 1
+
+def _draw_stem(ax, space: SearchSpace) -> None:
+    """The stem + stage 1 box and transition 1."""
     ax.add_patch(FancyBboxPatch((-0.45, -0.3), 2.35, 0.6, boxstyle="round,pad=0.04", fc="#dfe6ec", ec="#6c7a89",
                                 lw=0.8, zorder=3))
     ax.text(0.72, 0.0, f"stem {space.stem_channels} ch\nstage 1: {space.stage1_blocks}x\nBottleneck", ha="center",
             va="center", fontsize=6, zorder=4)
-    ax.add_patch(FancyArrowPatch((1.9, -0.1), (2.45, y(1)), arrowstyle="-|>", mutation_scale=7, color=TRANS_COLOR,
+    ax.add_patch(FancyArrowPatch((1.9, -0.1), (2.45, _y(1)), arrowstyle="-|>", mutation_scale=7, color=TRANS_COLOR,
                                  lw=0.9, zorder=3))
 
-    for m, ma in enumerate(arch.modules):
-        nb = ma.num_branches
-        xs = steps[m]
-        # a new branch: strided conv from the previous lowest branch
-        if m > 0 and nb > arch.modules[m - 1].num_branches:
-            xt = xs[0] - BLOCK_W / 2 - 0.35
-            ax.add_patch(FancyArrowPatch((xt - 0.45, y(nb - 2)), (xt, y(nb - 1)), arrowstyle="-|>",
-                                         mutation_scale=7, color=TRANS_COLOR, lw=0.9, zorder=3))
-        # module label and boundary
-        x0, x1 = modules[m]
-        ax.text((x0 + x1) / 2, 0.55, f"M{m}\n" + "".join(str(d) for d in ma.depth), ha="center", va="bottom",
-                fontsize=7, color="#333333")
-        ax.plot([x1, x1], [0.5, -(nb - 1) - 0.45], ls=":", color="#8a939c", lw=0.8, zorder=1)
-        for s, xb in enumerate(xs):
-            for i in range(nb):
-                if s < ma.depth[i]:
-                    ax.add_patch(Rectangle((xb - BLOCK_W / 2, y(i) - BLOCK_H / 2), BLOCK_W, BLOCK_H,
-                                           fc=BRANCH_COLORS[i], ec="white", lw=0.6, zorder=4))
-            xa, xf = xb + BLOCK_W / 2 + 0.06, xb + BLOCK_W / 2 + FUSE_GAP - 0.18
-            for j in range(nb):
-                ins = ma.inputs(j, s)
-                for k in ins:
-                    up = k > j
-                    ax.add_patch(FancyArrowPatch((xa, y(k)), (xf, y(j)), arrowstyle="-|>", mutation_scale=6,
-                                                 color=UP_COLOR if up else DOWN_COLOR, lw=0.7,
-                                                 ls="-" if up else (0, (3, 1.5)), alpha=0.85, shrinkB=2.5,
-                                                 zorder=2))
-                if ins:
-                    ax.plot([xf], [y(j)], marker="o", ms=3.2, mfc="white", mec="#333333", mew=0.7, zorder=5)
 
-    # head
-    if head is not None:
-        hx = x_end + 0.1
-        rows = range(nb_max) if head.kind == "seg" else range(1)
-        top, bot = 0.3, -(max(rows)) - 0.3
-        ax.add_patch(FancyBboxPatch((hx, bot), 2.3, top - bot, boxstyle="round,pad=0.04", fc="#fdebd0",
-                                    ec="#b9770e", lw=0.8, zorder=3))
-        label = {"seg": f"seg head\nconcat {sum(ch)} ch\n{head.num_classes} classes, 1/4",
-                 "pose-topdown": f"top-down\n{head.num_joints} heatmaps\n1/4",
-                 "pose-bottomup": f"HigherHRNet\n{2 * head.num_joints} @1/4\n{head.num_joints} @1/2"}[head.kind]
-        ax.text(hx + 1.15, (top + bot) / 2, label, ha="center", va="center", fontsize=6, zorder=4)
+def _draw_module(ax, arch: Arch, m: int, xs: list[float], span: tuple[float, float]) -> None:
+    """Module ``m``: its transition when it adds a branch, label and boundary, and per block step the
+    blocks, then the fusion edges and nodes after them."""
+    ma = arch.modules[m]
+    nb = ma.num_branches
+    if m > 0 and nb > arch.modules[m - 1].num_branches:  # a new branch: strided conv from the previous lowest
+        xt = xs[0] - BLOCK_W / 2 - 0.35
+        ax.add_patch(FancyArrowPatch((xt - 0.45, _y(nb - 2)), (xt, _y(nb - 1)), arrowstyle="-|>",
+                                     mutation_scale=7, color=TRANS_COLOR, lw=0.9, zorder=3))
+    x0, x1 = span
+    ax.text((x0 + x1) / 2, 0.55, f"M{m}\n" + "".join(str(d) for d in ma.depth), ha="center", va="bottom",
+            fontsize=7, color="#333333")
+    ax.plot([x1, x1], [0.5, -(nb - 1) - 0.45], ls=":", color="#8a939c", lw=0.8, zorder=1)
+    for s, xb in enumerate(xs):
+        for i in range(nb):
+            if s < ma.depth[i]:
+                ax.add_patch(Rectangle((xb - BLOCK_W / 2, _y(i) - BLOCK_H / 2), BLOCK_W, BLOCK_H,
+                                       fc=BRANCH_COLORS[i], ec="white", lw=0.6, zorder=4))
+        _draw_fusion(ax, ma, s, xb)
 
-    # legend and caption
+
+def _draw_fusion(ax, ma, s: int, xb: float) -> None:
+    """The fusion edges after block step ``s`` (up: solid orange, down: dashed blue) and a node on
+    every output branch that sums inputs."""
+    xa, xf = xb + BLOCK_W / 2 + 0.06, xb + BLOCK_W / 2 + FUSE_GAP - 0.18
+    for j in range(ma.num_branches):
+        ins = ma.inputs(j, s)
+        for k in ins:
+            up = k > j
+            ax.add_patch(FancyArrowPatch((xa, _y(k)), (xf, _y(j)), arrowstyle="-|>", mutation_scale=6,
+                                         color=UP_COLOR if up else DOWN_COLOR, lw=0.7,
+                                         ls="-" if up else (0, (3, 1.5)), alpha=0.85, shrinkB=2.5, zorder=2))
+        if ins:
+            ax.plot([xf], [_y(j)], marker="o", ms=3.2, mfc="white", mec="#333333", mew=0.7, zorder=5)
+
+
+def _draw_head(ax, head: HeadSpec, ch, x_end: float, nb_max: int) -> None:
+    hx = x_end + 0.1
+    rows = range(nb_max) if head.kind == "seg" else range(1)
+    top, bot = 0.3, -(max(rows)) - 0.3
+    ax.add_patch(FancyBboxPatch((hx, bot), 2.3, top - bot, boxstyle="round,pad=0.04", fc="#fdebd0",
+                                ec="#b9770e", lw=0.8, zorder=3))
+    label = {"seg": f"seg head\nconcat {sum(ch)} ch\n{head.num_classes} classes, 1/4",
+             "pose-topdown": f"top-down\n{head.num_joints} heatmaps\n1/4",
+             "pose-bottomup": f"HigherHRNet\n{2 * head.num_joints} @1/4\n{head.num_joints} @1/2"}[head.kind]
+    ax.text(hx + 1.15, (top + bot) / 2, label, ha="center", va="center", fontsize=6, zorder=4)
+
+
+def _legend(fig: Figure) -> None:
     handles = [Patch(fc=BRANCH_COLORS[0], ec="white", label="BasicBlock"),
                Line2D([], [], color=UP_COLOR, lw=1.2, label="fusion up (1x1 conv + upsample)"),
                Line2D([], [], color=DOWN_COLOR, lw=1.2, ls=(0, (3, 1.5)), label="fusion down (strided 3x3 convs)"),
@@ -155,6 +183,10 @@ def draw_arch(space: SearchSpace, arch: Arch, head: HeadSpec | str | None = "seg
     fig_w = fig.get_size_inches()[0]
     fig.legend(handles=handles, loc="lower center", ncol=5 if fig_w >= 11 else 3, fontsize=7, frameon=False,
                bbox_to_anchor=(0.5, 0.0))
+
+
+def _caption(fig: Figure, space: SearchSpace, arch: Arch, head: HeadSpec | None, input_hw, title: str | None) -> None:
+    """The title, then the costs (with a head and an input size) and the arch's depths and edges."""
     avail = space.num_edges_available(arch)
     lines = [f"depths {arch.depth_string()}   |   {arch.num_blocks()} blocks   |   "
              f"{arch.num_edges()}/{avail} fusion edges active"]
@@ -169,7 +201,6 @@ def draw_arch(space: SearchSpace, arch: Arch, head: HeadSpec | str | None = "seg
     fig.text(0.5, top, title or f"arch {arch.hash}", ha="center", va="top", fontsize=11, weight="bold")
     for n, line in enumerate(lines):  # caption lines below the title, 0.2 inch apart
         fig.text(0.5, top - (0.3 + 0.2 * n) / fig.get_size_inches()[1], line, ha="center", va="top", fontsize=8)
-    return fig
 
 
 def save_arch_drawing(path: str | os.PathLike, space: SearchSpace, arch: Arch, head: HeadSpec | str | None = "seg",

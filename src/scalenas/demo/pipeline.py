@@ -73,11 +73,11 @@ def run_demo(out: str = "demo-out", task: str = "seg", budget_minutes: float = 1
 def _probe_step_seconds(cfg, batches: int = 3) -> float:
     """Seconds of one training step of the grouped sampler's average subnet, measured on this machine."""
     from scalenas.nets.supernet import SuperScaleNet
-    from scalenas.train.engine import build_task, space_of, tree_float
+    from scalenas.train.engine import build_task, tree_float
     from scalenas.utils.runtime import resolve_amp
 
     task = build_task(cfg.task)
-    space = space_of(cfg)
+    space = cfg.space.build()
     net = SuperScaleNet(space, task.head).to(memory_format=torch.channels_last).train()
     ds = task.build_dataset("train", train=True)
     batch = task.collate([ds[i % len(ds)] for i in range(cfg.train.batch_size)])

@@ -20,14 +20,7 @@ import torch
 from scalenas.errors import ScaleNASError
 from scalenas.search.calibrate import CALIB_SEED, Calibrator
 from scalenas.space.arch import Arch
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ScaleNASError(f"search.device: {device!r} requested but CUDA is not available")
-    return device
+from scalenas.utils.runtime import resolve_device, torch_threads
 
 
 @dataclass
@@ -49,20 +42,6 @@ class EvalSpec:
         return asdict(self)
 
 
-class _threads:
-    def __init__(self, n: int | None):
-        self.n = n
-
-    def __enter__(self):
-        self.prev = torch.get_num_threads()
-        if self.n and self.n != self.prev:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        if torch.get_num_threads() != self.prev:
-            torch.set_num_threads(self.prev)
-
-
 class Evaluator:
     def __init__(self, supernet, task, split: str = "search", max_images: int | None = None,
                  calib_images: int = 64, calib_batch_size: int = 16, calib_seed: int = CALIB_SEED,
@@ -70,12 +49,12 @@ class Evaluator:
         self.task = task
         self.split = split
         self.max_images = max_images
-        self.device = torch.device(resolve_device(device))
+        self.device = resolve_device(device, "search.device")
         self.threads = threads
         self.net = supernet.to(self.device)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        with _threads(threads):
+        with torch_threads(threads):
             self.calibrator = Calibrator(task, calib_images, calib_batch_size, calib_seed, self.device, channels_last)
         if not task.metric_name:
             raise ScaleNASError(f"task {task.name}: no metric_name to rank archs by")
@@ -93,7 +72,7 @@ class Evaluator:
     def evaluate(self, arch: Arch) -> dict[str, Any]:
         """``{"hash", "metric", "metrics", "calib_bn", "eval_s"}`` for ``arch`` (BN recalibrated first)."""
         t0 = time.perf_counter()
-        with _threads(self.threads):
+        with torch_threads(self.threads):
             self.net.set_active(arch)
             n_bn = self.calibrator.calibrate(self.net)
             metrics = self.task.evaluate(self.net, self.split, self.device, self.max_images)

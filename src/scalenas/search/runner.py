@@ -30,17 +30,18 @@ import yaml
 from scalenas.config import deep_merge, validate_section
 from scalenas.errors import ScaleNASError
 from scalenas.search.config import RESUMABLE_CHANGES, SearchCfg
-from scalenas.search.evaluator import EvalSpec, Evaluator, resolve_device
+from scalenas.search.evaluator import EvalSpec, Evaluator
 from scalenas.search.latency import LatencyMeter, LatencySettings, LatencyTable, default_table_path, scalenet_builder
 from scalenas.search.objectives import Constraints, objective_values, parse_objectives
 from scalenas.search.parallel import make_pool
 from scalenas.search.runlog import JsonlLog, load_state, save_state
-from scalenas.search.strategies import Strategy, build_strategy
+from scalenas.search.strategies import Strategy
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.profile import profile
 from scalenas.space.space import SearchSpace
 from scalenas.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, package_versions
+from scalenas.utils.runtime import resolve_device
 
 REFERENCE_NAMES = ("hrnet", "largest", "smallest")
 COST_KEYS = ("params", "params_m", "macs", "gflops_2p30", "gflops_1e9", "latency_ms")
@@ -155,7 +156,7 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
     input_hw = tuple(cfg.input_hw) if cfg.input_hw else task_input_hw(task)
     objectives = parse_objectives(cfg.objectives)
     constraints: Constraints = cfg.constraints.build()
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device, "search.device"))
     pose_rule = head.pose_rule
 
     # ---- the run directory -------------------------------------------------------------------
@@ -204,8 +205,7 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
     def feasible(arch: Arch) -> bool:
         return constraints.ok(costs(arch))
 
-    strategy = build_strategy(cfg.strategy, space, objectives, cfg.strategy_settings(pose_rule), cfg.seed, pose_rule,
-                              feasible if constraints.active else None)
+    strategy = cfg.build_strategy(space, objectives, pose_rule, feasible if constraints.active else None)
     if state is None:
         state = {"references": {}, "references_done": False, "fronts": [], "finished": False}
     else:

@@ -210,3 +210,15 @@ def test_settings_validation():
         EvolutionStrategy(SPACE, OBJ, strategy_cfg(depth_options=((7,),)))
     with pytest.raises(ScaleNASError, match="unknown strategy"):
         STRATEGIES.build("bayes", SPACE, OBJ, strategy_cfg())
+
+
+def test_search_cfg_builds_its_strategy():
+    cfg = strategy_cfg(strategy="random", seed=4, initial=3)
+    s = cfg.build_strategy(SPACE, OBJ, pose_rule=True)
+    assert type(s) is RandomSearch and s.seed == 4 and s.settings is cfg
+    assert s.freeze_last_module  # None in the config: frozen for pose heads
+    assert len(s.ask()) == 3
+    assert not strategy_cfg(freeze_last_module=False).build_strategy(SPACE, OBJ, pose_rule=True).freeze_last_module
+    with pytest.raises(ScaleNASError, match=r"search.strategy: unknown strategy 'evolutoin'; choose one of "
+                                            r"evolution, random \(did you mean 'evolution'\?\)"):
+        strategy_cfg(strategy="evolutoin")

@@ -39,7 +39,10 @@ SETTINGS = ("initial", "population", "parents", "generations", "crossover_prob",
 
 
 class Strategy:
-    """Args:
+    """Base of the strategies (``ask``/``tell``/``state_dict``, see above); a subclass registers with
+    ``@STRATEGIES.register`` under its ``name``.
+
+    Args:
         space: the search space.
         objectives: the objectives' names and directions (their values arrive through ``tell``).
         settings: the validated ``search:`` section; the strategy reads the fields in ``SETTINGS``.

@@ -25,7 +25,8 @@ class SearchSpace:
     depth_choices: tuple[int, ...] = (2, 3, 4, 5)
     stem_channels: int = 64
     stage1_blocks: int = 4
-    fuse_upsample: Literal["nearest", "bilinear"] = "nearest"  # HRNet/ScaleNAS: nearest; HRNet-Seg's own code uses bilinear
+    #: HRNet/ScaleNAS: nearest; HRNet-Seg's own code uses bilinear
+    fuse_upsample: Literal["nearest", "bilinear"] = "nearest"
 
     def __post_init__(self):
         object.__setattr__(self, "modules_per_stage", tuple(int(x) for x in self.modules_per_stage))

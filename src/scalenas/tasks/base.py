@@ -19,9 +19,9 @@ from scalenas.utils.registry import Registry
 
 
 class Task(abc.ABC):
-    """Subclasses define ``Config``, a pydantic model (``extra="forbid"``) of their ``task:`` config
+    """Subclasses define ``Config``, a :class:`scalenas.config.Strict` model of their ``task:`` config
     section, and are built with ``from_config(dict)`` so that an unknown key or a wrong type is rejected
-    naming the key."""
+    naming the key. A subclass registers with ``@TASKS.register`` under its ``name``."""
 
     Config: type = None  # a pydantic.BaseModel subclass
     #: registry name, e.g. "segmentation", "pose-bottomup"

@@ -17,9 +17,9 @@ import torch.distributed as dist
 from pydantic import Field, field_validator, model_validator
 from torch.utils.data import Dataset
 
+from scalenas.config import Strict
 from scalenas.data.coco_keypoints import CocoKeypoints
 from scalenas.data.keypoint_info import KeypointInfo, get_keypoint_info
-from scalenas.config import Strict
 from scalenas.data.pose_transforms import apply_sample_affine, center_affine, normalize, sample_affine
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec

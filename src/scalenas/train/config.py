@@ -37,7 +37,8 @@ def _space_fields() -> dict[str, tuple]:
     return out
 
 
-SpaceCfg = create_model("SpaceCfg", __base__=_SpaceSection, __module__=__name__, **_space_fields())
+SpaceCfg = create_model("SpaceCfg", __base__=_SpaceSection, __module__=__name__, __doc__=_SpaceSection.__doc__,
+                        **_space_fields())
 
 
 class ModelCfg(Strict):

@@ -40,7 +40,7 @@ class ConstraintsCfg(Strict):
 
 
 class SearchCfg(Strict):
-    strategy: str = Field("evolution", description="evolution or random (search.strategies.STRATEGIES)")
+    strategy: str = Field("evolution", description="a strategy registered in search.strategies.STRATEGIES")
     seed: int = 0
     # ---- budget (method §6.1: 1000 initial, then 20 generations of 100) ----
     initial: int = Field(1000, ge=1, description="random archs evaluated at generation 0")

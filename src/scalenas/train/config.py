@@ -49,7 +49,7 @@ class ModelCfg(Strict):
 
 
 class SamplerCfg(Strict):
-    kind: str = Field("grouped", description="grouped, uniform or sandwich (train.samplers.SAMPLERS)")
+    kind: str = Field("grouped", description="a sampler registered in train.samplers.SAMPLERS")
     fusion_options: list[float] = [0.2, 0.5, 0.8]
     depth_options: Optional[list[list[int]]] = None  # None: the paper's [[2,3],[3,4],[4,5]] or consecutive pairs
     sandwich: bool = True

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from scalenas.data.synth_seg import generate
 from scalenas.nets import ScaleNet
 from scalenas.space import SearchSpace
-from scalenas.tasks import get_task_class
+from scalenas.tasks import TASKS
 from scalenas.utils.runtime import setup_process
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "tasks", "seg_synth.yaml")
@@ -88,7 +88,7 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(root, train=args.images, val=0, test=1, size=(256, 256), seed=0)
         gen_s = time.perf_counter() - t0
-        task = get_task_class("segmentation").from_config(cfg | {"root": root, "search_holdout": 0})
+        task = TASKS.get("segmentation").from_config(cfg | {"root": root, "search_holdout": 0})
         crop = "x".join(str(v) for v in task.cfg.crop_size)
         rows = [(f"loader, {w} worker{'s' if w != 1 else ''}", loader_rate(task, w, args.batch, args.batches))
                 for w in (0, 1, 2)]

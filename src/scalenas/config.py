@@ -9,9 +9,16 @@ import difflib
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from scalenas.errors import ScaleNASError
+
+
+class Strict(BaseModel):
+    """The base of every config model: an unknown key is an error naming it (with the closest known
+    key), never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _fmt_loc(prefix: str, loc) -> str:

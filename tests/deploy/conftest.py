@@ -15,8 +15,6 @@ from scalenas.train.config import RunConfig
 from scalenas.train.engine import build_task
 from scalenas.utils.io import atomic_torch_save, package_versions
 
-TINY = {"width": 8, "modules_per_stage": [1, 1, 1], "depth_choices": [1, 2], "stem_channels": 16,
-        "stage1_blocks": 1}
 SYNTH_TASK = {"name": "synthetic-regression", "size": 64, "num_train": 16, "num_search": 8, "num_val": 4,
               "num_test": 4}
 CALIB = ["--calib-images", "8", "--calib-batch-size", "4"]
@@ -46,23 +44,13 @@ def _one_thread():
         yield
 
 
-def tiny_space() -> SearchSpace:
-    return SearchSpace.from_dict(dict(TINY))
-
-
-def sample_arch(seed: int, pose: bool = False):
-    sp = tiny_space()
-    a = sp.sample(random.Random(seed))
-    return sp.apply_pose_rule(a) if pose else a
-
-
 def run_cli(*argv) -> int:
     return cli_main([str(a) for a in argv])
 
 
 def save_supernet_ckpt(path, net: SuperScaleNet, task_cfg: dict, step: int = 0, train: dict | None = None) -> str:
     """A checkpoint with the keys SupernetTrainer.state() writes, for a supernet built in the test."""
-    cfg = RunConfig.model_validate({"space": dict(TINY), "task": task_cfg, "train": train or {}})
+    cfg = RunConfig.model_validate({"space": net.space.to_dict(), "task": task_cfg, "train": train or {}})
     state = {"model": net.state_dict(), "step": step, "config": cfg.model_dump(mode="json"),
              "versions": package_versions(),
              "meta": {"format": "scalenas.supernet/1", "space": net.space.to_dict(), "head": net.head_spec.to_dict(),
@@ -72,12 +60,12 @@ def save_supernet_ckpt(path, net: SuperScaleNet, task_cfg: dict, step: int = 0, 
 
 
 @pytest.fixture(scope="session")
-def synth_ckpt(tmp_path_factory):
+def synth_ckpt(tmp_path_factory, h):
     """A supernet briefly trained on the synthetic regression task (seg head)."""
     from scalenas.train.engine import train_supernet
 
     d = tmp_path_factory.mktemp("synth_supernet")
-    cfg = {"run_dir": str(d / "run"), "seed": 1, "space": dict(TINY), "task": dict(SYNTH_TASK),
+    cfg = {"run_dir": str(d / "run"), "seed": 1, "space": dict(h.TINY), "task": dict(SYNTH_TASK),
            "train": {"steps": 4, "batch_size": 4, "workers": 0, "optimizer": {"lr": 0.02}, "ckpt_every": 0,
                      "progress": False, "tensorboard": False}}
     with one_thread():
@@ -85,7 +73,7 @@ def synth_ckpt(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def seg_setup(tmp_path_factory):
+def seg_setup(tmp_path_factory, h):
     """(checkpoint, task config, data root) for the segmentation task on a tiny generated dataset."""
     from scalenas.data.synth_seg import generate
 
@@ -96,12 +84,12 @@ def seg_setup(tmp_path_factory):
                 "scale_range": [1.0, 1.0], "workers": 0, "vis_images": 0}
     task = build_task(task_cfg)
     torch.manual_seed(0)
-    net = SuperScaleNet(tiny_space(), task.head)
+    net = SuperScaleNet(h.tiny_space(), task.head)
     return save_supernet_ckpt(d / "seg.pt", net, task_cfg), task_cfg, root
 
 
 @pytest.fixture(scope="session")
-def pose_setup(tmp_path_factory):
+def pose_setup(tmp_path_factory, h):
     """(checkpoint, task config, data root) for bottom-up pose on a tiny generated COCO-format dataset."""
     from scalenas.data.synth_pose import generate
 
@@ -114,18 +102,18 @@ def pose_setup(tmp_path_factory):
                 "input_size": 64, "num_deconv_blocks": 1, "workers": 0, "vis_images": 0}
     task = build_task(task_cfg)
     torch.manual_seed(0)
-    net = SuperScaleNet(tiny_space(), task.head)
+    net = SuperScaleNet(h.tiny_space(), task.head)
     return save_supernet_ckpt(d / "pose.pt", net, task_cfg), task_cfg, root
 
 
 @pytest.fixture(scope="session")
-def synth_model_dir(synth_ckpt, tmp_path_factory):
+def synth_model_dir(synth_ckpt, tmp_path_factory, h):
     """A model dir extracted (with calibration and evaluation on val) from the synthetic supernet."""
     from scalenas.deploy.extract import ExtractOptions, extract
 
     d = tmp_path_factory.mktemp("synth_model") / "model"
     arch_file = d.parent / "arch.json"
-    arch_file.write_text(sample_arch(3).to_json(indent=1))
+    arch_file.write_text(h.sample_arch(3).to_json(indent=1))
     with one_thread():
         extract(ExtractOptions(checkpoint=synth_ckpt, out=str(d), arch_file=str(arch_file), calib_images=8,
                                calib_batch_size=4, eval_split="val", latency_iters=2), log=lambda m: None)
@@ -133,15 +121,24 @@ def synth_model_dir(synth_ckpt, tmp_path_factory):
 
 
 class Helpers:
-    TINY, SYNTH_TASK, CALIB = TINY, SYNTH_TASK, CALIB
-    tiny_space = staticmethod(tiny_space)
-    sample_arch = staticmethod(sample_arch)
+    SYNTH_TASK, CALIB = SYNTH_TASK, CALIB
     save_supernet_ckpt = staticmethod(save_supernet_ckpt)
     cli = staticmethod(run_cli)
 
+    def __init__(self, tiny_space_cfg: dict):
+        self.TINY = tiny_space_cfg
 
-@pytest.fixture
-def h():
+    def tiny_space(self) -> SearchSpace:
+        return SearchSpace.from_dict(dict(self.TINY))
+
+    def sample_arch(self, seed: int, pose: bool = False):
+        sp = self.tiny_space()
+        a = sp.sample(random.Random(seed))
+        return sp.apply_pose_rule(a) if pose else a
+
+
+@pytest.fixture(scope="session")
+def h(tiny_space_cfg):
     """Helpers shared by the test modules (pytest runs with --import-mode=importlib, so test modules
-    cannot import this conftest)."""
-    return Helpers
+    cannot import this conftest), on the tiny space of ``tests/conftest.py``."""
+    return Helpers(tiny_space_cfg)

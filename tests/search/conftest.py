@@ -4,9 +4,6 @@ import os
 import pytest
 import torch
 
-TINY = {"width": 8, "modules_per_stage": [1, 1, 1], "depth_choices": [1, 2], "stem_channels": 16,
-        "stage1_blocks": 1}
-
 # 100 Adam steps over 800 distinct synthetic images (no repeats: the 64-image default overfits) give
 # subnets with R2 ~ 40-55 on the search split; SGD or fewer steps leave R2 below 0 and make BN
 # comparisons meaningless.
@@ -15,12 +12,12 @@ TRAIN = {"steps": 100, "batch_size": 8, "workers": 0, "threads": 1, "optimizer":
 
 
 @pytest.fixture(scope="session")
-def supernet_ckpt(tmp_path_factory):
+def supernet_ckpt(tmp_path_factory, tiny_space_cfg):
     from scalenas.train.config import RunConfig
     from scalenas.train.engine import train_supernet
 
     run = tmp_path_factory.mktemp("supernet")
-    cfg = {"run_dir": str(run), "seed": 1, "space": dict(TINY),
+    cfg = {"run_dir": str(run), "seed": 1, "space": dict(tiny_space_cfg),
            "task": {"name": "synthetic-regression", "size": 64, "num_train": 1024, "num_search": 16},
            "train": dict(TRAIN)}
     prev = torch.get_num_threads()

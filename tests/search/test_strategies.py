@@ -4,9 +4,11 @@ import random
 import numpy as np
 import pytest
 
+from scalenas.config import validate_section
 from scalenas.errors import ScaleNASError
+from scalenas.search.config import SearchCfg
 from scalenas.search.objectives import Constraints, parse_objectives
-from scalenas.search.strategies import EvolutionStrategy, RandomSearch, StrategySettings, build_strategy
+from scalenas.search.strategies import STRATEGIES, EvolutionStrategy, RandomSearch
 from scalenas.space.arch import Arch, ModuleArch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.profile import profile
@@ -16,6 +18,11 @@ from scalenas.space.space import SearchSpace
 SPACE = SearchSpace(width=8, modules_per_stage=(1, 1, 1), depth_choices=(1,), stem_channels=16, stage1_blocks=1)
 BITS = [(m, j, k) for m, nb in enumerate(SPACE.module_branches) for j in range(nb) for k in range(nb) if k != j]
 OBJ = parse_objectives(["metric", "gflops"])
+
+
+def strategy_cfg(**settings) -> SearchCfg:
+    """A ``search:`` section holding ``settings`` (strategies read theirs from the validated config)."""
+    return validate_section(SearchCfg, settings, "search")
 
 
 def _weights():
@@ -76,11 +83,11 @@ def test_evolution_recovers_the_known_front_and_beats_random():
     assert 10 <= len(truth) <= 21
     # bit_mutation_prob 0.05 = one flip per child on 20 bits; the reference's 0.2 (tuned for ~300
     # bits) flips 4 of 20 and degenerates to a random walk on this small space.
-    settings = StrategySettings(initial=100, population=30, parents=30, generations=100, bit_mutation_prob=0.05,
-                                depth_mutation_prob=0.0)
+    settings = strategy_cfg(initial=100, population=30, parents=30, generations=100, bit_mutation_prob=0.05,
+                            depth_mutation_prob=0.0)
     found = {}
     for name in ("evolution", "random"):
-        s = build_strategy(name, SPACE, OBJ, settings, seed=0)
+        s = STRATEGIES.build(name, SPACE, OBJ, settings, seed=0)
         n = drive(s)
         assert n == 100 + 30 * 100  # same budget for both
         got = {a.hash for a, _ in s.front()}
@@ -92,7 +99,7 @@ def test_evolution_recovers_the_known_front_and_beats_random():
 
 
 def test_never_asks_twice_and_budget():
-    settings = StrategySettings(initial=20, population=10, parents=10, generations=5, depth_mutation_prob=0.0)
+    settings = strategy_cfg(initial=20, population=10, parents=10, generations=5, depth_mutation_prob=0.0)
     s = EvolutionStrategy(SPACE, OBJ, settings, seed=1)
     asked = []
     sizes = []
@@ -111,7 +118,7 @@ def test_never_asks_twice_and_budget():
 def test_state_roundtrip_continues_exactly():
     import json
 
-    settings = StrategySettings(initial=12, population=8, parents=6, generations=6, depth_mutation_prob=0.0)
+    settings = strategy_cfg(initial=12, population=8, parents=6, generations=6, depth_mutation_prob=0.0)
     a = EvolutionStrategy(SPACE, OBJ, settings, seed=5)
     b = EvolutionStrategy(SPACE, OBJ, settings, seed=5)
     for _ in range(3):
@@ -147,8 +154,8 @@ def test_hard_constraints_are_never_proposed(name):
     window = (lo.gflops_2p30 + 0.3 * (hi.gflops_2p30 - lo.gflops_2p30),
               lo.gflops_2p30 + 0.6 * (hi.gflops_2p30 - lo.gflops_2p30))
     cons = Constraints(max_gflops=window[1], min_gflops=window[0], max_params_m=0.8 * hi.params_m)
-    settings = StrategySettings(initial=30, population=10, parents=10, generations=4, max_tries=50)
-    s = build_strategy(name, space, OBJ, settings, seed=2, feasible=lambda a: cons.ok(cost(a)))
+    settings = strategy_cfg(initial=30, population=10, parents=10, generations=4, max_tries=50)
+    s = STRATEGIES.build(name, space, OBJ, settings, seed=2, feasible=lambda a: cons.ok(cost(a)))
     proposed = []
     rng = random.Random(0)
     while True:
@@ -165,8 +172,8 @@ def test_hard_constraints_are_never_proposed(name):
 def test_pose_rule_and_frozen_last_module():
     space = SearchSpace(width=8, modules_per_stage=(1, 1, 2), depth_choices=(1, 2, 3), stem_channels=16,
                         stage1_blocks=1)
-    settings = StrategySettings(initial=10, population=10, parents=5, generations=3, freeze_last_module=True,
-                                bit_mutation_prob=0.3, depth_mutation_prob=0.3)
+    settings = strategy_cfg(initial=10, population=10, parents=5, generations=3, freeze_last_module=True,
+                            bit_mutation_prob=0.3, depth_mutation_prob=0.3)
     s = EvolutionStrategy(space, OBJ, settings, seed=0, pose_rule=True)
     first = s.ask()
     lasts = {a.modules[-1] for a in first}
@@ -185,8 +192,8 @@ def test_depth_mutation_changes_depths_and_can_be_off():
                         stage1_blocks=1)
 
     def depths_seen(p):
-        settings = StrategySettings(initial=4, population=30, parents=4, generations=1, depth_options=((2,),),
-                                    crossover_prob=0.0, depth_mutation_prob=p)
+        settings = strategy_cfg(initial=4, population=30, parents=4, generations=1, depth_options=((2,),),
+                                crossover_prob=0.0, depth_mutation_prob=p)
         s = EvolutionStrategy(space, OBJ, settings, seed=0)
         b = s.ask()
         s.tell([(a, {"metric": float(i), "gflops": float(i)}) for i, a in enumerate(b)])
@@ -198,8 +205,20 @@ def test_depth_mutation_changes_depths_and_can_be_off():
 
 def test_settings_validation():
     with pytest.raises(ScaleNASError, match="bit_mutation_prob"):
-        StrategySettings(bit_mutation_prob=1.5)
+        strategy_cfg(bit_mutation_prob=1.5)
     with pytest.raises(ScaleNASError, match="depth_options"):
-        EvolutionStrategy(SPACE, OBJ, StrategySettings(depth_options=((7,),)))
+        EvolutionStrategy(SPACE, OBJ, strategy_cfg(depth_options=((7,),)))
     with pytest.raises(ScaleNASError, match="unknown strategy"):
-        build_strategy("bayes", SPACE, OBJ, StrategySettings())
+        STRATEGIES.build("bayes", SPACE, OBJ, strategy_cfg())
+
+
+def test_search_cfg_builds_its_strategy():
+    cfg = strategy_cfg(strategy="random", seed=4, initial=3)
+    s = cfg.build_strategy(SPACE, OBJ, pose_rule=True)
+    assert type(s) is RandomSearch and s.seed == 4 and s.settings is cfg
+    assert s.freeze_last_module  # None in the config: frozen for pose heads
+    assert len(s.ask()) == 3
+    assert not strategy_cfg(freeze_last_module=False).build_strategy(SPACE, OBJ, pose_rule=True).freeze_last_module
+    with pytest.raises(ScaleNASError, match=r"search.strategy: unknown strategy 'evolutoin'; choose one of "
+                                            r"evolution, random \(did you mean 'evolution'\?\)"):
+        strategy_cfg(strategy="evolutoin")

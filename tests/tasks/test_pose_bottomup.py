@@ -10,7 +10,7 @@ import torch
 from scalenas.errors import ScaleNASError
 from scalenas.nets.scalenet import ScaleNet
 from scalenas.space.space import SearchSpace
-from scalenas.tasks.base import get_task_class
+from scalenas.tasks.base import TASKS
 from scalenas.tasks.pose_bottomup import BottomUpPoseTask
 
 K7_INFO = """\
@@ -92,7 +92,7 @@ def _one_thread():
 
 
 def test_registered_and_head(k7):
-    cls = get_task_class("pose-bottomup")
+    cls = TASKS.get("pose-bottomup")
     assert cls is BottomUpPoseTask
     task = cls.from_config(_cfg(k7))
     assert task.head.kind == "pose-bottomup" and task.head.num_joints == 7
@@ -218,7 +218,7 @@ def test_evaluation_shards_across_ranks_and_gathers(k7, monkeypatch):
         parts[:] = [sent.get(0, []), sent.get(1, [])]
 
     for rank in (1, 0):
-        monkeypatch.setattr(pb, "_dist", lambda r=rank: (r, 2))
+        monkeypatch.setattr(pb, "rank_and_world", lambda r=rank: (r, 2))
         monkeypatch.setattr(pb.dist, "all_gather_object", gather)
         monkeypatch.setattr(pb.dist, "broadcast_object_list", lambda box, src: None)
         decoded[rank] = task.evaluate_oracle("val")
@@ -237,7 +237,7 @@ def test_shipped_task_configs_validate(name):
     path = pathlib.Path(__file__).resolve().parents[2] / "configs" / "tasks" / f"{name}.yaml"
     doc = yaml.safe_load(path.read_text())
     assert list(doc) == ["task"]                                   # only the task section lives here
-    task = get_task_class(doc["task"]["name"]).from_config(doc["task"])
+    task = TASKS.get(doc["task"]["name"]).from_config(doc["task"])
     assert task.cfg.input_size in (256, 512, 640)
     assert task.output_sizes == (task.cfg.input_size // 4, task.cfg.input_size // 2)
     assert task.head.num_joints == (14 if name.startswith("crowdpose") else 17)

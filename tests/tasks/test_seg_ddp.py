@@ -12,13 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scalenas.tasks import get_task_class
+from scalenas.tasks import TASKS
 
 WORKER = textwrap.dedent('''
     import json, sys
     import torch, torch.distributed as dist
     import torch.nn.functional as F
-    from scalenas.tasks import get_task_class
+    from scalenas.tasks import TASKS
 
     root, out = sys.argv[1], sys.argv[2]
 
@@ -27,7 +27,7 @@ WORKER = textwrap.dedent('''
             return F.avg_pool2d(x * 10, 4)
 
     dist.init_process_group("gloo")
-    task = get_task_class("segmentation").from_config(
+    task = TASKS.get("segmentation").from_config(
         {"name": "segmentation", "root": root, "crop_size": [64, 64], "workers": 0})
     m = task.evaluate(Model(), "val")
     with open(f"{out}/rank{dist.get_rank()}.json", "w") as f:
@@ -56,7 +56,7 @@ def test_evaluate_shards_and_reduces_over_two_ranks(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    want = get_task_class("segmentation").from_config(
+    want = TASKS.get("segmentation").from_config(
         {"name": "segmentation", "root": str(root), "crop_size": [64, 64], "workers": 0}).evaluate(Model(), "val")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                         str(script), str(root), str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)

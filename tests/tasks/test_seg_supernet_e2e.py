@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from scalenas.data.synth_seg import generate
-from scalenas.train.quickrun import TINY_SPACE, quick_supernet_run
+from scalenas.train.quickrun import quick_supernet_run
 
 
 @pytest.mark.slow
-def test_short_seg_supernet_run_learns(tmp_path):
+def test_short_seg_supernet_run_learns(tmp_path, tiny_space_cfg):
     data = tmp_path / "data"
     generate(str(data), train=64, val=16, test=4, size=(64, 64), seed=0)
-    cfg = {"run_dir": str(tmp_path / "run"), "seed": 0, "space": TINY_SPACE,
+    cfg = {"run_dir": str(tmp_path / "run"), "seed": 0, "space": dict(tiny_space_cfg),
            "task": {"name": "segmentation", "format": "folder", "root": str(data), "search_holdout": 8,
                     "crop_size": [64, 64], "base_size": 64, "scale_range": [0.75, 1.25], "workers": 0,
                     "eval_batch_size": 16, "vis_images": 0},

@@ -12,7 +12,7 @@ from torch import nn
 from scalenas.data.seg_transforms import normalize
 from scalenas.data.synth_seg import generate
 from scalenas.errors import ScaleNASError
-from scalenas.tasks import get_task_class
+from scalenas.tasks import TASKS
 from scalenas.viz.seg_overlay import colorize, overlay, render
 
 PALETTE = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], np.uint8)  # BGR
@@ -45,7 +45,7 @@ def blocks_root(tmp_path_factory):
 def make_task(root, **kw):
     cfg = {"name": "segmentation", "format": "folder", "root": root, "crop_size": [128, 128], "base_size": None,
            "scale_range": [0.75, 1.25], "workers": 0, "vis_images": 2} | kw
-    return get_task_class("segmentation").from_config(cfg)
+    return TASKS.get("segmentation").from_config(cfg)
 
 
 class LookupModel(nn.Module):

@@ -1,4 +1,5 @@
-"""The default thread count never oversubscribes the cores."""
+"""Process helpers: the default thread count never oversubscribes the cores; thread counts are restored;
+devices and ranks resolve as documented."""
 import pytest
 
 from scalenas.utils import runtime
@@ -20,3 +21,35 @@ def test_default_threads(monkeypatch, cores, workers, env, expected):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert runtime.default_threads(workers) == expected
+
+
+def test_torch_threads_sets_and_restores():
+    import torch
+
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    with runtime.torch_threads(target):
+        assert torch.get_num_threads() == target
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with runtime.torch_threads(target):
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before  # restored after an error too
+    with runtime.torch_threads(None):
+        assert torch.get_num_threads() == before  # None: left as it is
+
+
+def test_resolve_device_gives_a_torch_device_and_names_the_key():
+    import torch
+
+    from scalenas.errors import ScaleNASError
+
+    assert runtime.resolve_device("cpu") == torch.device("cpu")
+    assert runtime.resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ScaleNASError, match="^search.device cuda:1: CUDA is not available on this machine$"):
+            runtime.resolve_device("cuda:1", "search.device")
+
+
+def test_rank_and_world_without_a_process_group():
+    assert runtime.rank_and_world() == (0, 1)

@@ -34,3 +34,16 @@ def test_dumps_json_keeps_finite_values_exact_and_the_input_untouched():
     assert json.loads(dumps_json(data, indent=None)) == {"a": [0.1, 1e-300, -2.5e10], "b": None}
     assert math.isnan(data["b"])  # converted on a copy
     assert strict_jsonable((1, 2.0, "x", None, True)) == [1, 2.0, "x", None, True]
+
+
+def test_random_state_survives_json():
+    import random
+
+    from scalenas.utils.io import lists_to_tuples, tuples_to_lists
+
+    rng = random.Random(7)
+    rng.random()
+    text = json.dumps(tuples_to_lists(rng.getstate()))
+    other = random.Random()
+    other.setstate(lists_to_tuples(json.loads(text)))
+    assert [other.random() for _ in range(5)] == [rng.random() for _ in range(5)]

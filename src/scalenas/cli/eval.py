@@ -34,7 +34,8 @@ def _scalar(v) -> float | None:
 
 
 def run(args) -> int:
-    from scalenas.deploy.extract import evaluate_net, resolve_device
+    from scalenas.deploy.extract import evaluate_net
+    from scalenas.utils.runtime import resolve_device
     from scalenas.deploy.model_dir import load_model
     from scalenas.deploy.runtime import OnnxModule, build_model_task
     from scalenas.utils.io import atomic_write_json, dumps_json

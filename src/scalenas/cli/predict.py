@@ -72,7 +72,7 @@ def jsonable(obj, out_dir: str, stem: str, key: str = "value"):
 def run(args) -> int:
     import torch
 
-    from scalenas.deploy.extract import resolve_device
+    from scalenas.utils.runtime import resolve_device
     from scalenas.deploy.model_dir import load_model, read_meta
     from scalenas.deploy.runtime import OnnxModule, build_model_task
 

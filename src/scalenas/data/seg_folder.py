@@ -28,19 +28,18 @@ from typing import Callable
 import cv2
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from torch.utils.data import Dataset
 
+from scalenas.config import Strict
 from scalenas.data.seg_transforms import normalize
 from scalenas.errors import ScaleNASError
 
 INFO_FILE = "dataset_info.json"
 
 
-class SegInfo(BaseModel):
+class SegInfo(Strict):
     """Class names, colours and layout of a segmentation dataset (the contents of dataset_info.json)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = "custom"
     classes: list[str] = Field(min_length=1, max_length=255)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from scalenas.space import Arch, SearchSpace
+from scalenas.space import Arch
 
 
 def choose_picks(records: list[dict], hrnet_gflops: float) -> list[tuple[str, dict]]:
@@ -32,7 +32,7 @@ def deploy_models(kind: str, tdir: str, ckpt_path: str, search_dir: str, search_
     from scalenas.viz.arch_drawing import save_arch_drawing
 
     doc, records = load_run(search_dir)
-    space = SearchSpace.from_dict(cfg.space.model_dump())
+    space = cfg.space.build()
     by_hash = {r["hash"]: r for r in records}
     hr = doc["references"]["hrnet"]
     head_kind = "seg" if kind == "seg" else "pose-bottomup"

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import copy
 
-TINY_SPACE = {"width": 8, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16,
+#: the demo's space (width 12 for pose): depths 2..4, so the hrnet point (depth 4) is one of its subnets
+DEMO_SPACE = {"width": 8, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16,
               "stage1_blocks": 1}
 
 SEG = {
     "data": {"size": (128, 128), "train": 240, "val": 40, "test": 60},
-    "space": TINY_SPACE,
+    "space": DEMO_SPACE,
     "task": {"name": "segmentation", "format": "folder", "splits": {"train": "train", "val": "val", "test": "test"},
              "search_holdout": 40, "crop_size": [128, 128], "base_size": 128, "scale_range": [0.75, 1.25],
              "scale_step": 0.05, "flip": True, "ignore_index": 255, "ohem": False, "class_weights": False,
@@ -28,7 +29,7 @@ SEG = {
 
 POSE = {
     "data": {"size": (128, 128), "train": 240, "val": 40, "test": 60},
-    "space": {**TINY_SPACE, "width": 12},
+    "space": {**DEMO_SPACE, "width": 12},
     "task": {"name": "pose-bottomup", "train": {"images": "images/train", "annotations": "annotations/train.json"},
              "val": {"images": "images/val", "annotations": "annotations/val.json"},
              "test": {"images": "images/test", "annotations": "annotations/test.json"},

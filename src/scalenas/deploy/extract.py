@@ -41,6 +41,7 @@ from scalenas.space.arch import Arch
 from scalenas.train.checkpoint import load_supernet
 from scalenas.train.engine import build_task
 from scalenas.utils.io import package_versions
+from scalenas.utils.runtime import resolve_device
 
 GFLOPS_KEYS = {"2p30": "gflops_2p30", "1e9": "gflops_1e9"}
 
@@ -119,14 +120,6 @@ def default_input_hw(task, head) -> tuple[int, int]:
         except ScaleNASError:
             pass
     return DEFAULT_INPUT[head.kind]
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ScaleNASError(f"--device {device}: CUDA is not available on this machine")
-    return torch.device(device)
 
 
 def calibration_settings(opts: ExtractOptions, search: dict | None) -> dict:

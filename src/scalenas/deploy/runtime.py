@@ -117,13 +117,13 @@ def apply_task_overrides(cfg: dict, overrides: list[str]) -> dict:
     """``KEY=VALUE`` items set task keys (``root=/data/cityscapes``, ``val.images=...``); a bare path
     sets the task's data root key (``root`` for segmentation, ``data_root`` for pose)."""
     from scalenas.config import apply_overrides
-    from scalenas.tasks.base import get_task_class
+    from scalenas.tasks.base import TASKS
 
     kv = [o for o in overrides if "=" in o]
     for o in overrides:
         if "=" in o:
             continue
-        fields = getattr(get_task_class(cfg.get("name", "")).Config, "model_fields", {})
+        fields = getattr(TASKS.get(cfg.get("name", "")).Config, "model_fields", {})
         key = "root" if "root" in fields else "data_root" if "data_root" in fields else None
         if key is None:
             raise ScaleNASError(f"--data {o}: task {cfg.get('name')!r} reads no dataset folder; "

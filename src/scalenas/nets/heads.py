@@ -7,10 +7,21 @@ from torch import nn
 
 from scalenas.nets.blocks import BasicBlock
 from scalenas.space.heads import HeadSpec
+from scalenas.utils.registry import Registry
+
+#: head modules by ``HeadSpec.kind`` (the kinds themselves are listed, as data, in ``space.heads.HEAD_KINDS``)
+HEADS = Registry("head", "head.kind", attr="kind")
 
 
+@HEADS.register
 class SegHead(nn.Module):
     """Upsample branches 1..3 to branch 0, concat (15C), conv1x1+BN+ReLU, conv1x1 to classes. Logits at 1/4."""
+
+    kind = "seg"
+
+    @classmethod
+    def from_spec(cls, spec: HeadSpec, channels, momentum: float = 0.1) -> "SegHead":
+        return cls(channels, spec.num_classes, momentum, spec.align_corners)
 
     def __init__(self, channels, num_classes: int, momentum: float = 0.1, align_corners: bool = False):
         super().__init__()
@@ -28,8 +39,15 @@ class SegHead(nn.Module):
         return self.classifier(F.relu(self.bn1(self.conv1(x)), inplace=True))
 
 
+@HEADS.register
 class TopDownPoseHead(nn.Module):
     """conv1x1 C->K on branch 0: K heatmaps at 1/4 resolution."""
+
+    kind = "pose-topdown"
+
+    @classmethod
+    def from_spec(cls, spec: HeadSpec, channels, momentum: float = 0.1) -> "TopDownPoseHead":
+        return cls(channels, spec.num_joints)
 
     def __init__(self, channels, num_joints: int):
         super().__init__()
@@ -43,8 +61,15 @@ class TopDownPoseHead(nn.Module):
         return [self.final]
 
 
+@HEADS.register
 class BottomUpPoseHead(nn.Module):
     """HigherHRNet head: (K heatmaps + K tags) at 1/4, then deconv to 1/2, BasicBlocks, K heatmaps at 1/2."""
+
+    kind = "pose-bottomup"
+
+    @classmethod
+    def from_spec(cls, spec: HeadSpec, channels, momentum: float = 0.1) -> "BottomUpPoseHead":
+        return cls(channels, spec.num_joints, spec.num_deconv_blocks, momentum)
 
     def __init__(self, channels, num_joints: int, num_blocks: int = 4, momentum: float = 0.1):
         super().__init__()
@@ -69,8 +94,5 @@ class BottomUpPoseHead(nn.Module):
 
 
 def build_head(spec: HeadSpec, channels, momentum: float = 0.1) -> nn.Module:
-    if spec.kind == "seg":
-        return SegHead(channels, spec.num_classes, momentum, spec.align_corners)
-    if spec.kind == "pose-topdown":
-        return TopDownPoseHead(channels, spec.num_joints)
-    return BottomUpPoseHead(channels, spec.num_joints, spec.num_deconv_blocks, momentum)
+    """The head module of ``spec`` on backbone branches of ``channels``."""
+    return HEADS.get(spec.kind).from_spec(spec, channels, momentum)

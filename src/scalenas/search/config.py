@@ -1,14 +1,16 @@
 """The typed ``search:`` config section (the training config's ``search: dict`` slot is validated here)."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Optional, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
+from scalenas.config import Strict
 from scalenas.search.calibrate import CALIB_SEED
-from scalenas.search.objectives import Constraints, parse_objectives
-from scalenas.search.strategies import FUSION_GRID, StrategySettings
-from scalenas.train.config import Strict
+from scalenas.search.objectives import Constraints, Objective, parse_objectives
+from scalenas.search.strategies import FUSION_GRID, STRATEGIES, Strategy
+from scalenas.space.arch import Arch
+from scalenas.space.space import SearchSpace
 
 
 class ConstraintsCfg(Strict):
@@ -39,7 +41,7 @@ class ConstraintsCfg(Strict):
 
 
 class SearchCfg(Strict):
-    strategy: Literal["evolution", "random"] = "evolution"
+    strategy: str = Field("evolution", description="a strategy registered in search.strategies.STRATEGIES")
     seed: int = 0
     # ---- budget (method §6.1: 1000 initial, then 20 generations of 100) ----
     initial: int = Field(1000, ge=1, description="random archs evaluated at generation 0")
@@ -86,6 +88,12 @@ class SearchCfg(Strict):
     #: merged over the checkpoint's task config (e.g. another data root)
     task: dict[str, Any] = {}
 
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        STRATEGIES.get(v)  # an unknown name is a ScaleNASError naming search.strategy and the choices
+        return v
+
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, v):
@@ -113,15 +121,10 @@ class SearchCfg(Strict):
                 raise ValueError("constraints.max_latency_ms needs search.latency = measure or table")
         return self
 
-    def strategy_settings(self, pose_rule: bool) -> StrategySettings:
-        freeze = pose_rule if self.freeze_last_module is None else self.freeze_last_module
-        return StrategySettings(
-            initial=self.initial, population=self.population, parents=self.parents, generations=self.generations,
-            crossover_prob=self.crossover_prob, bit_mutation_prob=self.bit_mutation_prob,
-            depth_mutation_prob=self.depth_mutation_prob, freeze_last_module=freeze,
-            fusion_options=tuple(self.fusion_options),
-            depth_options=None if self.depth_options is None else tuple(tuple(d) for d in self.depth_options),
-            max_tries=self.max_tries)
+    def build_strategy(self, space: SearchSpace, objectives: Sequence[Objective], pose_rule: bool,
+                       feasible: Callable[[Arch], bool] | None = None) -> Strategy:
+        """The strategy named by ``strategy``, reading its settings from this (validated) section."""
+        return STRATEGIES.build(self.strategy, space, objectives, self, self.seed, pose_rule, feasible)
 
 
 #: settings that may change when a search resumes (budget and execution only)

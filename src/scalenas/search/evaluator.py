@@ -20,14 +20,7 @@ import torch
 from scalenas.errors import ScaleNASError
 from scalenas.search.calibrate import CALIB_SEED, Calibrator
 from scalenas.space.arch import Arch
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ScaleNASError(f"search.device: {device!r} requested but CUDA is not available")
-    return device
+from scalenas.utils.runtime import resolve_device, torch_threads
 
 
 @dataclass
@@ -49,20 +42,6 @@ class EvalSpec:
         return asdict(self)
 
 
-class _threads:
-    def __init__(self, n: int | None):
-        self.n = n
-
-    def __enter__(self):
-        self.prev = torch.get_num_threads()
-        if self.n and self.n != self.prev:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        if torch.get_num_threads() != self.prev:
-            torch.set_num_threads(self.prev)
-
-
 class Evaluator:
     """Scores subnets of ``supernet`` on ``task`` with the split, image counts, calibration set,
     device and threads of ``spec`` (its checkpoint and task config are for workers that build their
@@ -72,12 +51,12 @@ class Evaluator:
         self.task = task
         self.split = spec.split
         self.max_images = spec.max_images
-        self.device = torch.device(resolve_device(spec.device))
+        self.device = resolve_device(spec.device, "search.device")
         self.threads = spec.threads
         self.net = supernet.to(self.device)
         if spec.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        with _threads(spec.threads):
+        with torch_threads(spec.threads):
             self.calibrator = Calibrator(task, spec.calib_images, spec.calib_batch_size, spec.calib_seed, self.device,
                                          spec.channels_last)
         if not task.metric_name:
@@ -94,7 +73,7 @@ class Evaluator:
     def evaluate(self, arch: Arch) -> dict[str, Any]:
         """``{"hash", "metric", "metrics", "calib_bn", "eval_s"}`` for ``arch`` (BN recalibrated first)."""
         t0 = time.perf_counter()
-        with _threads(self.threads):
+        with torch_threads(self.threads):
             self.net.set_active(arch)
             n_bn = self.calibrator.calibrate(self.net)
             metrics = self.task.evaluate(self.net, self.split, self.device, self.max_images)

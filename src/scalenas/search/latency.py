@@ -36,6 +36,7 @@ from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.liveness import liveness
 from scalenas.space.space import SearchSpace
+from scalenas.utils.runtime import torch_threads
 
 TABLE_FORMAT = "scalenas.latency_table/1"
 
@@ -77,22 +78,6 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-class _threads:
-    """Run with a fixed torch intra-op thread count, then restore the previous one."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        self.prev = torch.get_num_threads()
-        if self.n != self.prev:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        if torch.get_num_threads() != self.prev:
-            torch.set_num_threads(self.prev)
-
-
 def _time_round_robin(runs: Sequence[Callable[[], None]], warmup: int, repeats: int,
                       sync: Callable[[], None]) -> list[float]:
     """Median ms of each callable, timed in interleaved rounds so that a change in machine load (shared
@@ -117,13 +102,13 @@ def measure_latencies(models: Sequence[torch.nn.Module], settings: LatencySettin
     h, w = s.input_hw
     if s.backend == "onnxruntime":
         runs = [_ort_runner(m.eval(), s) for m in models]
-        with _threads(s.threads):
+        with torch_threads(s.threads):
             return _time_round_robin(runs, s.warmup, s.repeats, lambda: None)
     dev = torch.device(s.device)
     models = [m.eval().to(dev).to(memory_format=torch.channels_last) for m in models]
     x = torch.zeros(s.batch, 3, h, w, device=dev).contiguous(memory_format=torch.channels_last)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    with _threads(s.threads), torch.inference_mode():
+    with torch_threads(s.threads), torch.inference_mode():
         return _time_round_robin([(lambda m=m: m(x)) for m in models], s.warmup, s.repeats, sync)
 
 
@@ -170,7 +155,7 @@ class LatencyMeter:
         out: list[float] = []
         # building runs under the same fixed thread count: an oversubscribed OpenMP pool on a busy
         # machine can make even set-up forwards 100x slower
-        with _threads(self.settings.threads):
+        with torch_threads(self.settings.threads):
             for s in range(0, len(archs), self.chunk):
                 nets = [self.build(a) for a in archs[s:s + self.chunk]]
                 out += measure_latencies(nets, self.settings)
@@ -239,10 +224,10 @@ def mape(pred: Sequence[float], true: Sequence[float]) -> float:
 
 def sample_archs(space: SearchSpace, n: int, seed: int, pose_rule: bool = False) -> list[Arch]:
     """``n`` distinct archs spread over the FLOPs range: smallest, largest, then the fusion x depth grid."""
-    from scalenas.search.strategies import FUSION_GRID, consecutive_pairs
+    from scalenas.search.strategies import FUSION_GRID
 
     rng = random.Random(seed)
-    grid = [(f, d) for f in FUSION_GRID for d in consecutive_pairs(space.depth_choices)]
+    grid = [(f, d) for f in FUSION_GRID for d in space.depth_pairs()]
     out, seen = [], set()
     for a in [space.smallest(pose_rule), space.largest(pose_rule)]:
         if a.hash not in seen and len(out) < n:

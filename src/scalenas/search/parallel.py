@@ -20,8 +20,9 @@ import tempfile
 from typing import Iterator, Sequence
 
 from scalenas.errors import ScaleNASError
-from scalenas.search.evaluator import EvalSpec, Evaluator, resolve_device
+from scalenas.search.evaluator import EvalSpec, Evaluator
 from scalenas.space.arch import Arch
+from scalenas.utils.runtime import resolve_device
 
 
 class InProcessPool:
@@ -57,7 +58,7 @@ def _evaluate_in_worker(arch_json: str) -> dict:
 
 
 def _device_list(device: str, workers: int) -> list[str] | None:
-    dev = resolve_device(device)
+    dev = str(resolve_device(device, "search.device"))
     if not dev.startswith("cuda"):
         return None
     import torch

@@ -34,17 +34,17 @@ from scalenas.config import deep_merge, load_yaml, validate_section
 from scalenas.errors import ScaleNASError
 from scalenas.search.config import RESUMABLE_CHANGES, SearchCfg
 from scalenas.search.costs import COST_KEYS, build_costs
-from scalenas.search.evaluator import EvalSpec, Evaluator, resolve_device
+from scalenas.search.evaluator import EvalSpec, Evaluator
 from scalenas.search.objectives import objective_values, parse_objectives
 from scalenas.search.parallel import make_pool
 from scalenas.search.pareto_doc import PARETO_JSON, PARETO_PNG, doc_header, pareto_doc, plot_fronts
 from scalenas.search.runlog import JsonlLog, load_state, save_state
-from scalenas.search.strategies import build_strategy
 from scalenas.space.arch import Arch
 from scalenas.space.space import SearchSpace
 from scalenas.train.checkpoint import load_supernet
 from scalenas.train.engine import build_task
 from scalenas.utils.io import atomic_write_json, atomic_write_text, package_versions
+from scalenas.utils.runtime import resolve_device
 
 REFERENCE_NAMES = ("hrnet", "largest", "smallest")
 RUN_FILES = {"state": "state.json", "log": "evaluations.jsonl", "config": "config.yaml", "pareto": PARETO_JSON,
@@ -164,7 +164,7 @@ class SearchRun:
         self.input_hw = tuple(cfg.input_hw) if cfg.input_hw else task_input_hw(self.task)
         self.objectives = parse_objectives(cfg.objectives)
         self.constraints = cfg.constraints.build()
-        self.device = resolve_device(cfg.device)
+        self.device = str(resolve_device(cfg.device, "search.device"))
 
     def _run_meta(self) -> dict:
         """``config.yaml``: the resolved settings, compared on resume."""
@@ -199,8 +199,7 @@ class SearchRun:
     def _build_strategy(self) -> None:
         cfg, pose_rule = self.cfg, self.head.pose_rule
         feasible = (lambda arch: self.constraints.ok(self.costs(arch))) if self.constraints.active else None
-        self.strategy = build_strategy(cfg.strategy, self.space, self.objectives, cfg.strategy_settings(pose_rule),
-                                       cfg.seed, pose_rule, feasible)
+        self.strategy = cfg.build_strategy(self.space, self.objectives, pose_rule, feasible)
         if self.saved is None:
             self.state = {"references": {}, "references_done": False, "fronts": [], "finished": False}
         else:

@@ -18,57 +18,42 @@ space leave no new feasible arch within ``max_tries`` draws).
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from scalenas.errors import ScaleNASError
 from scalenas.search.objectives import Objective
 from scalenas.search.pareto import pareto_front, select_by_layers
 from scalenas.space.arch import Arch
 from scalenas.space.space import SearchSpace
+from scalenas.utils.io import lists_to_tuples, tuples_to_lists
+from scalenas.utils.registry import Registry
+
+if TYPE_CHECKING:
+    from scalenas.search.config import SearchCfg
 
 FUSION_GRID = (0.2, 0.35, 0.5, 0.65, 0.8)  # the reference's initial-population grid (random_seg_test.py)
 
-
-def consecutive_pairs(choices: Sequence[int]) -> list[list[int]]:
-    """[[2,3],[3,4],[4,5]] for the paper's depth choices 2..5 (the grid's depth lists)."""
-    c = sorted(choices)
-    return [c] if len(c) == 1 else [c[i:i + 2] for i in range(len(c) - 1)]
-
-
-@dataclass
-class StrategySettings:
-    initial: int = 1000
-    population: int = 100
-    parents: int = 100
-    generations: int = 20
-    crossover_prob: float = 0.25
-    bit_mutation_prob: float = 0.2
-    #: not in the reference (which changes depth only through crossover): each branch of each
-    #: non-frozen module redraws its depth with this probability; new steps get random masks.
-    depth_mutation_prob: float = 0.1
-    freeze_last_module: bool = False
-    fusion_options: tuple[float, ...] = FUSION_GRID
-    depth_options: tuple[tuple[int, ...], ...] | None = None  # None: consecutive pairs of the choices
-    max_tries: int = 200  # draws per returned arch before giving up on that slot
-
-    def __post_init__(self):
-        for name in ("initial", "population", "parents"):
-            if getattr(self, name) < 1:
-                raise ScaleNASError(f"search.{name}: must be at least 1")
-        if self.generations < 0:
-            raise ScaleNASError("search.generations: must be >= 0")
-        for name in ("crossover_prob", "bit_mutation_prob", "depth_mutation_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ScaleNASError(f"search.{name}: must be in [0, 1]")
-        if self.max_tries < 1:
-            raise ScaleNASError("search.max_tries: must be at least 1")
+#: the ``search:`` settings a strategy reads, in the order its state records them
+SETTINGS = ("initial", "population", "parents", "generations", "crossover_prob", "bit_mutation_prob",
+            "depth_mutation_prob", "freeze_last_module", "fusion_options", "depth_options", "max_tries")
 
 
 class Strategy:
+    """Base of the strategies (``ask``/``tell``/``state_dict``, see above); a subclass registers with
+    ``@STRATEGIES.register`` under its ``name``.
+
+    Args:
+        space: the search space.
+        objectives: the objectives' names and directions (their values arrive through ``tell``).
+        settings: the validated ``search:`` section; the strategy reads the fields in ``SETTINGS``.
+        seed: the seed of the strategy's own RNG.
+        pose_rule: keep the last module's pose-rule masks (pose heads).
+        feasible: the hard constraints; an arch failing them is never proposed.
+    """
+
     name = ""
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], settings: StrategySettings,
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], settings: "SearchCfg",
                  seed: int = 0, pose_rule: bool = False, feasible: Callable[[Arch], bool] | None = None):
         self.space = space
         self.objectives = list(objectives)
@@ -82,15 +67,15 @@ class Strategy:
         self.seen: set[str] = set()  # hashes asked or told: never proposed again
         self.told: set[str] = set()  # hashes in the history
         self.exhausted = False
-        depth_options = settings.depth_options or consecutive_pairs(space.depth_choices)
+        depth_options = settings.depth_options or space.depth_pairs()
         for d in depth_options:
             bad = [x for x in d if x not in space.depth_choices]
             if bad or not d:
                 raise ScaleNASError(f"search.depth_options: {list(d)} is not a non-empty list of the space's depth "
                                     f"choices {list(space.depth_choices)}")
         self.grid = [(float(f), tuple(d)) for f in settings.fusion_options for d in depth_options]
-        if not self.grid:
-            raise ScaleNASError("search.fusion_options: empty")
+        #: None (the config default): frozen for pose heads, as the reference never varies M7
+        self.freeze_last_module = pose_rule if settings.freeze_last_module is None else settings.freeze_last_module
 
     # ---- interface ----------------------------------------------------------------------------
     @property
@@ -164,10 +149,17 @@ class Strategy:
 
     def state_dict(self) -> dict:
         return {"strategy": self.name, "seed": self.seed, "generation": self.generation, "exhausted": self.exhausted,
-                "rng": _to_lists(self.rng.getstate()), "settings": _settings_json(self.settings),
+                "rng": tuples_to_lists(self.rng.getstate()), "settings": self._settings_json(),
                 "objectives": [o.name for o in self.objectives],
                 "history": [{"arch": a.to_dict(), "values": v} for a, v in self.history],
                 "seen": sorted(self.seen), **self._extra_state()}
+
+    def _settings_json(self) -> dict:
+        d = {k: getattr(self.settings, k) for k in SETTINGS}
+        d["freeze_last_module"] = self.freeze_last_module
+        d["fusion_options"] = [float(f) for f in d["fusion_options"]]
+        d["depth_options"] = None if d["depth_options"] is None else [list(x) for x in d["depth_options"]]
+        return d
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("strategy") != self.name:
@@ -178,7 +170,7 @@ class Strategy:
         self.seed = int(state["seed"])
         self.generation = int(state["generation"])
         self.exhausted = bool(state["exhausted"])
-        self.rng.setstate(_to_tuples(state["rng"]))
+        self.rng.setstate(lists_to_tuples(state["rng"]))
         self.history = [(Arch.from_dict(h["arch"]), {k: float(v) for k, v in h["values"].items()})
                         for h in state["history"]]
         self.seen = set(state["seen"])
@@ -186,6 +178,11 @@ class Strategy:
         self._load_extra(state)
 
 
+#: strategies by ``Strategy.name`` (the ``search.strategy`` config key)
+STRATEGIES = Registry("strategy", "search.strategy")
+
+
+@STRATEGIES.register
 class EvolutionStrategy(Strategy):
     """Pareto evolution (method §6.1): parents are the successive non-dominated layers of the whole
     history (the last one cut keeping its cheapest members); each child is a module-level crossover
@@ -195,7 +192,7 @@ class EvolutionStrategy(Strategy):
 
     @property
     def frozen(self) -> tuple[int, ...]:
-        return (self.space.num_modules - 1,) if self.settings.freeze_last_module else ()
+        return (self.space.num_modules - 1,) if self.freeze_last_module else ()
 
     def _propose(self) -> list[Arch]:
         s = self.settings
@@ -218,6 +215,7 @@ class EvolutionStrategy(Strategy):
         return out
 
 
+@STRATEGIES.register
 class RandomSearch(Strategy):
     """Baseline: every batch is fresh random samples from the same fusion x depth grid, with the same
     constraints, deduplication and budget as evolution."""
@@ -239,28 +237,3 @@ class RandomSearch(Strategy):
 
     def _load_extra(self, state: dict) -> None:
         self.drawn = int(state.get("drawn", 0))
-
-
-STRATEGIES = {c.name: c for c in (EvolutionStrategy, RandomSearch)}
-
-
-def build_strategy(name: str, space: SearchSpace, objectives: Sequence[Objective], settings: StrategySettings,
-                   seed: int = 0, pose_rule: bool = False, feasible: Callable[[Arch], bool] | None = None) -> Strategy:
-    if name not in STRATEGIES:
-        raise ScaleNASError(f"search.strategy: unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[name](space, objectives, settings, seed, pose_rule, feasible)
-
-
-def _settings_json(s: StrategySettings) -> dict:
-    d = asdict(s)
-    d["fusion_options"] = list(s.fusion_options)
-    d["depth_options"] = None if s.depth_options is None else [list(x) for x in s.depth_options]
-    return d
-
-
-def _to_lists(x):
-    return [_to_lists(v) for v in x] if isinstance(x, tuple) else x
-
-
-def _to_tuples(x):
-    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x

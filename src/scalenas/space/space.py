@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 from scalenas.errors import ScaleNASError
 from scalenas.space.arch import Arch, ModuleArch
@@ -25,7 +25,8 @@ class SearchSpace:
     depth_choices: tuple[int, ...] = (2, 3, 4, 5)
     stem_channels: int = 64
     stage1_blocks: int = 4
-    fuse_upsample: str = "nearest"  # HRNet/ScaleNAS: nearest; HRNet-Seg's own code uses bilinear
+    #: HRNet/ScaleNAS: nearest; HRNet-Seg's own code uses bilinear
+    fuse_upsample: Literal["nearest", "bilinear"] = "nearest"
 
     def __post_init__(self):
         object.__setattr__(self, "modules_per_stage", tuple(int(x) for x in self.modules_per_stage))
@@ -56,6 +57,12 @@ class SearchSpace:
     @property
     def channels(self) -> tuple[int, int, int, int]:
         return tuple(self.width * 2**b for b in range(4))
+
+    def depth_pairs(self) -> list[list[int]]:
+        """Consecutive pairs of the depth choices, the depth ranges of the training sampler's groups and of
+        the search's initial grid: the paper's [[2,3],[3,4],[4,5]] for choices 2..5; [[c]] for one choice."""
+        c = list(self.depth_choices)  # sorted by __post_init__
+        return [c] if len(c) == 1 else [c[i:i + 2] for i in range(len(c) - 1)]
 
     def stage_of(self, module: int) -> int:
         """Paper stage number (2, 3 or 4) of a searchable module."""

@@ -15,12 +15,13 @@ from torch.utils.data import Dataset
 
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
+from scalenas.utils.registry import Registry
 
 
 class Task(abc.ABC):
-    """Subclasses define ``Config``, a pydantic model (``extra="forbid"``) of their ``task:`` config
+    """Subclasses define ``Config``, a :class:`scalenas.config.Strict` model of their ``task:`` config
     section, and are built with ``from_config(dict)`` so that an unknown key or a wrong type is rejected
-    naming the key."""
+    naming the key. A subclass registers with ``@TASKS.register`` under its ``name``."""
 
     Config: type = None  # a pydantic.BaseModel subclass
     #: registry name, e.g. "segmentation", "pose-bottomup"
@@ -81,24 +82,5 @@ def holdout_indices(n: int, k: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).permutation(n)[:k].tolist())
 
 
-_TASKS: dict[str, type[Task]] = {}
-
-
-def register_task(cls: type[Task]) -> type[Task]:
-    _TASKS[cls.name] = cls
-    return cls
-
-
-def get_task_class(name: str) -> type[Task]:
-    if name not in _TASKS:
-        # tasks register on import; import the known ones lazily to keep start-up light
-        import importlib
-
-        for mod in ("segmentation", "pose_bottomup", "synthetic"):
-            try:
-                importlib.import_module(f"scalenas.tasks.{mod}")
-            except ModuleNotFoundError:
-                pass
-    if name not in _TASKS:
-        raise ScaleNASError(f"task.name: unknown task {name!r}; known: {', '.join(sorted(_TASKS)) or 'none'}")
-    return _TASKS[name]
+#: tasks by ``Task.name``; each module of ``scalenas.tasks`` registers its own on the first lookup
+TASKS = Registry("task", "task.name", package="scalenas.tasks")

@@ -14,34 +14,32 @@ from typing import Any, Callable, Literal
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch.utils.data import Dataset
 
+from scalenas.config import Strict
 from scalenas.data.coco_keypoints import CocoKeypoints
 from scalenas.data.keypoint_info import KeypointInfo, get_keypoint_info
 from scalenas.data.pose_transforms import apply_sample_affine, center_affine, normalize, sample_affine
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
-from scalenas.tasks.base import Task, holdout_indices, register_task
+from scalenas.tasks.base import TASKS, Task, holdout_indices
 from scalenas.tasks.pose_decode import DecodeConfig, People, coco_results, decode_image
 from scalenas.tasks.pose_eval import evaluate_keypoints
 from scalenas.tasks.pose_losses import bottomup_loss
 from scalenas.tasks.pose_targets import MAX_NUM_PEOPLE, build_targets
+from scalenas.utils.runtime import rank_and_world
 
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SplitData(_Strict):
+class SplitData(Strict):
     """One split: an image folder and its COCO keypoint annotation file (relative to ``data_root``)."""
 
     images: str
     annotations: str
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(Strict):
     """HigherHRNet's random affine + flip (tasks.md §1.5)."""
 
     max_rotation: float = Field(30.0, ge=0)
@@ -58,14 +56,14 @@ class AugmentConfig(_Strict):
         return self
 
 
-class LossConfig(_Strict):
+class LossConfig(Strict):
     heatmap_factors: tuple[float, float] = (1.0, 1.0)
     push_factor: float = Field(1e-3, ge=0)
     pull_factor: float = Field(1e-3, ge=0)
     ae_type: Literal["exp", "max"] = "exp"
 
 
-class InferenceConfig(_Strict):
+class InferenceConfig(Strict):
     """Test-time settings (tasks.md §1.7); the HigherHRNet released configs use these defaults."""
 
     flip: bool = True
@@ -94,7 +92,7 @@ class InferenceConfig(_Strict):
         return v
 
 
-class BottomUpPoseConfig(_Strict):
+class BottomUpPoseConfig(Strict):
     name: Literal["pose-bottomup"] = "pose-bottomup"
     #: folder the split paths are relative to (absolute split paths ignore it)
     data_root: str = ""
@@ -186,13 +184,7 @@ class _Images(Dataset):
         return self.ids[i], self.index.load_image(self.ids[i])
 
 
-def _dist() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-@register_task
+@TASKS.register
 class BottomUpPoseTask(Task):
     Config = BottomUpPoseConfig
     name = "pose-bottomup"
@@ -330,7 +322,7 @@ class BottomUpPoseTask(Task):
         ids = self.split_ids(split)
         if max_images is not None:
             ids = ids[:max_images]
-        rank, world = _dist()
+        rank, world = rank_and_world()
         results, vis = [], 0
         # images are read (and JPEG-decoded) by loader workers while this process decodes poses
         loader = torch.utils.data.DataLoader(_Images(idx, ids[rank::world]), batch_size=None, collate_fn=_identity,

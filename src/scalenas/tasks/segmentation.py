@@ -15,27 +15,27 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from scalenas.config import Strict
 from scalenas.data import cityscapes
 from scalenas.data.seg_folder import INFO_FILE, SegDataset, SegInfo, SegItem, scan_folder
 from scalenas.data.seg_transforms import TrainAugment, normalize, scale_choices
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
-from scalenas.tasks.base import Task, holdout_indices, register_task
+from scalenas.tasks.base import TASKS, Task, holdout_indices
 from scalenas.tasks.seg_inference import infer_probs
 from scalenas.tasks.seg_losses import OhemCrossEntropy, SegCrossEntropy
 from scalenas.tasks.seg_metrics import DEFAULT_BUCKETS, SegConfusion, size_bucket_map
+from scalenas.utils.runtime import rank_and_world
 from scalenas.viz.seg_overlay import save_overlay
 
 SPLITS = ("train", "val", "test")
 
 
-class SegConfig(BaseModel):
+class SegConfig(Strict):
     """The ``task:`` section for segmentation."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: Literal["segmentation"] = "segmentation"
     # data
@@ -96,7 +96,7 @@ def _single(samples: list) -> dict:
     return samples[0]
 
 
-@register_task
+@TASKS.register
 class SegmentationTask(Task):
     Config = SegConfig
     name = "segmentation"
@@ -223,9 +223,7 @@ class SegmentationTask(Task):
             raise ScaleNASError(f"split {split!r} has no masks ({self.cfg.splits.get(split, split)}); "
                                 f"it can be predicted, not evaluated")
         n = len(ds) if max_images is None else min(len(ds), max_images)
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        rank, world = rank_and_world()
         mine = list(range(rank, n, world))
         device = torch.device(device)
         channels_last = any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)

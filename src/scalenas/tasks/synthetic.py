@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from scalenas.tasks.base import Task, register_task
+from scalenas.config import Strict
 from scalenas.space.heads import HeadSpec
-from scalenas.train.config import Strict
+from scalenas.tasks.base import TASKS, Task
 
 SPLIT_OFFSET = {"train": 0, "search": 1_000_000, "val": 2_000_000, "test": 3_000_000}
 
@@ -69,7 +69,7 @@ class _SynthDataset(Dataset):
         return {"image": img, "target": tgt}
 
 
-@register_task
+@TASKS.register
 class SyntheticRegressionTask(Task):
     name = "synthetic-regression"
     metric_name = "R2"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from scalenas.errors import ScaleNASError
-from scalenas.utils.io import atomic_torch_save, atomic_write_text
+from scalenas.utils.io import atomic_torch_save, atomic_write_text, lists_to_tuples, tuples_to_lists
 from scalenas.utils.weights import read_weights
 
 CKPT_RE = re.compile(r"step_(\d+)\.pt$")
@@ -23,24 +23,16 @@ CKPT_RE = re.compile(r"step_(\d+)\.pt$")
 
 def rng_state() -> dict:
     np_state = np.random.get_state()
-    return {"python": _to_lists(random.getstate()), "torch": torch.get_rng_state(),
+    return {"python": tuples_to_lists(random.getstate()), "torch": torch.get_rng_state(),
             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}
 
 
 def set_rng_state(s: dict) -> None:
-    random.setstate(_to_tuples(s["python"]))
+    random.setstate(lists_to_tuples(s["python"]))
     torch.set_rng_state(s["torch"])
     n = s["numpy"]
     np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-
-
-def _to_lists(x):
-    return [_to_lists(v) for v in x] if isinstance(x, tuple) else x
-
-
-def _to_tuples(x):
-    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
 
 
 def ckpt_dir(run_dir: str) -> str:

@@ -1,22 +1,44 @@
 """Typed schema of a supernet training run (YAML + ``KEY=VALUE`` overrides, HRNet-family feel)."""
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, create_model, field_validator, model_validator
+
+from scalenas.config import Strict
+from scalenas.space.space import SearchSpace
+from scalenas.train.samplers import SAMPLERS, Sampler
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _SpaceSection(Strict):
+    """The ``space:`` section: ``SearchSpace``'s own fields (tuples written as YAML lists), validated
+    by ``SearchSpace`` itself."""
+
+    def build(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.model_dump())
+
+    @model_validator(mode="after")
+    def _valid_space(self):
+        self.build()  # a ScaleNASError naming the space key, raised as is
+        return self
 
 
-class SpaceCfg(Strict):
-    width: int = 32
-    modules_per_stage: list[int] = [1, 4, 3]
-    depth_choices: list[int] = [2, 3, 4, 5]
-    stem_channels: int = 64
-    stage1_blocks: int = 4
-    fuse_upsample: Literal["nearest", "bilinear"] = "nearest"
+def _space_fields() -> dict[str, tuple]:
+    """(type, default) of every ``SearchSpace`` field, in its order; its tuples become lists."""
+    hints = typing.get_type_hints(SearchSpace)
+    out = {}
+    for f in dataclasses.fields(SearchSpace):
+        t, default = hints[f.name], f.default
+        if typing.get_origin(t) is tuple:
+            t, default = list[int], list(default)
+        out[f.name] = (t, default)
+    return out
+
+
+SpaceCfg = create_model("SpaceCfg", __base__=_SpaceSection, __module__=__name__, __doc__=_SpaceSection.__doc__,
+                        **_space_fields())
 
 
 class ModelCfg(Strict):
@@ -27,7 +49,7 @@ class ModelCfg(Strict):
 
 
 class SamplerCfg(Strict):
-    kind: Literal["grouped", "uniform", "sandwich"] = "grouped"
+    kind: str = Field("grouped", description="a sampler registered in train.samplers.SAMPLERS")
     fusion_options: list[float] = [0.2, 0.5, 0.8]
     depth_options: Optional[list[list[int]]] = None  # None: the paper's [[2,3],[3,4],[4,5]] or consecutive pairs
     sandwich: bool = True
@@ -38,6 +60,16 @@ class SamplerCfg(Strict):
     restart_every_epoch: bool = False
     fusion_prob: float = 0.5  # uniform / sandwich
     num_random: int = 2  # sandwich
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        SAMPLERS.get(v)  # an unknown kind is a ScaleNASError naming sampler.kind and the choices
+        return v
+
+    def build(self, space: SearchSpace, seed: int, pose_rule: bool, steps_per_epoch: int) -> Sampler:
+        """The sampler of ``kind``, which takes the settings it uses from this section."""
+        return SAMPLERS.get(self.kind).from_cfg(self, space, seed, pose_rule, steps_per_epoch)
 
 
 class OptimizerCfg(Strict):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from scalenas.utils.runtime import rank_and_world
+
 
 @dataclass
 class DistInfo:
@@ -27,14 +29,15 @@ class DistInfo:
 def init_distributed(device: str = "auto") -> DistInfo:
     """Initialise the process group when launched by torchrun (WORLD_SIZE > 1)."""
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return DistInfo(0, 1, local, dev)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")  # reads RANK and WORLD_SIZE itself
+    rank, world = rank_and_world()
     return DistInfo(rank, world, local, dev)
 
 

@@ -10,7 +10,6 @@ import json
 import os
 import tempfile
 import time
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,15 +17,13 @@ import yaml
 
 from scalenas.errors import ScaleNASError
 from scalenas.nets.supernet import SuperScaleNet
-from scalenas.space.space import SearchSpace
-from scalenas.tasks.base import Task, get_task_class
+from scalenas.tasks.base import TASKS, Task
 from scalenas.train import checkpoint as ckpt
 from scalenas.train.config import RunConfig
 from scalenas.train.data import StepBatchSampler, make_loader
 from scalenas.train.distributed import (DistInfo, all_finite, cleanup, init_distributed, sync_buffers,
                                         wrap_ddp)
 from scalenas.train.optim import build_optimizer, build_scheduler
-from scalenas.train.samplers import build_sampler
 from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, package_versions
 from scalenas.utils.runtime import resolve_amp, setup_process, usable_cores
 
@@ -34,11 +31,7 @@ from scalenas.utils.runtime import resolve_amp, setup_process, usable_cores
 def build_task(task_cfg: dict) -> Task:
     if not isinstance(task_cfg, dict) or "name" not in task_cfg:
         raise ScaleNASError("task.name: missing (e.g. segmentation, pose-bottomup)")
-    return get_task_class(task_cfg["name"]).from_config(task_cfg)
-
-
-def space_of(cfg: RunConfig) -> SearchSpace:
-    return SearchSpace.from_dict(cfg.space.model_dump())
+    return TASKS.get(task_cfg["name"]).from_config(task_cfg)
 
 
 def tree_float(x):
@@ -72,7 +65,7 @@ class SupernetTrainer:
         self._caller_threads = torch.get_num_threads()  # restored by close(): the rule below is for training
         self.threads = setup_process(cfg.train.threads, loader_workers=cfg.train.workers)
         self.task = build_task(cfg.task)
-        self.space = space_of(cfg)
+        self.space = cfg.space.build()
         self.head = self.task.head
         t = cfg.train
         self.device = self.info.device
@@ -91,17 +84,7 @@ class SupernetTrainer:
         self.scheduler = build_scheduler(self.optimizer, t.schedule, t.steps)
         self.dataset = self.task.build_dataset("train", train=True)
         self.steps_per_epoch = max(1, len(self.dataset) // (t.batch_size * self.info.world_size * t.accumulate))
-        s = cfg.sampler
-        kw: dict[str, Any]
-        if s.kind == "grouped":
-            kw = dict(fusion_options=s.fusion_options, depth_options=s.depth_options, sandwich=s.sandwich,
-                      smallest_fusion=s.smallest_fusion,
-                      steps_per_cycle=self.steps_per_epoch if s.restart_every_epoch else None)
-        elif s.kind == "uniform":
-            kw = dict(fusion_prob=s.fusion_prob)
-        else:
-            kw = dict(fusion_prob=s.fusion_prob, num_random=s.num_random)
-        self.sampler = build_sampler(s.kind, self.space, cfg.seed, self.head.pose_rule, **kw)
+        self.sampler = cfg.sampler.build(self.space, cfg.seed, self.head.pose_rule, self.steps_per_epoch)
         self.teacher = self._build_teacher()
         self.step = 0
         if resume:

@@ -11,11 +11,7 @@ import os
 from scalenas.search.calibrate import Calibrator
 from scalenas.train.checkpoint import load_supernet
 from scalenas.train.config import RunConfig
-from scalenas.train.engine import SupernetTrainer, build_task, space_of
-
-TINY_SPACE = {"width": 8, "modules_per_stage": [1, 1, 1], "depth_choices": [1, 2], "stem_channels": 16,
-              "stage1_blocks": 1}
-
+from scalenas.train.engine import SupernetTrainer, build_task
 
 def evaluate_points(supernet, task, archs: dict, split: str, calib: Calibrator, max_images=None) -> dict:
     out = {}
@@ -31,7 +27,7 @@ def quick_supernet_run(cfg_dict: dict, split: str = "val", calib_images: int = 1
     at the end, with the training losses."""
     cfg = RunConfig.model_validate(cfg_dict)
     task = build_task(cfg.task)
-    space = space_of(cfg)
+    space = cfg.space.build()
     pose = task.head.pose_rule
     archs = {"largest": space.largest(pose), "smallest": space.smallest(pose)}
     if 4 in space.depth_choices:

@@ -9,24 +9,20 @@ from __future__ import annotations
 import random
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from scalenas.errors import ScaleNASError
 from scalenas.space.arch import Arch
 from scalenas.space.space import SearchSpace
+from scalenas.utils.registry import Registry
+
+if TYPE_CHECKING:
+    from scalenas.train.config import SamplerCfg
 
 
 def step_rng(seed: int, step: int, salt: str = "") -> random.Random:
     # str seeds are hashed with SHA-512 by `random`, so this is stable across processes and platforms
     return random.Random(f"scalenas:{seed}:{step}:{salt}")
-
-
-def default_depth_options(choices: Sequence[int]) -> list[list[int]]:
-    """The paper's [[2,3],[3,4],[4,5]] for choices 2..5; consecutive pairs for other spaces."""
-    c = sorted(choices)
-    if len(c) == 1:
-        return [c]
-    return [c[i:i + 2] for i in range(len(c) - 1)]
 
 
 @dataclass(frozen=True)
@@ -45,6 +41,12 @@ class Sampler:
         self.space = space
         self.seed = int(seed)
         self.pose_rule = pose_rule
+
+    @classmethod
+    def from_cfg(cls, cfg: "SamplerCfg", space: SearchSpace, seed: int, pose_rule: bool,
+                 steps_per_epoch: int) -> "Sampler":
+        """Built by ``SamplerCfg.build``: each sampler reads the settings of the ``sampler:`` section it uses."""
+        raise NotImplementedError
 
     def archs_for(self, step: int) -> list[tuple[Arch, str]]:
         raise NotImplementedError
@@ -65,6 +67,11 @@ class Sampler:
         self.seed = int(state["seed"])
 
 
+#: samplers by ``Sampler.kind`` (the ``sampler.kind`` config key)
+SAMPLERS = Registry("sampler", "sampler.kind", attr="kind")
+
+
+@SAMPLERS.register
 class GroupedSampler(Sampler):
     """Round-robin over 9 (fusion prob x depth range) groups plus a smallest and a largest group.
 
@@ -84,7 +91,7 @@ class GroupedSampler(Sampler):
                  depth_options: Sequence[Sequence[int]] | None = None, sandwich: bool = True,
                  smallest_fusion: float | None = None, steps_per_cycle: int | None = None):
         super().__init__(space, seed, pose_rule)
-        depth_options = [list(d) for d in (depth_options or default_depth_options(space.depth_choices))]
+        depth_options = [list(d) for d in (depth_options or space.depth_pairs())]
         for d in depth_options:
             bad = [x for x in d if x not in space.depth_choices]
             if bad:
@@ -111,6 +118,11 @@ class GroupedSampler(Sampler):
                           f"{len(groups)} sampling groups, so groups {never} are never trained; set "
                           f"sampler.restart_every_epoch=false to cycle on the global step", UserWarning, stacklevel=2)
 
+    @classmethod
+    def from_cfg(cls, cfg, space, seed, pose_rule, steps_per_epoch):
+        return cls(space, seed, pose_rule, cfg.fusion_options, cfg.depth_options, cfg.sandwich, cfg.smallest_fusion,
+                   steps_per_epoch if cfg.restart_every_epoch else None)
+
     def group_index(self, step: int) -> int:
         s = step % self.steps_per_cycle if self.steps_per_cycle else step
         return s % len(self.groups)
@@ -128,6 +140,7 @@ class GroupedSampler(Sampler):
                 "smallest_fusion": self.smallest_fusion, "steps_per_cycle": self.steps_per_cycle}
 
 
+@SAMPLERS.register
 class UniformSampler(Sampler):
     """Baseline: every edge on with ``fusion_prob`` (0.5), every depth uniform over the choices."""
 
@@ -137,6 +150,10 @@ class UniformSampler(Sampler):
         super().__init__(space, seed, pose_rule)
         self.fusion_prob = float(fusion_prob)
 
+    @classmethod
+    def from_cfg(cls, cfg, space, seed, pose_rule, steps_per_epoch):
+        return cls(space, seed, pose_rule, cfg.fusion_prob)
+
     def archs_for(self, step: int) -> list[tuple[Arch, str]]:
         rng = step_rng(self.seed, step)
         return [(self.space.sample(rng, self.fusion_prob, None, self.pose_rule), "uniform")]
@@ -145,6 +162,7 @@ class UniformSampler(Sampler):
         return {"fusion_prob": self.fusion_prob}
 
 
+@SAMPLERS.register
 class SandwichSampler(UniformSampler):
     """BigNAS-style: largest + smallest + ``num_random`` uniform subnets per step, gradients accumulated."""
 
@@ -155,6 +173,10 @@ class SandwichSampler(UniformSampler):
         super().__init__(space, seed, pose_rule, fusion_prob)
         self.num_random = int(num_random)
 
+    @classmethod
+    def from_cfg(cls, cfg, space, seed, pose_rule, steps_per_epoch):
+        return cls(space, seed, pose_rule, cfg.fusion_prob, cfg.num_random)
+
     def archs_for(self, step: int) -> list[tuple[Arch, str]]:
         rng = step_rng(self.seed, step)
         out = [(self.space.largest(self.pose_rule), "largest"), (self.space.smallest(self.pose_rule), "smallest")]
@@ -163,10 +185,3 @@ class SandwichSampler(UniformSampler):
 
     def _settings(self) -> dict:
         return {"fusion_prob": self.fusion_prob, "num_random": self.num_random}
-
-
-def build_sampler(kind: str, space: SearchSpace, seed: int, pose_rule: bool, **kw) -> Sampler:
-    classes = {c.kind: c for c in (GroupedSampler, UniformSampler, SandwichSampler)}
-    if kind not in classes:
-        raise ScaleNASError(f"sampler.kind: unknown sampler {kind!r}; choose one of {', '.join(classes)}")
-    return classes[kind](space, seed, pose_rule, **kw)

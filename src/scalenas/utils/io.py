@@ -35,6 +35,16 @@ def read_json(path: str, what: str = "file") -> Any:
         raise ScaleNASError(f"{path}: {what} is not UTF-8 text ({e.reason})") from None
 
 
+def tuples_to_lists(x):
+    """Nested tuples as nested lists (a ``random.Random`` state as JSON or a weights-only checkpoint holds it)."""
+    return [tuples_to_lists(v) for v in x] if isinstance(x, tuple) else x
+
+
+def lists_to_tuples(x):
+    """The inverse of :func:`tuples_to_lists` (``random.Random.setstate`` needs tuples)."""
+    return tuple(lists_to_tuples(v) for v in x) if isinstance(x, list) else x
+
+
 def make_output_dir(path: str, what: str = "output folder") -> str:
     """Create folder ``path`` (and its parents); a file in the way or a refused mkdir is a
     ``ScaleNASError`` naming the path, not a ``NotADirectoryError`` from deep inside a writer."""

@@ -1,8 +1,13 @@
-"""Process set-up for CPU speed (environment.md): glibc malloc thresholds and torch threads."""
+"""Process set-up for CPU speed (environment.md): glibc malloc thresholds and torch threads; the
+device, thread-count and distributed-rank helpers every layer above shares."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+from typing import Iterator
+
+from scalenas.errors import ScaleNASError
 
 _DONE = False
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
@@ -76,6 +81,43 @@ def setup_process(num_threads: int | None = None, loader_workers: int = 0) -> in
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: leave the count as it is), then
+    restore the previous count."""
+    import torch
+
+    prev = torch.get_num_threads()
+    if n and n != prev:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != prev:
+            torch.set_num_threads(prev)
+
+
+def resolve_device(device: str, key: str = "--device"):
+    """``"auto"``: CUDA when available, else the CPU; an explicit CUDA device on a machine without
+    one is refused naming ``key`` (the flag or config key that asked for it). Returns a ``torch.device``."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ScaleNASError(f"{key} {device}: CUDA is not available on this machine")
+    return torch.device(device)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the initialised torch.distributed process group; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def native_bf16(device) -> bool:

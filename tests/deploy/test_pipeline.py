@@ -11,7 +11,7 @@ import torch
 from scalenas.deploy.runtime import OnnxModule, natural_image
 from scalenas.search.calibrate import Calibrator
 from scalenas.train.checkpoint import load_supernet
-from scalenas.train.engine import build_task
+from scalenas.tasks.base import build_task
 
 
 def _supernet_path(ckpt, arch, task_cfg, n=8, bs=4):

@@ -17,9 +17,6 @@ from scalenas.space.heads import HEAD_KINDS, HeadSpec
 from scalenas.space.space import SearchSpace
 from scalenas.utils.io import read_json
 
-DEFAULT_INPUT = {"seg": (1024, 2048), "pose-topdown": (256, 192), "pose-bottomup": (512, 512)}
-
-
 @dataclass
 class Target:
     name: str
@@ -62,7 +59,7 @@ def resolve_target(target: str, head: str | None = None, input_hw=None, width: i
         published = p.published
         if head is not None and head != spec.kind:
             spec = HeadSpec(kind=head)
-            hw = DEFAULT_INPUT[head]
+            hw = spec.default_input_hw
     elif os.path.isfile(target):
         name = os.path.splitext(os.path.basename(target))[0]
         space, spec, hw = SearchSpace(), None, None
@@ -86,7 +83,7 @@ def resolve_target(target: str, head: str | None = None, input_hw=None, width: i
         if spec is None or (head is not None and head != spec.kind):
             spec = HeadSpec(kind=head or "seg")
             hw = None
-        hw = hw or DEFAULT_INPUT[spec.kind]
+        hw = hw or spec.default_input_hw
     else:
         raise ScaleNASError(f"{target!r} is neither a preset name nor an existing file; presets: "
                             f"{', '.join(list_presets())}")

@@ -73,7 +73,9 @@ def run_demo(out: str = "demo-out", task: str = "seg", budget_minutes: float = 1
 def _probe_step_seconds(cfg, batches: int = 3) -> float:
     """Seconds of one training step of the grouped sampler's average subnet, measured on this machine."""
     from scalenas.nets.supernet import SuperScaleNet
-    from scalenas.train.engine import build_task, space_of, tree_float
+    from scalenas.tasks.base import build_task
+    from scalenas.train.engine import space_of
+    from scalenas.train.step import tree_float
     from scalenas.utils.runtime import resolve_amp
 
     task = build_task(cfg.task)
@@ -134,7 +136,7 @@ def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState) -> di
         state.set(kind, "data_done", True)
 
     task_cfg = dict(s["task"])
-    task_cfg["root" if kind == "seg" else "data_root"] = data_dir
+    task_cfg["root"] = data_dir
     cfg_dict = {"run_dir": os.path.join(tdir, "supernet"), "seed": 0, "space": s["space"], "task": task_cfg,
                 "model": s["model"], "sampler": s["sampler"], "train": dict(s["train"]), "search": {}}
 

@@ -105,15 +105,12 @@ def pick_from_run(run_dir: str, max_gflops: float | None, max_latency_ms: float 
 def default_input_hw(task, head) -> tuple[int, int]:
     """The size FLOPs and latency are given at when none is asked for: the search's own rule (the
     task's input / crop / image size), else the usual size for the head."""
-    from scalenas.cli._target import DEFAULT_INPUT
-    from scalenas.search.runner import task_input_hw
-
     if task is not None:
         try:
-            return task_input_hw(task)
+            return task.input_hw
         except ScaleNASError:
             pass
-    return DEFAULT_INPUT[head.kind]
+    return head.default_input_hw
 
 
 def resolve_device(device: str) -> torch.device:
@@ -182,7 +179,7 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
     """Run the whole extraction; returns {"model_dir", "meta", "card"}."""
     from scalenas.deploy.runtime import apply_task_overrides
     from scalenas.train.checkpoint import load_supernet
-    from scalenas.train.engine import build_task
+    from scalenas.tasks.base import build_task
     from scalenas.utils.io import package_versions
 
     out_dir = os.path.abspath(opts.out)

@@ -21,7 +21,7 @@ def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int, de
              lr: float | None = None, log: Callable[[str], None] | None = print) -> dict:
     from scalenas.train.config import TrainCfg
     from scalenas.train.data import StepBatchSampler, make_loader
-    from scalenas.train.engine import to_device, tree_float
+    from scalenas.train.step import forward_loss, to_device
     from scalenas.train.optim import build_optimizer, build_scheduler
 
     if epochs < 1:
@@ -54,9 +54,7 @@ def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int, de
     try:
         for batch in loader:
             batch = to_device(batch, device, tc.channels_last)
-            with amp:
-                out = net(batch["image"])
-            loss, _ = task.loss(tree_float(out), batch)
+            _, loss, _ = forward_loss(net, task, batch, amp)
             if not bool(torch.isfinite(loss.detach())):
                 raise ScaleNASError(f"fine-tuning: non-finite loss at step {step}; lower --finetune-lr")
             opt.zero_grad(set_to_none=True)

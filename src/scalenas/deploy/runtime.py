@@ -93,7 +93,8 @@ def portable_task(task, task_cfg: dict) -> tuple[dict, dict[str, bytes]]:
         cfg["root"] = "."
     elif name == "pose-bottomup":
         cfg["keypoints"] = task.info.to_dict()
-        cfg["data_root"] = ""
+        cfg.pop("data_root", None)  # the old name of root (the portable config is written fresh)
+        cfg["root"] = ""
         for k in ("train", "val", "test"):
             cfg[k] = None
     return cfg, files
@@ -103,7 +104,7 @@ def build_model_task(meta: dict, model_dir: str, need_data: bool, overrides: lis
     """The task of a model dir: from the training config (``need_data``: evaluation, calibration) with
     ``overrides`` (``KEY=VALUE`` on the task section, or a bare dataset root), or from the portable
     config (prediction and overlays only)."""
-    from scalenas.train.engine import build_task
+    from scalenas.tasks.base import build_task
 
     if need_data:
         return build_task(apply_task_overrides(dict(meta["task"]), overrides or []))
@@ -115,7 +116,7 @@ def build_model_task(meta: dict, model_dir: str, need_data: bool, overrides: lis
 
 def apply_task_overrides(cfg: dict, overrides: list[str]) -> dict:
     """``KEY=VALUE`` items set task keys (``root=/data/cityscapes``, ``val.images=...``); a bare path
-    sets the task's data root key (``root`` for segmentation, ``data_root`` for pose)."""
+    sets the task's ``root`` (or ``data_root``, its old name, where the run's config still says that)."""
     from scalenas.config import apply_overrides
     from scalenas.tasks.base import get_task_class
 
@@ -124,11 +125,10 @@ def apply_task_overrides(cfg: dict, overrides: list[str]) -> dict:
         if "=" in o:
             continue
         fields = getattr(get_task_class(cfg.get("name", "")).Config, "model_fields", {})
-        key = "root" if "root" in fields else "data_root" if "data_root" in fields else None
-        if key is None:
+        if "root" not in fields:
             raise ScaleNASError(f"--data {o}: task {cfg.get('name')!r} reads no dataset folder; "
                                 f"give KEY=VALUE task overrides instead")
-        cfg[key] = o
+        cfg["data_root" if "data_root" in cfg else "root"] = o
     return apply_overrides(cfg, kv)
 
 

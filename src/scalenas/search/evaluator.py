@@ -83,7 +83,7 @@ class Evaluator:
     @classmethod
     def from_spec(cls, spec: EvalSpec) -> "Evaluator":
         from scalenas.train.checkpoint import load_supernet
-        from scalenas.train.engine import build_task
+        from scalenas.tasks.base import build_task
 
         net, _ = load_supernet(spec.checkpoint)
         task = build_task(spec.task)

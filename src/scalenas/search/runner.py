@@ -46,23 +46,6 @@ REFERENCE_NAMES = ("hrnet", "largest", "smallest")
 COST_KEYS = ("params", "params_m", "macs", "gflops_2p30", "gflops_1e9", "latency_ms")
 
 
-def task_input_hw(task) -> tuple[int, int]:
-    """The input size FLOPs and latency are counted at, from the task: an ``input_hw`` attribute, or
-    its config's ``input_hw`` / ``input_size`` / ``crop_size`` / ``size``."""
-    hw = getattr(task, "input_hw", None)
-    cfg = getattr(task, "cfg", None)
-    if hw is None:
-        for key in ("input_hw", "input_size", "crop_size", "size"):
-            hw = getattr(cfg, key, None)
-            if hw is not None:
-                break
-    if hw is None:
-        raise ScaleNASError(f"search.input_hw: task {task.name!r} does not say its input size; set search.input_hw")
-    if isinstance(hw, int):
-        return (hw, hw)
-    return (int(hw[0]), int(hw[1]))
-
-
 class CostModel:
     """Costs of an arch, cached by hash: analytic params/FLOPs (``profile``), plus latency measured
     or predicted. Measured latencies are persisted (``latency.jsonl``) so resumed runs reuse them."""
@@ -136,7 +119,7 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
     used in place of the BN-calibrating evaluator when ``workers == 1`` and no Ray.
     """
     from scalenas.train.checkpoint import load_supernet
-    from scalenas.train.engine import build_task
+    from scalenas.tasks.base import build_task
 
     say = _Progress(progress)
     cfg = _resolve_cfg(search_cfg, workers)
@@ -152,7 +135,7 @@ def run_search(supernet_ckpt: str, out_dir: str, search_cfg: dict | SearchCfg | 
         raise ScaleNASError(f"search.task: the task's head {task.head.to_dict()} does not match the supernet's "
                             f"{head.to_dict()} ({supernet_ckpt})")
     _check_split(task, cfg.eval_split)
-    input_hw = tuple(cfg.input_hw) if cfg.input_hw else task_input_hw(task)
+    input_hw = tuple(cfg.input_hw) if cfg.input_hw else task.input_hw
     objectives = parse_objectives(cfg.objectives)
     constraints: Constraints = cfg.constraints.build()
     device = resolve_device(cfg.device)

@@ -39,6 +39,12 @@ class Task(abc.ABC):
     def head(self) -> HeadSpec:
         """The head this task trains (number of classes or keypoints taken from the dataset info)."""
 
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The (H, W) the network is fed in training; FLOPs and latency are counted at it. Tasks
+        whose input size is in their config say it here."""
+        raise ScaleNASError(f"search.input_hw: task {self.name!r} does not say its input size; set search.input_hw")
+
     @abc.abstractmethod
     def build_dataset(self, split: str, train: bool) -> Dataset:
         """The dataset of ``split`` ("train", "search", "val", "test"); ``train`` selects training augmentation.
@@ -102,3 +108,10 @@ def get_task_class(name: str) -> type[Task]:
     if name not in _TASKS:
         raise ScaleNASError(f"task.name: unknown task {name!r}; known: {', '.join(sorted(_TASKS)) or 'none'}")
     return _TASKS[name]
+
+
+def build_task(task_cfg: dict) -> Task:
+    """The task of a ``task:`` config section, by its ``name``."""
+    if not isinstance(task_cfg, dict) or "name" not in task_cfg:
+        raise ScaleNASError("task.name: missing (e.g. segmentation, pose-bottomup)")
+    return get_task_class(task_cfg["name"]).from_config(task_cfg)

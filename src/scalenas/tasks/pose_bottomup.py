@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -35,7 +36,7 @@ class _Strict(BaseModel):
 
 
 class SplitData(_Strict):
-    """One split: an image folder and its COCO keypoint annotation file (relative to ``data_root``)."""
+    """One split: an image folder and its COCO keypoint annotation file (relative to ``root``)."""
 
     images: str
     annotations: str
@@ -96,12 +97,12 @@ class InferenceConfig(_Strict):
 
 class BottomUpPoseConfig(_Strict):
     name: Literal["pose-bottomup"] = "pose-bottomup"
-    #: folder the split paths are relative to (absolute split paths ignore it)
-    data_root: str = ""
+    #: folder the split paths are relative to (absolute split paths ignore it); ``data_root`` before
+    root: str = ""
     train: SplitData | None = None
     val: SplitData | None = None
     test: SplitData | None = None
-    #: "coco", "crowdpose", a JSON/YAML dataset-info file (relative to data_root if not found as given),
+    #: "coco", "crowdpose", a JSON/YAML dataset-info file (relative to root if not found as given),
     #: or an inline mapping (see scalenas.data.keypoint_info)
     keypoints: str | dict[str, Any] = "coco"
     #: which AP implementation: "coco" (pycocotools) or "crowdpose" (xtcocotools); default from keypoints
@@ -120,6 +121,17 @@ class BottomUpPoseConfig(_Strict):
     workers: int = Field(2, ge=0)
     #: overlays written by evaluate() when out_dir is given
     vis_images: int = Field(4, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_root_key(cls, data):
+        # every task names its dataset folder ``root``; pose configs written before said ``data_root``
+        if isinstance(data, dict) and "data_root" in data:
+            if "root" in data:
+                raise ValueError("data_root is the old name of root; give only root")
+            warnings.warn("task.data_root is deprecated: rename it to task.root", FutureWarning, stacklevel=2)
+            data = {("root" if k == "data_root" else k): v for k, v in data.items()}
+        return data
 
     @field_validator("input_size")
     @classmethod
@@ -200,7 +212,7 @@ class BottomUpPoseTask(Task):
 
     def __init__(self, cfg: BottomUpPoseConfig):
         self.cfg = cfg
-        self.info = get_keypoint_info(cfg.keypoints, cfg.data_root or None)
+        self.info = get_keypoint_info(cfg.keypoints, cfg.root or None)
         self.metric = cfg.metric or ("crowdpose" if self.info.name == "crowdpose" else "coco")
         self._indexes: dict[str, CocoKeypoints] = {}
         self._holdout: list[int] | None = None
@@ -210,6 +222,10 @@ class BottomUpPoseTask(Task):
     def head(self) -> HeadSpec:
         return HeadSpec(kind="pose-bottomup", num_joints=self.info.num_joints,
                         num_deconv_blocks=self.cfg.num_deconv_blocks)
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.cfg.input_size, self.cfg.input_size
 
     @property
     def output_sizes(self) -> tuple[int, int]:
@@ -225,7 +241,7 @@ class BottomUpPoseTask(Task):
 
     # -- data -------------------------------------------------------------------------------------
     def _path(self, p: str) -> str:
-        return p if os.path.isabs(p) or not self.cfg.data_root else os.path.join(self.cfg.data_root, p)
+        return p if os.path.isabs(p) or not self.cfg.root else os.path.join(self.cfg.root, p)
 
     def index(self, split: str) -> CocoKeypoints:
         """The annotation index of ``split`` ("search" reads the train file)."""

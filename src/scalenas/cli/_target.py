@@ -14,6 +14,7 @@ from scalenas.errors import ScaleNASError
 from scalenas.nets.registry import PRESETS, get_preset, list_presets
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HEAD_KINDS, HeadSpec
+from scalenas.space.legacy import load_official_mask
 from scalenas.space.space import SearchSpace
 from scalenas.utils.io import read_json
 
@@ -64,8 +65,6 @@ def resolve_target(target: str, head: str | None = None, input_hw=None, width: i
         name = os.path.splitext(os.path.basename(target))[0]
         space, spec, hw = SearchSpace(), None, None
         if target.lower().endswith(".npy"):
-            from scalenas.space.legacy import load_official_mask
-
             arch = load_official_mask(target)
             notes.append("official ScaleNAS mask (.npy)")
         else:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
+from scalenas.deploy.arch_files import write_arch_file
+from scalenas.errors import ScaleNASError
+from scalenas.space.arch import Arch
+from scalenas.utils.io import dumps_json
+from scalenas.utils.weights import read_weights
+
 USAGE = ("scalenas search SUPERNET_CKPT [CONFIG.yaml] [KEY=VALUE ...] -o RUN [--resume] [--workers N]\n"
          "                       [--ray auto|local|ADDRESS] [--strategy evolution|random] [--quiet]\n"
          "       scalenas search pick RUN [--max-gflops X] [--max-params-m M] [--max-latency-ms L] [-o arch.json]")
@@ -69,11 +75,7 @@ def run(args) -> int:
 
 
 def _pick(args) -> int:
-    from scalenas.deploy.arch_files import write_arch_file
-    from scalenas.errors import ScaleNASError
     from scalenas.search.runner import pick
-    from scalenas.space.arch import Arch
-    from scalenas.utils.io import dumps_json
 
     if len(args.rest) != 1:
         raise ScaleNASError("search pick: give exactly one search run folder (scalenas search pick RUN ...)")
@@ -93,7 +95,6 @@ def _pick(args) -> int:
 
 def _search(args) -> int:
     from scalenas.config import apply_overrides, deep_merge, load_config
-    from scalenas.errors import ScaleNASError
     from scalenas.search.runner import run_search
 
     if not args.output:
@@ -139,8 +140,6 @@ def _search(args) -> int:
 
 def _checkpoint_search_section(path: str) -> dict:
     """The ``search`` section of the training config stored in a supernet checkpoint (may be empty)."""
-    from scalenas.utils.weights import read_weights
-
     ck = read_weights(path, "checkpoint", mmap=True)  # mmap: only the small config is read
     if not isinstance(ck, dict):
         return {}

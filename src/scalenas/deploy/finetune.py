@@ -15,15 +15,14 @@ from typing import Callable
 import torch
 
 from scalenas.errors import ScaleNASError
+from scalenas.train.config import TrainCfg
+from scalenas.train.data import StepBatchSampler, make_loader
+from scalenas.train.optim import build_optimizer, build_scheduler
+from scalenas.train.step import forward_loss, to_device
 
 
 def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int, device="cpu", seed: int = 0,
              lr: float | None = None, log: Callable[[str], None] | None = print) -> dict:
-    from scalenas.train.config import TrainCfg
-    from scalenas.train.data import StepBatchSampler, make_loader
-    from scalenas.train.step import forward_loss, to_device
-    from scalenas.train.optim import build_optimizer, build_scheduler
-
     if epochs < 1:
         raise ScaleNASError(f"--finetune-epochs {epochs}: must be at least 1")
     tc = TrainCfg.model_validate(train_cfg or {})

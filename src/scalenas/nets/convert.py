@@ -44,6 +44,8 @@ import torch
 from torch import nn
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.registry import create_model
+from scalenas.nets.scalenet import ScaleNet
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.space import SearchSpace
@@ -244,8 +246,6 @@ def _ignore_reason(k: str, head: HeadSpec, L: _Layout) -> str | None:
 
 def target_shapes(space: SearchSpace, arch: Arch, head: HeadSpec | str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of a ScaleNet's state dict, from a shape-only (meta device) build."""
-    from scalenas.nets.scalenet import ScaleNet
-
     with torch.device("meta"):
         net = ScaleNet(space, arch, head, init="none")
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -321,8 +321,6 @@ def load_hrnet_checkpoint(model: nn.Module | str, checkpoint: str | os.PathLike 
     :class:`ScaleNASError` unless the report is clean. Returns ``(model, report)``.
     """
     if isinstance(model, str):
-        from scalenas.nets.registry import create_model
-
         model = create_model(model)
     space, head = getattr(model, "space", None), getattr(model, "head_spec", None)
     if not isinstance(space, SearchSpace) or not isinstance(head, HeadSpec):

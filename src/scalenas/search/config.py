@@ -5,6 +5,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from scalenas.errors import ScaleNASError
 from scalenas.search.calibrate import CALIB_SEED
 from scalenas.search.objectives import Constraints, parse_objectives
 from scalenas.search.strategies import FUSION_GRID, StrategySettings
@@ -88,8 +89,6 @@ class SearchCfg(Strict):
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, v):
-        from scalenas.errors import ScaleNASError
-
         try:
             parse_objectives(v)
         except ScaleNASError as e:

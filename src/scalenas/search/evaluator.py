@@ -20,6 +20,8 @@ import torch
 from scalenas.errors import ScaleNASError
 from scalenas.search.calibrate import CALIB_SEED, Calibrator
 from scalenas.space.arch import Arch
+from scalenas.tasks.base import build_task
+from scalenas.train.checkpoint import load_supernet
 
 
 def resolve_device(device: str) -> str:
@@ -82,9 +84,6 @@ class Evaluator:
 
     @classmethod
     def from_spec(cls, spec: EvalSpec) -> "Evaluator":
-        from scalenas.train.checkpoint import load_supernet
-        from scalenas.tasks.base import build_task
-
         net, _ = load_supernet(spec.checkpoint)
         task = build_task(spec.task)
         return cls(net, task, spec.split, spec.max_images, spec.calib_images, spec.calib_batch_size,

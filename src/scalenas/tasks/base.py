@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset
 
+from scalenas.config import validate_section
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
 
@@ -30,8 +31,6 @@ class Task(abc.ABC):
 
     @classmethod
     def from_config(cls, cfg: dict | Any) -> "Task":
-        from scalenas.config import validate_section
-
         return cls(validate_section(cls.Config, cfg, "task"))
 
     @property

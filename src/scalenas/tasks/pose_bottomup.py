@@ -27,7 +27,9 @@ from scalenas.tasks.base import Task, holdout_indices, register_task
 from scalenas.tasks.pose_decode import DecodeConfig, People, coco_results, decode_image
 from scalenas.tasks.pose_eval import evaluate_keypoints
 from scalenas.tasks.pose_losses import bottomup_loss
-from scalenas.tasks.pose_targets import MAX_NUM_PEOPLE, build_targets
+from scalenas.tasks.pose_targets import MAX_NUM_PEOPLE, OracleForward, build_targets
+from scalenas.utils.io import atomic_write_json
+from scalenas.viz.pose_overlay import DEFAULT_MIN_SCORE, gt_keypoints, save_overlay
 
 
 
@@ -306,8 +308,6 @@ class BottomUpPoseTask(Task):
 
     def visualise(self, image_bgr, prediction: dict, path: str, min_score: float | None = None) -> None:
         """Overlay of the people scoring at least ``min_score`` (default ``DEFAULT_MIN_SCORE``)."""
-        from scalenas.viz.pose_overlay import DEFAULT_MIN_SCORE, save_overlay
-
         people = prediction.get("people", [])
         kps = np.array([p["keypoints"] for p in people], np.float64).reshape(-1, self.info.num_joints, 3)
         save_overlay(path, image_bgr, self.info, kps, [p["score"] for p in people],
@@ -330,8 +330,6 @@ class BottomUpPoseTask(Task):
         """AP of a perfect network (outputs rendered from the ground truth, see ``OracleForward``): the
         ceiling the decoder and this input size allow on ``split``; far below 100 means a decoder or
         data problem (or people too small for the input size)."""
-        from scalenas.tasks.pose_targets import OracleForward
-
         idx = self.index(split)
         cfg = self.decode_config()
         if flip is not None:
@@ -367,8 +365,6 @@ class BottomUpPoseTask(Task):
             metrics = evaluate_keypoints(gt, results, self.info.sigmas, self.metric, ids)
             metrics["images"] = float(len(ids))
             if out_dir:
-                from scalenas.utils.io import atomic_write_json
-
                 os.makedirs(out_dir, exist_ok=True)
                 atomic_write_json(os.path.join(out_dir, f"keypoints_{split}_results.json"), results, indent=None)
                 atomic_write_json(os.path.join(out_dir, f"keypoints_{split}_metrics.json"), metrics)
@@ -379,8 +375,6 @@ class BottomUpPoseTask(Task):
         return metrics
 
     def _overlay(self, out_dir, split, idx: CocoKeypoints, iid, img, people: People) -> None:
-        from scalenas.viz.pose_overlay import gt_keypoints, save_overlay
-
         gt = gt_keypoints(idx.annotations(iid), self.info.num_joints)
         save_overlay(os.path.join(out_dir, "vis", f"{split}_{iid}.png"), img, self.info, people.keypoints,
                      people.scores, gt=gt, threshold=self.cfg.inference.detection_threshold)

@@ -15,6 +15,9 @@ import numpy as np
 import torch
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.supernet import SuperScaleNet
+from scalenas.space.heads import HeadSpec
+from scalenas.space.space import SearchSpace
 from scalenas.utils.io import atomic_torch_save, atomic_write_text
 from scalenas.utils.weights import read_weights
 
@@ -86,10 +89,6 @@ def find_resume(run_dir: str) -> tuple[str | None, list[tuple[str, str]]]:
 
 def load_supernet(path: str, map_location="cpu"):
     """(SuperScaleNet with the checkpoint's weights, checkpoint dict) from a training checkpoint."""
-    from scalenas.nets.supernet import SuperScaleNet
-    from scalenas.space.heads import HeadSpec
-    from scalenas.space.space import SearchSpace
-
     ck = load_checkpoint(path, map_location)
     meta = ck.get("meta")
     if not meta or "space" not in meta or "head" not in meta or "model" not in ck:

@@ -2,8 +2,8 @@
 
 The order of samples is a pure function of (seed, epoch); each sample's augmentation draws from
 global RNGs that are re-seeded from (seed, epoch, index) right before the sample is read, in
-whichever worker reads it (``data.seeded``). So a run resumed at step k sees exactly the batches an uninterrupted run
-sees, whatever the number of workers.
+whichever worker reads it (``data.seeded``). So a run resumed at step k sees exactly the batches an
+uninterrupted run sees, whatever the number of workers.
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import yaml
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.pretrained import init_supernet_from
 from scalenas.nets.supernet import SuperScaleNet
 from scalenas.space.space import SearchSpace
 from scalenas.tasks.base import build_task
@@ -57,8 +58,6 @@ class SupernetTrainer:
         self.net = SuperScaleNet(self.space, self.head, bn_momentum=cfg.model.bn_momentum, init=cfg.model.init)
         self.init_report = None
         if cfg.model.pretrained:
-            from scalenas.nets.pretrained import init_supernet_from
-
             self.init_report = init_supernet_from(self.net, cfg.model.pretrained)
         self.net.to(self.device)
         if t.channels_last:

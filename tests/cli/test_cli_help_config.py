@@ -90,7 +90,7 @@ def test_recipe_configs_validate():
     assert len(files) >= 6
     for f in files:
         cfg = validate_section(RunConfig, load_config(f))
-        from scalenas.train.engine import get_task_class
+        from scalenas.tasks.base import get_task_class
 
         cls = get_task_class(cfg.task["name"])
         validate_section(cls.Config, cfg.task, "task")  # the task section validates too (data not needed)

@@ -51,6 +51,9 @@ def test_pose_reads_root_and_the_old_data_root_with_one_deprecation_line(tmp_pat
     assert task.cfg.root == str(tmp_path)
     (w,) = rec
     assert str(w.message) == "task.data_root is deprecated: rename it to task.root"
+    # printed as one line: no source file, so no source line under it
+    assert warnings.formatwarning(w.message, w.category, w.filename, w.lineno) == (
+        "scalenas:0: FutureWarning: task.data_root is deprecated: rename it to task.root\n")
     with pytest.raises(ScaleNASError, match=r"task: .*data_root is the old name of root; give only root"):
         build_task({"name": "pose-bottomup", "data_root": "/a", "root": "/b"})
 

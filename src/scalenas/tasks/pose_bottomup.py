@@ -31,6 +31,7 @@ from scalenas.tasks.pose_targets import MAX_NUM_PEOPLE, OracleForward, build_tar
 from scalenas.utils.io import atomic_write_json
 from scalenas.viz.pose_overlay import DEFAULT_MIN_SCORE, gt_keypoints, save_overlay
 
+_WARNED: dict = {}  # once per process: the registry ``warnings`` keeps for the deprecation below
 
 
 class _Strict(BaseModel):
@@ -131,7 +132,9 @@ class BottomUpPoseConfig(_Strict):
         if isinstance(data, dict) and "data_root" in data:
             if "root" in data:
                 raise ValueError("data_root is the old name of root; give only root")
-            warnings.warn("task.data_root is deprecated: rename it to task.root", FutureWarning, stacklevel=2)
+            # explicit location: the caller is pydantic's validator, whose file and source line say nothing
+            warnings.warn_explicit("task.data_root is deprecated: rename it to task.root", FutureWarning,
+                                   "scalenas", 0, registry=_WARNED)
             data = {("root" if k == "data_root" else k): v for k, v in data.items()}
         return data
 

@@ -1,7 +1,7 @@
 """``scalenas`` command line. Each subcommand lives in ``scalenas/cli/<name>.py`` and defines
 ``add_parser(subparsers)`` (returning its parser) and ``run(args) -> int``. ``run`` imports the library
 code it calls (training, search, deploy, the demo): the parser is built from every command module, and
-loading all layers up front made ``scalenas --help`` 2.3 s slower (measured on the 2-core machine).
+loading all layers up front made ``scalenas --help`` 2.3 s slower (measured on a loaded 2-core machine).
 
 User errors (:class:`ScaleNASError`) print their message, not a traceback, and exit with code 2.
 Usage errors print the subcommand's own usage and one error line (exit 2).

@@ -4,7 +4,7 @@ The supernet run's ``train`` section supplies the optimiser (SGD / Adam / AdamW 
 the schedule, batch size, bf16 autocast, channels_last, gradient clipping and loader workers. The
 schedule is re-laid over the fine-tuning length: milestones and warm-up, given in supernet steps,
 are scaled by (fine-tune steps / supernet steps), so "decay at 2/3 of training" keeps its meaning.
-Data order and augmentation are deterministic given the seed (the engine's seeded step sampler).
+Data order and augmentation are deterministic given the seed (the seeded step sampler of ``train.data``).
 No distillation and no DDP: this is a short, plain loop for one static net.
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 
 from _common import machine, print_table  # noqa: E402
-from scalenas.train.quickrun import quick_supernet_run  # noqa: E402
+from quickrun import quick_supernet_run  # noqa: E402
 from scalenas.utils.io import dumps_json  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
 
@@ -35,7 +35,7 @@ def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int
         sampler = {"kind": "grouped"}
     else:
         split = {"images": "images/{}", "annotations": "annotations/{}.json"}
-        t = {"name": "pose-bottomup", "data_root": data, "keypoints": "coco", "input_size": size, "search_holdout": 16,
+        t = {"name": "pose-bottomup", "root": data, "keypoints": "coco", "input_size": size, "search_holdout": 16,
              "workers": 0, "vis_images": 0, **{s: {k: v.format(s) for k, v in split.items()} for s in ("train", "val", "test")}}
         train["optimizer"] = {"name": "adam", "lr": 0.003, "weight_decay": 0.0}
         sampler = {"kind": "grouped", "smallest_fusion": 0.0}
@@ -69,8 +69,8 @@ def main():
     rows = [[name, r["before"][name], r["after"][name]] for name in r["after"]]
     chance = None
     if args.task == "seg":
+        from scalenas.tasks.base import build_task
         from scalenas.tasks.seg_metrics import majority_class_miou
-        from scalenas.train.engine import build_task
 
         task = build_task(cfg["task"])
         chance = majority_class_miou(task.build_dataset("val", train=False), task.head.num_classes)

@@ -52,7 +52,7 @@ def test_wrong_type_is_named(tmp_path):
 
 
 def test_task_section_is_validated_by_the_task(tmp_path):
-    from scalenas.train.engine import build_task
+    from scalenas.tasks.base import build_task
 
     with pytest.raises(ScaleNASError, match=r"task\.sizee: unknown key"):
         build_task({"name": "synthetic-regression", "sizee": 3})

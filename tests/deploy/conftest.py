@@ -12,7 +12,7 @@ from scalenas.cli import main as cli_main
 from scalenas.nets.supernet import SuperScaleNet
 from scalenas.space.space import SearchSpace
 from scalenas.train.config import RunConfig
-from scalenas.train.engine import build_task
+from scalenas.tasks.base import build_task
 from scalenas.utils.io import atomic_torch_save, package_versions
 
 SYNTH_TASK = {"name": "synthetic-regression", "size": 64, "num_train": 16, "num_search": 8, "num_val": 4,
@@ -96,7 +96,7 @@ def pose_setup(tmp_path_factory, h):
     d = tmp_path_factory.mktemp("pose")
     root = str(d / "data")
     generate(root, train=4, val=2, test=0, size=(64, 64), seed=0)
-    task_cfg = {"name": "pose-bottomup", "data_root": root,
+    task_cfg = {"name": "pose-bottomup", "root": root,
                 "train": {"images": "images/train", "annotations": "annotations/train.json"},
                 "val": {"images": "images/val", "annotations": "annotations/val.json"},
                 "input_size": 64, "num_deconv_blocks": 1, "workers": 0, "vis_images": 0}

@@ -12,7 +12,7 @@ from scalenas.deploy.model_dir import load_model
 from scalenas.deploy.runtime import OnnxModule, natural_image
 from scalenas.search.calibrate import Calibrator
 from scalenas.train.checkpoint import load_supernet
-from scalenas.train.engine import build_task
+from scalenas.tasks.base import build_task
 
 
 def _supernet_path(ckpt, arch, task_cfg, n=8, bs=4):

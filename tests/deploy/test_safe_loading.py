@@ -179,10 +179,10 @@ def _check_refusal(text, path, why):
 
 def test_every_python_reader_refuses_the_same_way(bad_ckpts, h):
     from scalenas.nets.convert import read_checkpoint
-    from scalenas.nets.init import init_supernet_from
+    from scalenas.nets.pretrained import init_supernet_from
     from scalenas.nets.supernet import SuperScaleNet
     from scalenas.train.checkpoint import load_checkpoint, load_supernet
-    from scalenas.train.engine import build_task
+    from scalenas.tasks.base import build_task
 
     supernet = SuperScaleNet(h.tiny_space(), build_task(dict(h.SYNTH_TASK)).head)
     readers = {"checkpoint": (load_checkpoint, load_supernet, read_checkpoint,

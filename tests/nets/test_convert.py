@@ -254,7 +254,7 @@ def test_fusion_mismatch_refuses_or_is_reported():
 
 
 def test_supernet_init_from_hrnet_keeps_a_small_report(tmp_path):
-    from scalenas.nets.init import init_supernet_from
+    from scalenas.nets.pretrained import init_supernet_from
     from scalenas.nets.supernet import SuperScaleNet
 
     keys = H.hrnet_keys(8, "seg")

@@ -5,7 +5,7 @@ import torch
 
 from scalenas.search.evaluator import EvalSpec, Evaluator
 from scalenas.train.checkpoint import load_supernet
-from scalenas.train.engine import build_task
+from scalenas.tasks.base import build_task
 
 
 def test_recalibrated_bn_beats_shared_statistics(supernet_ckpt):

@@ -50,7 +50,7 @@ def test_objective_parsing_and_constraints():
 def test_cost_objectives_are_the_effective_figures():
     # ScaleNet-P1 computes 90,496 params after branch 0's last fusion that its built net does not hold
     from scalenas.nets import get_preset
-    from scalenas.search.runner import CostModel
+    from scalenas.search.costs import CostModel
     from scalenas.space import profile
 
     p = get_preset("scalenet-p1")

@@ -220,7 +220,7 @@ def test_ray_pool_matches_one_local_worker(ray_local, search_cfg, supernet_ckpt,
 def test_ray_worker_errors_arrive_as_one_line(ray_local, supernet_ckpt, straight):
     """A worker that cannot build its evaluator raises the same ScaleNASError as a local one would,
     not Ray's multi-line ActorDiedError."""
-    from scalenas.train.engine import build_task
+    from scalenas.tasks.base import build_task
 
     task = {"name": "no-such-task"}
     with pytest.raises(ScaleNASError) as local:

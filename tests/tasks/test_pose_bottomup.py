@@ -61,7 +61,7 @@ def _write_k7(root, n_train=5, n_val=3, size=128, seed=0):
 
 
 def _cfg(root, **kw):
-    cfg = {"name": "pose-bottomup", "data_root": str(root), "keypoints": "info.yaml", "input_size": 128,
+    cfg = {"name": "pose-bottomup", "root": str(root), "keypoints": "info.yaml", "input_size": 128,
            "train": {"images": "train", "annotations": "train.json"},
            "val": {"images": "val", "annotations": "val.json"},
            "search_holdout": 2, "workers": 0, "vis_images": 2,

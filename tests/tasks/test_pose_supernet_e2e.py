@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from scalenas.data.synth_pose import generate
-from scalenas.train.quickrun import quick_supernet_run
+from quickrun import quick_supernet_run
 
 
 @pytest.mark.slow
@@ -23,7 +23,7 @@ def test_short_pose_supernet_run_raises_ap_on_its_training_images(tmp_path):
     cfg = {"run_dir": str(tmp_path / "run"), "seed": 0,
            "space": {"width": 16, "modules_per_stage": [1, 1, 1], "depth_choices": [1, 2], "stem_channels": 16,
                      "stage1_blocks": 1},
-           "task": {"name": "pose-bottomup", "data_root": str(data), "train": train, "val": train,
+           "task": {"name": "pose-bottomup", "root": str(data), "train": train, "val": train,
                     "keypoints": "coco", "input_size": 128, "workers": 0, "vis_images": 0,
                     "augment": {"max_rotation": 0, "min_scale": 1.0, "max_scale": 1.0, "max_translate": 0,
                                 "flip_prob": 0.5}},

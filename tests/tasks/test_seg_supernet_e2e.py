@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scalenas.data.synth_seg import generate
-from scalenas.train.quickrun import quick_supernet_run
+from quickrun import quick_supernet_run
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_short_seg_supernet_run_learns(tmp_path, tiny_space_cfg):
     r = quick_supernet_run(cfg, calib_images=16)
     # chance: predict the most frequent class everywhere -> mIoU = freq(bg) / num_classes
     from scalenas.tasks.seg_metrics import majority_class_miou
-    from scalenas.train.engine import build_task
+    from scalenas.tasks.base import build_task
 
     task = build_task(cfg["task"])
     chance = majority_class_miou(task.build_dataset("val", train=False), task.head.num_classes)

@@ -14,11 +14,9 @@ from scalenas.errors import ScaleNASError
 from scalenas.nets.registry import PRESETS, get_preset, list_presets
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HEAD_KINDS, HeadSpec
+from scalenas.space.legacy import load_official_mask
 from scalenas.space.space import SearchSpace
 from scalenas.utils.io import read_json
-
-DEFAULT_INPUT = {"seg": (1024, 2048), "pose-topdown": (256, 192), "pose-bottomup": (512, 512)}
-
 
 @dataclass
 class Target:
@@ -62,13 +60,11 @@ def resolve_target(target: str, head: str | None = None, input_hw=None, width: i
         published = p.published
         if head is not None and head != spec.kind:
             spec = HeadSpec(kind=head)
-            hw = DEFAULT_INPUT[head]
+            hw = spec.default_input_hw
     elif os.path.isfile(target):
         name = os.path.splitext(os.path.basename(target))[0]
         space, spec, hw = SearchSpace(), None, None
         if target.lower().endswith(".npy"):
-            from scalenas.space.legacy import load_official_mask
-
             arch = load_official_mask(target)
             notes.append("official ScaleNAS mask (.npy)")
         else:
@@ -86,7 +82,7 @@ def resolve_target(target: str, head: str | None = None, input_hw=None, width: i
         if spec is None or (head is not None and head != spec.kind):
             spec = HeadSpec(kind=head or "seg")
             hw = None
-        hw = hw or DEFAULT_INPUT[spec.kind]
+        hw = hw or spec.default_input_hw
     else:
         raise ScaleNASError(f"{target!r} is neither a preset name nor an existing file; presets: "
                             f"{', '.join(list_presets())}")

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from scalenas.deploy.arch_files import special_archs, write_arch_file
+from scalenas.errors import ScaleNASError
+from scalenas.space.heads import HEAD_KINDS
+from scalenas.space.space import SearchSpace
+
 USAGE = ("scalenas archs [CONFIG.yaml] [KEY=VALUE ...] [--width W] [--which largest,smallest,hrnet]\n"
          "                      [--random N] [--seed S] [--fusion-prob P] [--head KIND] -o DIR")
 
@@ -27,8 +32,6 @@ random draw with its seed), which 'scalenas extract' copies into the model card.
 
 
 def add_parser(sub):
-    from scalenas.space.heads import HEAD_KINDS
-
     p = sub.add_parser("archs", help="write the largest/smallest/hrnet/preset/random archs of a space as JSON",
                        usage=USAGE, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("rest", nargs="*", metavar="CONFIG.yaml|KEY=VALUE", help="a config with a 'space' section, "
@@ -48,9 +51,6 @@ def add_parser(sub):
 
 def run(args) -> int:
     from scalenas.config import apply_overrides, load_config
-    from scalenas.deploy.arch_files import special_archs, write_arch_file
-    from scalenas.errors import ScaleNASError
-    from scalenas.space.space import SearchSpace
 
     config, overrides = None, []
     for item in args.rest:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from scalenas.errors import ScaleNASError
+
 
 def _hw(text: str) -> tuple[int, int]:
     try:
@@ -32,8 +34,6 @@ def add_parser(sub):
 
 def run(args) -> int:
     if args.train < 1:  # the library allows it (an evaluation-only set); a command-line dataset is for training
-        from scalenas.errors import ScaleNASError
-
         raise ScaleNASError(f"--train {args.train}: need at least one training image (training and BN "
                             f"calibration read the train split)")
     if args.data_command == "synth-seg":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from scalenas.cli.extract import add_data_arg
+from scalenas.utils.io import atomic_write_json, dumps_json
 
 
 def add_parser(sub):
@@ -38,7 +39,6 @@ def run(args) -> int:
     from scalenas.utils.runtime import resolve_device
     from scalenas.deploy.model_dir import load_model
     from scalenas.deploy.runtime import OnnxModule, build_model_task
-    from scalenas.utils.io import atomic_write_json, dumps_json
 
     device = resolve_device(args.device)
     lm = load_model(args.model_dir, device)

@@ -8,7 +8,7 @@ from scalenas.cli._target import parse_hw
 
 def add_data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", action="append", default=[], metavar="ROOT|KEY=VALUE",
-                   help="where the task's data is now: a dataset root (sets task.root / task.data_root) or "
+                   help="where the task's data is now: a dataset root (sets task.root) or "
                         "KEY=VALUE overrides of the task section (repeatable)")
 
 

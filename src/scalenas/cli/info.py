@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from scalenas.cli._target import Target, add_target_args, resolve_target
+from scalenas.errors import ScaleNASError
 from scalenas.nets.registry import get_preset, list_presets
 from scalenas.space.profile import Profile, profile
 from scalenas.utils.io import dumps_json
@@ -150,8 +151,6 @@ def _print_presets(rows: list[dict]) -> None:
 def run(args) -> int:
     if args.target is None:
         if args.head or args.input or args.width:
-            from scalenas.errors import ScaleNASError
-
             raise ScaleNASError("--head/--input/--width need a NAME or ARCH argument")
         rows = preset_rows()
         if args.json:

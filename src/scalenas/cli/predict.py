@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 from scalenas.errors import ScaleNASError
+from scalenas.utils.io import atomic_write_json
 
 
 def add_parser(sub):
@@ -112,7 +113,6 @@ def _predict_one(task, forward, dev, path: str, stem: str, args, meta: dict, vis
     """Predict one image and write its overlay and JSON; returns the overlay path. A file that is not
     a readable image raises ``ScaleNASError`` naming it (decoded from bytes, so OpenCV prints nothing)."""
     from scalenas.data.seg_folder import read_image
-    from scalenas.utils.io import atomic_write_json
 
     image = read_image(path)
     pred = task.predict(forward, image, device=dev)

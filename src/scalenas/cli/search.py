@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from scalenas.deploy.arch_files import write_arch_file
+from scalenas.errors import ScaleNASError
+from scalenas.space.arch import Arch
+from scalenas.utils.io import dumps_json
+
 USAGE = ("scalenas search SUPERNET_CKPT [CONFIG.yaml] [KEY=VALUE ...] -o RUN [--resume] [--workers N]\n"
          "                       [--ray auto|local|ADDRESS] [--strategy evolution|random] [--quiet]\n"
          "       scalenas search pick RUN [--max-gflops X] [--max-params-m M] [--max-latency-ms L] [-o arch.json]")
@@ -70,11 +75,8 @@ def run(args) -> int:
 
 
 def _pick(args) -> int:
-    from scalenas.deploy.arch_files import write_arch_file
     from scalenas.errors import ScaleNASError
     from scalenas.search.pareto_doc import pick
-    from scalenas.space.arch import Arch
-    from scalenas.utils.io import dumps_json
 
     if len(args.rest) != 1:
         raise ScaleNASError("search pick: give exactly one search run folder (scalenas search pick RUN ...)")
@@ -93,7 +95,6 @@ def _pick(args) -> int:
 
 
 def _search(args) -> int:
-    from scalenas.errors import ScaleNASError
     from scalenas.search.resolve import resolve_search_cfg
     from scalenas.search.runner import run_search
 

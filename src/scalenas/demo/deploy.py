@@ -7,6 +7,14 @@ import os
 import shutil
 
 from scalenas.space import Arch
+from scalenas.deploy import model_dir as md
+from scalenas.deploy.arch_files import write_arch_file
+from scalenas.deploy.export import export_model_dir
+from scalenas.deploy.extract import ExtractOptions, extract
+from scalenas.deploy.runtime import build_model_task
+from scalenas.search.pareto_doc import load_run
+from scalenas.space.heads import HeadSpec
+from scalenas.viz.arch_drawing import save_arch_drawing
 
 
 def choose_picks(records: list[dict], hrnet_gflops: float) -> list[tuple[str, dict]]:
@@ -24,12 +32,6 @@ def choose_picks(records: list[dict], hrnet_gflops: float) -> list[tuple[str, di
 
 
 def deploy_models(kind: str, tdir: str, ckpt_path: str, search_dir: str, search_cfg: dict, cfg) -> list[dict]:
-    from scalenas.deploy.arch_files import write_arch_file
-    from scalenas.deploy.export import export_model_dir
-    from scalenas.deploy.extract import ExtractOptions, extract
-    from scalenas.search.pareto_doc import load_run
-    from scalenas.space.heads import HeadSpec
-    from scalenas.viz.arch_drawing import save_arch_drawing
 
     doc, records = load_run(search_dir)
     space = cfg.space.build()
@@ -80,9 +82,6 @@ def deploy_models(kind: str, tdir: str, ckpt_path: str, search_dir: str, search_
 
 
 def _overlays(model_dir: str, out_dir: str) -> list[str]:
-    from scalenas.deploy import model_dir as md
-    from scalenas.deploy.runtime import build_model_task
-
     lm = md.load_model(model_dir)
     task = build_model_task(lm.meta, model_dir, need_data=True)
     n = getattr(task.cfg, "vis_images", 4) or 4

@@ -118,7 +118,7 @@ def make_data(kind: str, tdir: str, s: dict, state: DemoState) -> str:
 def run_config(kind: str, tdir: str, s: dict, data_dir: str) -> dict:
     """The supernet's run config (as a dict, before the step count is known)."""
     task_cfg = dict(s["task"])
-    task_cfg["root" if kind == "seg" else "data_root"] = data_dir
+    task_cfg["root"] = data_dir
     return {"run_dir": os.path.join(tdir, "supernet"), "seed": 0, "space": s["space"], "task": task_cfg,
             "model": s["model"], "sampler": s["sampler"], "train": dict(s["train"]), "search": {}}
 

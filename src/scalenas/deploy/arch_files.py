@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.registry import PRESETS, list_presets
 from scalenas.space.arch import Arch
 from scalenas.space.space import SearchSpace
 from scalenas.utils.io import atomic_write_json, read_json
@@ -52,8 +53,6 @@ def special_archs(space: SearchSpace, which: list[str], pose_rule: bool = False,
     """The archs named in ``which`` (largest, smallest, hrnet, or a preset name), then ``num_random``
     samples drawn from ``random.Random(seed)``; every one validated against ``space`` (with the pose
     rule on the last module when ``pose_rule``)."""
-    from scalenas.nets.registry import PRESETS, list_presets
-
     base = {"width": space.width, "pose_rule": pose_rule, "config": os.path.abspath(config) if config else None}
     out: list[NamedArch] = []
     for name in which:

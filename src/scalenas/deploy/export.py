@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from scalenas.deploy import model_dir as md
-from scalenas.deploy.runtime import OnnxModule, natural_image, normalise
+from scalenas.deploy.runtime import OnnxModule, build_model_task, natural_image, normalise
 from scalenas.errors import ScaleNASError
+from scalenas.utils.io import atomic_write_json
 
 DEFAULT_TOL = 1e-4
 FORMATS = ("onnx", "torchscript")
@@ -225,8 +226,6 @@ def parity_inputs(meta: dict, model_path: str, data: list[str] | None = None, se
 
 def _real_image(meta: dict, model_path: str, data, log):
     """The first image of the task's val (else test) split as the model sees it, or (None, None)."""
-    from scalenas.deploy.runtime import build_model_task
-
     try:
         task = build_model_task(meta, model_path, need_data=True, overrides=data)
     except ScaleNASError as e:
@@ -286,7 +285,5 @@ def export_model_dir(model_path: str, fmt: str, out: str | None = None, opset: i
               "normalisation": lm.meta["normalisation"], "model_dir": os.path.abspath(model_path),
               "weights_sha256": lm.meta["weights"].get("sha256"), "arch_hash": lm.arch.hash,
               "parity": rep.to_dict(), "sha256": md.sha256_file(out)}
-    from scalenas.utils.io import atomic_write_json
-
     atomic_write_json(out + ".json", record)
     return {"path": out, "record": record, "parity": rep}

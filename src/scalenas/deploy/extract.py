@@ -31,15 +31,19 @@ from scalenas.deploy import model_dir as md
 from scalenas.deploy.arch_files import arch_file_origin
 from scalenas.deploy.card import build_card, render_markdown
 from scalenas.deploy.finetune import finetune
-from scalenas.deploy.runtime import apply_task_overrides, measure_latency, normalisation_of, portable_task
+from scalenas.deploy.runtime import (
+    apply_task_overrides,
+    measure_latency,
+    normalisation_of,
+    portable_task,
+)
 from scalenas.errors import ScaleNASError
 from scalenas.search.calibrate import Calibrator
 from scalenas.search.config import SearchCfg
 from scalenas.search.pareto_doc import pick
-from scalenas.search.runner import task_input_hw
 from scalenas.space.arch import Arch
+from scalenas.tasks.base import build_task
 from scalenas.train.checkpoint import load_supernet
-from scalenas.train.engine import build_task
 from scalenas.utils.io import package_versions
 from scalenas.utils.runtime import resolve_device
 
@@ -112,14 +116,12 @@ def pick_from_run(run_dir: str, max_gflops: float | None, max_latency_ms: float 
 def default_input_hw(task, head) -> tuple[int, int]:
     """The size FLOPs and latency are given at when none is asked for: the search's own rule (the
     task's input / crop / image size), else the usual size for the head."""
-    from scalenas.cli._target import DEFAULT_INPUT
-
     if task is not None:
         try:
-            return task_input_hw(task)
+            return task.input_hw
         except ScaleNASError:
             pass
-    return DEFAULT_INPUT[head.kind]
+    return head.default_input_hw
 
 
 def calibration_settings(opts: ExtractOptions, search: dict | None) -> dict:

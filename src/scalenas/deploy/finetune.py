@@ -4,7 +4,7 @@ The supernet run's ``train`` section supplies the optimiser (SGD / Adam / AdamW 
 the schedule, batch size, bf16 autocast, channels_last, gradient clipping and loader workers. The
 schedule is re-laid over the fine-tuning length: milestones and warm-up, given in supernet steps,
 are scaled by (fine-tune steps / supernet steps), so "decay at 2/3 of training" keeps its meaning.
-Data order and augmentation are deterministic given the seed (the engine's seeded step sampler).
+Data order and augmentation are deterministic given the seed (the seeded step sampler of ``train.data``).
 No distillation and no DDP: this is a short, plain loop for one static net.
 """
 from __future__ import annotations
@@ -15,15 +15,14 @@ from typing import Callable
 import torch
 
 from scalenas.errors import ScaleNASError
+from scalenas.train.config import TrainCfg
+from scalenas.train.data import StepBatchSampler, make_loader
+from scalenas.train.optim import build_optimizer, build_scheduler
+from scalenas.train.step import forward_loss, to_device
 
 
 def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int, device="cpu", seed: int = 0,
              lr: float | None = None, log: Callable[[str], None] | None = print) -> dict:
-    from scalenas.train.config import TrainCfg
-    from scalenas.train.data import StepBatchSampler, make_loader
-    from scalenas.train.engine import to_device, tree_float
-    from scalenas.train.optim import build_optimizer, build_scheduler
-
     if epochs < 1:
         raise ScaleNASError(f"--finetune-epochs {epochs}: must be at least 1")
     tc = TrainCfg.model_validate(train_cfg or {})
@@ -54,9 +53,7 @@ def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int, de
     try:
         for batch in loader:
             batch = to_device(batch, device, tc.channels_last)
-            with amp:
-                out = net(batch["image"])
-            loss, _ = task.loss(tree_float(out), batch)
+            _, loss, _ = forward_loss(net, task, batch, amp)
             if not bool(torch.isfinite(loss.detach())):
                 raise ScaleNASError(f"fine-tuning: non-finite loss at step {step}; lower --finetune-lr")
             opt.zero_grad(set_to_none=True)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.scalenet import ScaleNet
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.liveness import liveness
@@ -160,7 +161,6 @@ def parse_meta(meta: dict, path: str) -> tuple[SearchSpace, Arch, HeadSpec]:
 def load_model(model_dir: str, device: str | torch.device = "cpu", verify: bool = True) -> LoadedModel:
     """The ScaleNet of ``model_dir`` (eval mode) with its metadata, loaded strictly (see module doc)."""
     from scalenas.nets.modules import is_dead_key
-    from scalenas.nets.scalenet import ScaleNet
 
     meta = read_meta(model_dir)
     meta_path = os.path.join(model_dir, META_FILE)

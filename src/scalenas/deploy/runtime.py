@@ -13,7 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from scalenas.config import apply_overrides
 from scalenas.errors import ScaleNASError
+from scalenas.tasks.base import TASKS, build_task
+from scalenas.utils.io import dumps_json
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -78,8 +81,6 @@ def portable_task(task, task_cfg: dict) -> tuple[dict, dict[str, bytes]]:
     ship in the model dir. Segmentation reads class names/palette from ``dataset_info.json`` under its
     root, so that file is written to the model dir (the root becomes the model dir at load time);
     bottom-up pose gets its keypoint definition inline and no split files."""
-    from scalenas.utils.io import dumps_json
-
     cfg = dict(task_cfg)
     files: dict[str, bytes] = {}
     name = cfg.get("name")
@@ -93,7 +94,8 @@ def portable_task(task, task_cfg: dict) -> tuple[dict, dict[str, bytes]]:
         cfg["root"] = "."
     elif name == "pose-bottomup":
         cfg["keypoints"] = task.info.to_dict()
-        cfg["data_root"] = ""
+        cfg.pop("data_root", None)  # the old name of root (the portable config is written fresh)
+        cfg["root"] = ""
         for k in ("train", "val", "test"):
             cfg[k] = None
     return cfg, files
@@ -103,8 +105,6 @@ def build_model_task(meta: dict, model_dir: str, need_data: bool, overrides: lis
     """The task of a model dir: from the training config (``need_data``: evaluation, calibration) with
     ``overrides`` (``KEY=VALUE`` on the task section, or a bare dataset root), or from the portable
     config (prediction and overlays only)."""
-    from scalenas.train.engine import build_task
-
     if need_data:
         return build_task(apply_task_overrides(dict(meta["task"]), overrides or []))
     cfg = dict(meta.get("predict_task") or meta["task"])
@@ -115,20 +115,16 @@ def build_model_task(meta: dict, model_dir: str, need_data: bool, overrides: lis
 
 def apply_task_overrides(cfg: dict, overrides: list[str]) -> dict:
     """``KEY=VALUE`` items set task keys (``root=/data/cityscapes``, ``val.images=...``); a bare path
-    sets the task's data root key (``root`` for segmentation, ``data_root`` for pose)."""
-    from scalenas.config import apply_overrides
-    from scalenas.tasks.base import TASKS
-
+    sets the task's ``root`` (or ``data_root``, its old name, where the run's config still says that)."""
     kv = [o for o in overrides if "=" in o]
     for o in overrides:
         if "=" in o:
             continue
         fields = getattr(TASKS.get(cfg.get("name", "")).Config, "model_fields", {})
-        key = "root" if "root" in fields else "data_root" if "data_root" in fields else None
-        if key is None:
+        if "root" not in fields:
             raise ScaleNASError(f"--data {o}: task {cfg.get('name')!r} reads no dataset folder; "
                                 f"give KEY=VALUE task overrides instead")
-        cfg[key] = o
+        cfg["data_root" if "data_root" in cfg else "root"] = o
     return apply_overrides(cfg, kv)
 
 

@@ -60,6 +60,8 @@ from torch import nn
 
 from scalenas.errors import ScaleNASError
 from scalenas.nets.modules import is_dead_key
+from scalenas.nets.registry import create_model
+from scalenas.nets.scalenet import ScaleNet
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.liveness import liveness
@@ -293,8 +295,6 @@ def _ignore_reason(k: str, head: HeadSpec, L: _Layout) -> str | None:
 
 def target_shapes(space: SearchSpace, arch: Arch, head: HeadSpec | str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of a ScaleNet's state dict, from a shape-only (meta device) build."""
-    from scalenas.nets.scalenet import ScaleNet
-
     with torch.device("meta"):
         net = ScaleNet(space, arch, head, init="none")
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -399,7 +399,6 @@ def load_hrnet_checkpoint(model: nn.Module | str, checkpoint: str | os.PathLike 
 
 def _preset_for_family(name: str, family: str) -> nn.Module:
     """The preset ``name`` built with the fusion upsampling that weights of ``family`` were trained with."""
-    from scalenas.nets.registry import create_model
 
     return create_model(name, fuse_upsample=FAMILY_UPSAMPLE.get(family))
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.scalenet import ScaleNet
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.space import SearchSpace
@@ -56,8 +57,6 @@ def get_preset(name: str) -> Preset:
 def create_model(name: str, head: HeadSpec | str | dict | None = None, fuse_upsample: str | None = None, **kwargs):
     """Build a preset's ScaleNet. ``head`` overrides the preset's head (e.g. ``"pose-bottomup"``),
     ``fuse_upsample`` its space's fusion upsampling (``"bilinear"`` for HRNet-Seg weights)."""
-    from scalenas.nets.scalenet import ScaleNet
-
     p = get_preset(name)
     h = HeadSpec.of(head) if head is not None else p.head
     arch = p.arch

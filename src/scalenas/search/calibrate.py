@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from scalenas.train.data import SeededSamples
+from scalenas.data.seeded import SeededSamples
 
 CALIB_SEED = 937162211  # the reference's fixed permutation seed
 

@@ -6,6 +6,7 @@ from typing import Any, Callable, Literal, Optional, Sequence
 from pydantic import Field, field_validator, model_validator
 
 from scalenas.config import Strict
+from scalenas.errors import ScaleNASError
 from scalenas.search.calibrate import CALIB_SEED
 from scalenas.search.objectives import Constraints, Objective, parse_objectives
 from scalenas.search.strategies import FUSION_GRID, STRATEGIES, Strategy
@@ -97,8 +98,6 @@ class SearchCfg(Strict):
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, v):
-        from scalenas.errors import ScaleNASError
-
         try:
             parse_objectives(v)
         except ScaleNASError as e:

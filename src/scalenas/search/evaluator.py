@@ -20,6 +20,8 @@ import torch
 from scalenas.errors import ScaleNASError
 from scalenas.search.calibrate import CALIB_SEED, Calibrator
 from scalenas.space.arch import Arch
+from scalenas.tasks.base import build_task
+from scalenas.train.checkpoint import load_supernet
 from scalenas.utils.runtime import resolve_device, torch_threads
 
 
@@ -64,9 +66,6 @@ class Evaluator:
 
     @classmethod
     def from_spec(cls, spec: EvalSpec) -> "Evaluator":
-        from scalenas.train.checkpoint import load_supernet
-        from scalenas.train.engine import build_task
-
         net, _ = load_supernet(spec.checkpoint)
         return cls(net, build_task(spec.task), spec)
 

@@ -31,12 +31,15 @@ import numpy as np
 import torch
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.scalenet import ScaleNet
 from scalenas.search.calibrate import bn_stats_from_batch
+from scalenas.search.strategies import FUSION_GRID
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.liveness import liveness
 from scalenas.space.space import SearchSpace
 from scalenas.utils.runtime import torch_threads
+from scalenas.utils.io import atomic_write_json, read_json
 
 TABLE_FORMAT = "scalenas.latency_table/1"
 
@@ -170,7 +173,6 @@ def scalenet_builder(space: SearchSpace, head: HeadSpec, supernet=None) -> Calla
     else freshly initialised (timing does not depend on the weights)."""
     if supernet is not None:
         return lambda arch: supernet.extract(arch)
-    from scalenas.nets.scalenet import ScaleNet
 
     def build(arch: Arch) -> torch.nn.Module:
         net = ScaleNet(space, arch, head)
@@ -224,7 +226,6 @@ def mape(pred: Sequence[float], true: Sequence[float]) -> float:
 
 def sample_archs(space: SearchSpace, n: int, seed: int, pose_rule: bool = False) -> list[Arch]:
     """``n`` distinct archs spread over the FLOPs range: smallest, largest, then the fusion x depth grid."""
-    from scalenas.search.strategies import FUSION_GRID
 
     rng = random.Random(seed)
     grid = [(f, d) for f in FUSION_GRID for d in space.depth_pairs()]
@@ -313,14 +314,10 @@ class LatencyTable:
                 "coef": [float(c) for c in self.coef], "fit": self.fit, "measured": self.measured}
 
     def save(self, path: str) -> None:
-        from scalenas.utils.io import atomic_write_json
-
         atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str) -> "LatencyTable":
-        from scalenas.utils.io import read_json
-
         d = read_json(path, "latency table")
         if not isinstance(d, dict) or d.get("format") != TABLE_FORMAT:
             raise ScaleNASError(f"{path}: not a scalenas latency table (format {TABLE_FORMAT!r})")

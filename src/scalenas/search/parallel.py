@@ -23,6 +23,7 @@ from scalenas.errors import ScaleNASError
 from scalenas.search.evaluator import EvalSpec, Evaluator
 from scalenas.space.arch import Arch
 from scalenas.utils.runtime import resolve_device
+from scalenas.utils.runtime import setup_process
 
 
 class InProcessPool:
@@ -44,7 +45,6 @@ _WORKER: Evaluator | None = None
 
 def _init_worker(spec_dict: dict, devices) -> None:
     global _WORKER
-    from scalenas.utils.runtime import setup_process
 
     spec = EvalSpec(**spec_dict)
     setup_process(spec.threads or 1)
@@ -125,8 +125,6 @@ class _RayWorker:
 
     @staticmethod
     def _build(spec: EvalSpec, ckpt_bytes: bytes) -> Evaluator:
-        from scalenas.utils.runtime import setup_process
-
         setup_process(spec.threads or 1)
         fd, path = tempfile.mkstemp(suffix=".pt")
         with os.fdopen(fd, "wb") as f:

@@ -37,12 +37,18 @@ from scalenas.search.costs import COST_KEYS, build_costs
 from scalenas.search.evaluator import EvalSpec, Evaluator
 from scalenas.search.objectives import objective_values, parse_objectives
 from scalenas.search.parallel import make_pool
-from scalenas.search.pareto_doc import PARETO_JSON, PARETO_PNG, doc_header, pareto_doc, plot_fronts
+from scalenas.search.pareto_doc import (
+    PARETO_JSON,
+    PARETO_PNG,
+    doc_header,
+    pareto_doc,
+    plot_fronts,
+)
 from scalenas.search.runlog import JsonlLog, load_state, save_state
 from scalenas.space.arch import Arch
 from scalenas.space.space import SearchSpace
+from scalenas.tasks.base import build_task
 from scalenas.train.checkpoint import load_supernet
-from scalenas.train.engine import build_task
 from scalenas.utils.io import atomic_write_json, atomic_write_text, package_versions
 from scalenas.utils.runtime import resolve_device
 
@@ -52,21 +58,6 @@ RUN_FILES = {"state": "state.json", "log": "evaluations.jsonl", "config": "confi
 PLOT_EVERY_S = 5.0  # real generations keep pareto.png current (a plot costs ~1 s)
 
 
-def task_input_hw(task) -> tuple[int, int]:
-    """The input size FLOPs and latency are counted at, from the task: an ``input_hw`` attribute, or
-    its config's ``input_hw`` / ``input_size`` / ``crop_size`` / ``size``."""
-    hw = getattr(task, "input_hw", None)
-    cfg = getattr(task, "cfg", None)
-    if hw is None:
-        for key in ("input_hw", "input_size", "crop_size", "size"):
-            hw = getattr(cfg, key, None)
-            if hw is not None:
-                break
-    if hw is None:
-        raise ScaleNASError(f"search.input_hw: task {task.name!r} does not say its input size; set search.input_hw")
-    if isinstance(hw, int):
-        return (hw, hw)
-    return (int(hw[0]), int(hw[1]))
 
 
 class _Progress:
@@ -161,7 +152,7 @@ class SearchRun:
             raise ScaleNASError(f"search.task: the task's head {self.task.head.to_dict()} does not match the "
                                 f"supernet's {self.head.to_dict()} ({ckpt})")
         _check_split(self.task, cfg.eval_split)
-        self.input_hw = tuple(cfg.input_hw) if cfg.input_hw else task_input_hw(self.task)
+        self.input_hw = tuple(cfg.input_hw) if cfg.input_hw else self.task.input_hw
         self.objectives = parse_objectives(cfg.objectives)
         self.constraints = cfg.constraints.build()
         self.device = str(resolve_device(cfg.device, "search.device"))

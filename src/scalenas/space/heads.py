@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass
 from scalenas.errors import ScaleNASError
 
 HEAD_KINDS = ("seg", "pose-bottomup", "pose-topdown")
+#: the usual input (H, W) of each head, where nothing else gives one: Cityscapes full frames, the
+#: top-down person box of HRNet, HigherHRNet's bottom-up crop
+DEFAULT_INPUT_HW = {"seg": (1024, 2048), "pose-topdown": (256, 192), "pose-bottomup": (512, 512)}
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,11 @@ class HeadSpec:
     @property
     def is_pose(self) -> bool:
         return self.kind.startswith("pose")
+
+    @property
+    def default_input_hw(self) -> tuple[int, int]:
+        """The input size costs are given at when neither the task nor the user names one."""
+        return DEFAULT_INPUT_HW[self.kind]
 
     @property
     def pose_rule(self) -> bool:

@@ -1,4 +1,4 @@
 """Tasks join data to a head: datasets, targets, loss, decode, metric, visualisation."""
-from scalenas.tasks.base import TASKS, Task
+from scalenas.tasks.base import TASKS, Task, build_task
 
-__all__ = ["TASKS", "Task"]
+__all__ = ["TASKS", "Task", "build_task"]

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset
 
+from scalenas.config import validate_section
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
 from scalenas.utils.registry import Registry
@@ -31,14 +32,18 @@ class Task(abc.ABC):
 
     @classmethod
     def from_config(cls, cfg: dict | Any) -> "Task":
-        from scalenas.config import validate_section
-
         return cls(validate_section(cls.Config, cfg, "task"))
 
     @property
     @abc.abstractmethod
     def head(self) -> HeadSpec:
         """The head this task trains (number of classes or keypoints taken from the dataset info)."""
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The (H, W) the network is fed in training; FLOPs and latency are counted at it. Tasks
+        whose input size is in their config say it here."""
+        raise ScaleNASError(f"search.input_hw: task {self.name!r} does not say its input size; set search.input_hw")
 
     @abc.abstractmethod
     def build_dataset(self, split: str, train: bool) -> Dataset:
@@ -84,3 +89,10 @@ def holdout_indices(n: int, k: int, seed: int) -> list[int]:
 
 #: tasks by ``Task.name``; each module of ``scalenas.tasks`` registers its own on the first lookup
 TASKS = Registry("task", "task.name", package="scalenas.tasks")
+
+
+def build_task(task_cfg: dict) -> Task:
+    """The task of a ``task:`` config section, by its ``name``."""
+    if not isinstance(task_cfg, dict) or "name" not in task_cfg:
+        raise ScaleNASError("task.name: missing (e.g. segmentation, pose-bottomup)")
+    return TASKS.get(task_cfg["name"]).from_config(task_cfg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -29,11 +30,15 @@ from scalenas.tasks.pose_eval import evaluate_keypoints
 from scalenas.tasks.pose_losses import bottomup_loss
 from scalenas.tasks.pose_targets import MAX_NUM_PEOPLE, build_targets
 from scalenas.utils.runtime import rank_and_world
+from scalenas.tasks.pose_targets import OracleForward
+from scalenas.utils.io import atomic_write_json
+from scalenas.viz.pose_overlay import DEFAULT_MIN_SCORE, gt_keypoints, save_overlay
 
+_WARNED: dict = {}  # once per process: the registry ``warnings`` keeps for the deprecation below
 
 
 class SplitData(Strict):
-    """One split: an image folder and its COCO keypoint annotation file (relative to ``data_root``)."""
+    """One split: an image folder and its COCO keypoint annotation file (relative to ``root``)."""
 
     images: str
     annotations: str
@@ -94,12 +99,12 @@ class InferenceConfig(Strict):
 
 class BottomUpPoseConfig(Strict):
     name: Literal["pose-bottomup"] = "pose-bottomup"
-    #: folder the split paths are relative to (absolute split paths ignore it)
-    data_root: str = ""
+    #: folder the split paths are relative to (absolute split paths ignore it); ``data_root`` before
+    root: str = ""
     train: SplitData | None = None
     val: SplitData | None = None
     test: SplitData | None = None
-    #: "coco", "crowdpose", a JSON/YAML dataset-info file (relative to data_root if not found as given),
+    #: "coco", "crowdpose", a JSON/YAML dataset-info file (relative to root if not found as given),
     #: or an inline mapping (see scalenas.data.keypoint_info)
     keypoints: str | dict[str, Any] = "coco"
     #: which AP implementation: "coco" (pycocotools) or "crowdpose" (xtcocotools); default from keypoints
@@ -118,6 +123,19 @@ class BottomUpPoseConfig(Strict):
     workers: int = Field(2, ge=0)
     #: overlays written by evaluate() when out_dir is given
     vis_images: int = Field(4, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_root_key(cls, data):
+        # every task names its dataset folder ``root``; pose configs written before said ``data_root``
+        if isinstance(data, dict) and "data_root" in data:
+            if "root" in data:
+                raise ValueError("data_root is the old name of root; give only root")
+            # explicit location: the caller is pydantic's validator, whose file and source line say nothing
+            warnings.warn_explicit("task.data_root is deprecated: rename it to task.root", FutureWarning,
+                                   "scalenas", 0, registry=_WARNED)
+            data = {("root" if k == "data_root" else k): v for k, v in data.items()}
+        return data
 
     @field_validator("input_size")
     @classmethod
@@ -192,7 +210,7 @@ class BottomUpPoseTask(Task):
 
     def __init__(self, cfg: BottomUpPoseConfig):
         self.cfg = cfg
-        self.info = get_keypoint_info(cfg.keypoints, cfg.data_root or None)
+        self.info = get_keypoint_info(cfg.keypoints, cfg.root or None)
         self.metric = cfg.metric or ("crowdpose" if self.info.name == "crowdpose" else "coco")
         self._indexes: dict[str, CocoKeypoints] = {}
         self._holdout: list[int] | None = None
@@ -202,6 +220,10 @@ class BottomUpPoseTask(Task):
     def head(self) -> HeadSpec:
         return HeadSpec(kind="pose-bottomup", num_joints=self.info.num_joints,
                         num_deconv_blocks=self.cfg.num_deconv_blocks)
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.cfg.input_size, self.cfg.input_size
 
     @property
     def output_sizes(self) -> tuple[int, int]:
@@ -217,7 +239,7 @@ class BottomUpPoseTask(Task):
 
     # -- data -------------------------------------------------------------------------------------
     def _path(self, p: str) -> str:
-        return p if os.path.isabs(p) or not self.cfg.data_root else os.path.join(self.cfg.data_root, p)
+        return p if os.path.isabs(p) or not self.cfg.root else os.path.join(self.cfg.root, p)
 
     def index(self, split: str) -> CocoKeypoints:
         """The annotation index of ``split`` ("search" reads the train file)."""
@@ -282,8 +304,6 @@ class BottomUpPoseTask(Task):
 
     def visualise(self, image_bgr, prediction: dict, path: str, min_score: float | None = None) -> None:
         """Overlay of the people scoring at least ``min_score`` (default ``DEFAULT_MIN_SCORE``)."""
-        from scalenas.viz.pose_overlay import DEFAULT_MIN_SCORE, save_overlay
-
         people = prediction.get("people", [])
         kps = np.array([p["keypoints"] for p in people], np.float64).reshape(-1, self.info.num_joints, 3)
         save_overlay(path, image_bgr, self.info, kps, [p["score"] for p in people],
@@ -306,8 +326,6 @@ class BottomUpPoseTask(Task):
         """AP of a perfect network (outputs rendered from the ground truth, see ``OracleForward``): the
         ceiling the decoder and this input size allow on ``split``; far below 100 means a decoder or
         data problem (or people too small for the input size)."""
-        from scalenas.tasks.pose_targets import OracleForward
-
         idx = self.index(split)
         cfg = self.decode_config()
         if flip is not None:
@@ -343,8 +361,6 @@ class BottomUpPoseTask(Task):
             metrics = evaluate_keypoints(gt, results, self.info.sigmas, self.metric, ids)
             metrics["images"] = float(len(ids))
             if out_dir:
-                from scalenas.utils.io import atomic_write_json
-
                 os.makedirs(out_dir, exist_ok=True)
                 atomic_write_json(os.path.join(out_dir, f"keypoints_{split}_results.json"), results, indent=None)
                 atomic_write_json(os.path.join(out_dir, f"keypoints_{split}_metrics.json"), metrics)
@@ -355,8 +371,6 @@ class BottomUpPoseTask(Task):
         return metrics
 
     def _overlay(self, out_dir, split, idx: CocoKeypoints, iid, img, people: People) -> None:
-        from scalenas.viz.pose_overlay import gt_keypoints, save_overlay
-
         gt = gt_keypoints(idx.annotations(iid), self.info.num_joints)
         save_overlay(os.path.join(out_dir, "vis", f"{split}_{iid}.png"), img, self.info, people.keypoints,
                      people.scores, gt=gt, threshold=self.cfg.inference.detection_threshold)

@@ -13,6 +13,8 @@ import functools
 import numpy as np
 import torch
 
+from scalenas.data.pose_transforms import affine_matrix, compose, flip_matrix, multi_scale_size, transform_joints
+
 MAX_NUM_PEOPLE = 30
 
 
@@ -134,8 +136,6 @@ class OracleForward:
         self._last = None
 
     def _matrix(self, h: int, w: int) -> np.ndarray:
-        from scalenas.data.pose_transforms import affine_matrix, multi_scale_size
-
         lo = min(self.scales)
         for s in self.scales:
             size, center, scale_vec = multi_scale_size(self.hw, self.input_size, s, lo, self.stride)
@@ -144,8 +144,6 @@ class OracleForward:
         raise ValueError(f"oracle: input {h}x{w} matches no test scale of {self.hw} at {self.input_size}")
 
     def __call__(self, x: torch.Tensor):
-        from scalenas.data.pose_transforms import compose, flip_matrix, transform_joints
-
         h, w = x.shape[-2:]
         m = self._matrix(h, w)
         flipped = self._last is not None and self._last.shape == x.shape and torch.equal(x, self._last.flip(3))

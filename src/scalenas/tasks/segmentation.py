@@ -130,6 +130,10 @@ class SegmentationTask(Task):
         return HeadSpec(kind="seg", num_classes=self.info.num_classes, align_corners=self.cfg.align_corners)
 
     @property
+    def input_hw(self) -> tuple[int, int]:
+        return int(self.cfg.crop_size[0]), int(self.cfg.crop_size[1])
+
+    @property
     def class_names(self) -> list[str]:
         return list(self.info.classes)
 

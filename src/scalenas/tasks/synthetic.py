@@ -82,6 +82,10 @@ class SyntheticRegressionTask(Task):
     def head(self) -> HeadSpec:
         return HeadSpec(kind="seg", num_classes=self.cfg.outputs)
 
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.cfg.size, self.cfg.size
+
     def build_dataset(self, split: str, train: bool) -> Dataset:
         return _SynthDataset(self.cfg, split, train)
 

@@ -16,6 +16,9 @@ import torch
 
 from scalenas.errors import ScaleNASError
 from scalenas.utils.io import atomic_torch_save, atomic_write_text, lists_to_tuples, tuples_to_lists
+from scalenas.nets.supernet import SuperScaleNet
+from scalenas.space.heads import HeadSpec
+from scalenas.space.space import SearchSpace
 from scalenas.utils.weights import read_weights
 
 CKPT_RE = re.compile(r"step_(\d+)\.pt$")
@@ -78,10 +81,6 @@ def find_resume(run_dir: str) -> tuple[str | None, list[tuple[str, str]]]:
 
 def load_supernet(path: str, map_location="cpu"):
     """(SuperScaleNet with the checkpoint's weights, checkpoint dict) from a training checkpoint."""
-    from scalenas.nets.supernet import SuperScaleNet
-    from scalenas.space.heads import HeadSpec
-    from scalenas.space.space import SearchSpace
-
     ck = load_checkpoint(path, map_location)
     meta = ck.get("meta")
     if not meta or "space" not in meta or "head" not in meta or "model" not in ck:

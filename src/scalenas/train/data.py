@@ -2,40 +2,16 @@
 
 The order of samples is a pure function of (seed, epoch); each sample's augmentation draws from
 global RNGs that are re-seeded from (seed, epoch, index) right before the sample is read, in
-whichever worker reads it. So a run resumed at step k sees exactly the batches an uninterrupted run
-sees, whatever the number of workers.
+whichever worker reads it (``data.seeded``). So a run resumed at step k sees exactly the batches an
+uninterrupted run sees, whatever the number of workers.
 """
 from __future__ import annotations
 
-import random
-
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from scalenas.data.seeded import SeededSamples
 from scalenas.errors import ScaleNASError
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, index]).generate_state(1)[0])
-
-
-class SeededSamples(Dataset):
-    """Indexes by (epoch, index) and seeds ``random``, ``numpy`` and ``torch`` before reading a sample."""
-
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, key):
-        epoch, index = key
-        s = sample_seed(self.seed, epoch, index)
-        random.seed(s)
-        np.random.seed(s)
-        torch.manual_seed(s)
-        return self.dataset[index]
 
 
 class StepBatchSampler(Sampler):

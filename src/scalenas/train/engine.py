@@ -16,28 +16,20 @@ import torch.nn.functional as F
 import yaml
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.pretrained import init_supernet_from
 from scalenas.nets.supernet import SuperScaleNet
-from scalenas.tasks.base import TASKS, Task
+from scalenas.tasks.base import build_task
 from scalenas.train import checkpoint as ckpt
 from scalenas.train.config import RunConfig
 from scalenas.train.data import StepBatchSampler, make_loader
 from scalenas.train.distributed import (DistInfo, all_finite, cleanup, init_distributed, sync_buffers,
                                         wrap_ddp)
 from scalenas.train.optim import build_optimizer, build_scheduler
+from scalenas.train.step import forward_loss, to_device, tree_float
 from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, package_versions
 from scalenas.utils.runtime import resolve_amp, setup_process, usable_cores
 
 
-def build_task(task_cfg: dict) -> Task:
-    if not isinstance(task_cfg, dict) or "name" not in task_cfg:
-        raise ScaleNASError("task.name: missing (e.g. segmentation, pose-bottomup)")
-    return TASKS.get(task_cfg["name"]).from_config(task_cfg)
-
-
-def tree_float(x):
-    if isinstance(x, (tuple, list)):
-        return type(x)(tree_float(v) for v in x)
-    return x.float()
 
 
 def kd_loss(student, teacher) -> torch.Tensor:
@@ -45,17 +37,6 @@ def kd_loss(student, teacher) -> torch.Tensor:
     if isinstance(student, (tuple, list)):
         return sum(F.mse_loss(s, t) for s, t in zip(student, teacher))
     return F.mse_loss(student, teacher)
-
-
-def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
-    out = {}
-    for k, v in batch.items():
-        if torch.is_tensor(v):
-            v = v.to(device, non_blocking=True)
-            if k == "image" and channels_last:
-                v = v.contiguous(memory_format=torch.channels_last)
-        out[k] = v
-    return out
 
 
 class SupernetTrainer:
@@ -73,8 +54,6 @@ class SupernetTrainer:
         self.net = SuperScaleNet(self.space, self.head, bn_momentum=cfg.model.bn_momentum, init=cfg.model.init)
         self.init_report = None
         if cfg.model.pretrained:
-            from scalenas.nets.init import init_supernet_from
-
             self.init_report = init_supernet_from(self.net, cfg.model.pretrained)
         self.net.to(self.device)
         if t.channels_last:
@@ -250,10 +229,7 @@ class SupernetTrainer:
         """(loss, its parts) of one subnet on one batch, guarded against non-finite values."""
         t = self.cfg.train
         self.net.set_active(arch)
-        with self._autocast:
-            out = self.model(batch["image"])
-        out = tree_float(out)
-        loss, parts = self.task.loss(out, batch)
+        out, loss, parts = forward_loss(self.model, self.task, batch, self._autocast)
         if teacher_out is not None:
             kd = kd_loss(out, teacher_out)
             loss = loss + t.distill.weight * kd

@@ -13,6 +13,7 @@ import os
 import torch
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.convert import convert_hrnet_state_dict
 from scalenas.utils.weights import read_weights
 
 
@@ -41,8 +42,6 @@ def init_supernet_from(supernet, path: str) -> dict:
     sd, kind = _read_state_dict(path)
     report: dict = {"source": path, "kind": kind}
     if kind == "hrnet":
-        from scalenas.nets.convert import convert_hrnet_state_dict
-
         sd, conv = convert_hrnet_state_dict(sd, supernet.space, supernet.head_spec)
         report["conversion"] = conv.summary()  # counts and first keys, not ~1,800 key names
     own = supernet.state_dict()

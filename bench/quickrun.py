@@ -1,5 +1,6 @@
 """A short supernet run on generated data, measured before and after training (used by the
-end-to-end tests and by the longer ``bench/*_supernet.py`` runs).
+end-to-end tests in ``tests/tasks`` and by the longer ``bench/task_supernet.py`` runs). It drives the
+library from outside (training, then search's BN calibration), so it lives here, not in ``train``.
 
 The metric of a subnet is always taken after BN recalibration on the task's calibration set, at
 step 0 (untrained weights) and after training, on the validation split.
@@ -9,9 +10,10 @@ from __future__ import annotations
 import os
 
 from scalenas.search.calibrate import Calibrator
+from scalenas.tasks.base import build_task
 from scalenas.train.checkpoint import load_supernet
 from scalenas.train.config import RunConfig
-from scalenas.train.engine import SupernetTrainer, build_task
+from scalenas.train.engine import SupernetTrainer
 
 def evaluate_points(supernet, task, archs: dict, split: str, calib: Calibrator, max_images=None) -> dict:
     out = {}

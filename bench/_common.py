@@ -96,3 +96,29 @@ def eager_backends(net, x, bf16: bool = True) -> dict[str, Callable[[], None]]:
     if bf16:
         fns["eager bf16 autocast (CL)"] = bf16_cl
     return fns
+
+
+def train_step_fn(model, x, opt=None) -> Callable[[], None]:
+    """One SGD step of ``model`` on ``x`` (a stand-in loss: the mean square of the output); ``opt``
+    defaults to SGD over all of ``model``'s parameters at a negligible learning rate."""
+    import torch
+
+    opt = opt or torch.optim.SGD(model.parameters(), lr=1e-9, momentum=0.9)
+
+    def f():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+        opt.step()
+    return f
+
+
+def infer_fn(model, x) -> Callable[[], None]:
+    """One eval-mode forward of ``model`` on ``x`` without autograd."""
+    import torch
+
+    def f():
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    return f

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import torch  # noqa: E402
 
-from _common import machine, paired_ratio, print_table  # noqa: E402
+from _common import infer_fn, machine, paired_ratio, print_table, train_step_fn  # noqa: E402
 from scalenas.nets.supernet import SuperScaleNet  # noqa: E402
 from scalenas.space import SearchSpace  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
@@ -47,23 +47,8 @@ def main():
         opt_s = torch.optim.SGD(sn.parameters(), lr=1e-9, momentum=0.9)
         opt_n = torch.optim.SGD(net.parameters(), lr=1e-9, momentum=0.9)
 
-        def train_step(model, opt):
-            def f():
-                model.train()
-                opt.zero_grad(set_to_none=True)
-                model(x).square().mean().backward()
-                opt.step()
-            return f
-
-        def infer(model):
-            def f():
-                model.eval()
-                with torch.no_grad():
-                    model(x)
-            return f
-
-        ts, tn, tr = paired_ratio(train_step(sn, opt_s), train_step(net, opt_n), args.repeats)
-        is_, in_, ir = paired_ratio(infer(sn), infer(net), args.repeats)
+        ts, tn, tr = paired_ratio(train_step_fn(sn, x, opt_s), train_step_fn(net, x, opt_n), args.repeats)
+        is_, in_, ir = paired_ratio(infer_fn(sn, x), infer_fn(net, x), args.repeats)
         worst_t, worst_i = max(worst_t, tr), max(worst_i, ir)
         rows.append([name, arch.hash, tn * 1e3, ts * 1e3, tr, in_ * 1e3, is_ * 1e3, ir])
     print_table(["arch", "hash", "train static ms", "train super ms", "train ratio", "infer static ms",

@@ -33,7 +33,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from _common import machine, paired_ratio, print_table  # noqa: E402
+from _common import infer_fn, machine, paired_ratio, print_table, train_step_fn  # noqa: E402
 from scalenas.nets.scalenet import ScaleNet  # noqa: E402
 from scalenas.search.calibrate import bn_stats_from_batch  # noqa: E402
 from scalenas.space import SearchSpace  # noqa: E402
@@ -234,25 +234,6 @@ def check_equal(net, ref, x) -> float:
     return worst
 
 
-def train_step(model, x):
-    opt = torch.optim.SGD(model.parameters(), lr=1e-9, momentum=0.9)
-
-    def f():
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        model(x).square().mean().backward()
-        opt.step()
-    return f
-
-
-def infer(model, x):
-    def f():
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    return f
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--width", type=int, default=18)
@@ -283,7 +264,7 @@ def main():
             mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
             a, b = copy.deepcopy(net).to(memory_format=mf), copy.deepcopy(ref).to(memory_format=mf)
             xx = x.contiguous(memory_format=mf)
-            for mode, make in (("train", train_step), ("infer", infer)):
+            for mode, make in (("train", train_step_fn), ("infer", infer_fn)):
                 ours, theirs, ratio = paired_ratio(make(a, xx), make(b, xx), args.repeats)
                 rows.append([name, arch.hash, fmt, mode, ours * 1e3, theirs * 1e3, ratio])
         print(f"{name} ({arch.hash}): outputs and gradients equal the reference (max relative diff {diff:.1e})",

@@ -61,6 +61,21 @@ class CommandParser(argparse.ArgumentParser):
                 action, f"invalid choice: {value!r} (choose from {', '.join(map(repr, names))}){hint}")
 
 
+def split_config_and_overrides(command: str, rest: list[str]) -> tuple[str | None, list[str]]:
+    """``(CONFIG.yaml or None, [KEY=VALUE, ...])`` from a command's free arguments: at most one config,
+    before or after the overrides (which may come anywhere on the line)."""
+    config, overrides = None, []
+    for item in rest:
+        if "=" in item:
+            overrides.append(item)
+        elif config is None:
+            config = item
+        else:
+            raise ScaleNASError(f"{command}: unexpected argument {item!r} (one CONFIG.yaml was given already: "
+                                f"{config}; other arguments are KEY=VALUE)")
+    return config, overrides
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = CommandParser(
         prog="scalenas",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from scalenas.cli import split_config_and_overrides
 from scalenas.deploy.arch_files import special_archs, write_arch_file
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HEAD_KINDS
@@ -52,14 +53,7 @@ def add_parser(sub):
 def run(args) -> int:
     from scalenas.config import apply_overrides, load_config
 
-    config, overrides = None, []
-    for item in args.rest:
-        if "=" in item:
-            overrides.append(item)
-        elif config is None and not overrides:
-            config = item
-        else:
-            raise ScaleNASError(f"archs: unexpected argument {item!r} (expected KEY=VALUE)")
+    config, overrides = split_config_and_overrides("archs", args.rest)
     cfg = load_config(config, overrides) if config else apply_overrides({}, overrides)
     section = cfg.get("space") or {}
     if not isinstance(section, dict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from scalenas.cli import split_config_and_overrides
 from scalenas.deploy.arch_files import write_arch_file
 from scalenas.errors import ScaleNASError
 from scalenas.space.arch import Arch
@@ -100,15 +101,7 @@ def _search(args) -> int:
 
     if not args.output:
         raise ScaleNASError("search: -o RUN (the output folder) is required")
-    config_path, overrides = None, []
-    for item in args.rest:
-        if "=" in item:
-            overrides.append(item)
-        elif config_path is None:  # one config, before or after the overrides
-            config_path = item
-        else:
-            raise ScaleNASError(f"search: unexpected argument {item!r} (one CONFIG.yaml was given already: "
-                                f"{config_path}; other arguments are KEY=VALUE)")
+    config_path, overrides = split_config_and_overrides("search", args.rest)
     cfg = resolve_search_cfg(args.target, args.output, config_path, overrides, args.resume, args.strategy)
     summary = run_search(args.target, args.output, cfg, resume=args.resume, workers=args.workers, ray=args.ray,
                          progress=not args.quiet)

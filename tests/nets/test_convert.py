@@ -28,14 +28,7 @@ def _keys_module():
 H = _keys_module()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions gain nothing from threads, and on a shared 2-core machine OpenMP threads
-    # spin against other processes (10-50x slower); run these forward passes single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- the published networks' key lists ---------------------------------------------------------------

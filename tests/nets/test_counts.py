@@ -13,14 +13,7 @@ from scalenas.space import SearchSpace, profile
 HEADS = ("seg", "pose-topdown", "pose-bottomup")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions gain nothing from threads, and on a shared 2-core machine OpenMP threads
-    # spin against other processes (10-50x slower); run these forward passes single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _meta_params(space, arch, head) -> int:

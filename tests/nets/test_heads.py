@@ -11,14 +11,7 @@ from scalenas.space import HeadSpec, SearchSpace
 SMALL = SearchSpace(width=8, stem_channels=16, stage1_blocks=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions gain nothing from threads, and on a shared 2-core machine OpenMP threads
-    # spin against other processes (10-50x slower); run these forward passes single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(head):

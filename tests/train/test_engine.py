@@ -299,6 +299,9 @@ def test_resume_with_another_process_count_refuses():
     with pytest.raises(ScaleNASError, match="ck.pt: saved by 2 processes, resumed by 1; the images per step"):
         ckpt.check_resume_config("ck.pt", {}, {}, saved_world=2, world=1)
     assert ckpt.check_resume_config("ck.pt", {"seed": 1}, {"seed": 1}, saved_world=1, world=1) is None
+    with pytest.raises(ScaleNASError, match=r"ck.pt: sampler.fusion_options is \[0.5\] in the config but \[0.2\]"):
+        ckpt.check_resume_config("ck.pt", {"sampler": {"kind": "grouped", "fusion_options": [0.2]}},
+                                 {"sampler": {"kind": "grouped", "fusion_options": [0.5]}})
 
 
 def test_self_distillation_runs_no_teacher_pass_on_the_largest_groups_steps(tmp_path, make_cfg):

@@ -134,7 +134,7 @@ def check_resume_config(path: str, saved: dict, new: dict, saved_world: int | No
         raise ScaleNASError(f"{path}: saved by {saved_world} processes, resumed by {world}; the images per step "
                             f"and the data order would change, so resume with {saved_world} processes")
     note = None
-    for key in TRAJECTORY_KEYS:
+    for key in TRAJECTORY_KEYS if saved else ():  # a checkpoint without its config cannot be compared
         d = _first_difference(key, _get(saved, key), _get(new, key))
         if d is None:
             continue

@@ -186,8 +186,8 @@ class SupernetTrainer:
 
     def _start_steps(self) -> None:
         self.amp, self.amp_why = resolve_amp(self.cfg.train.amp, self.device)
-        self._autocast = torch.autocast(self.device.type, dtype=torch.float16 if self.amp == "fp16" else torch.bfloat16,
-                                        enabled=self.amp != "none")
+        dtype = torch.float16 if self.amp == "fp16" else torch.bfloat16
+        self._autocast = torch.autocast(self.device.type, dtype=dtype, enabled=self.amp != "none")
         self._scaler = self._make_scaler()
         self._largest = self.space.largest(self.head.pose_rule)
         self.net.train()

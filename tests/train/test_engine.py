@@ -241,7 +241,7 @@ def test_run_header_names_the_threads_and_restores_them(tmp_path, make_cfg, caps
     train_supernet(cfg)
     lines = capsys.readouterr().out.splitlines()
     assert f"threads: 1 (cores {usable_cores()}, loader workers 0, bf16: no)" in lines
-    assert "precision: train.amp none" in lines
+    assert "precision: fp32 (train.amp none)" in lines
     assert torch.get_num_threads() == before  # the training rule does not leak into the caller
 
 

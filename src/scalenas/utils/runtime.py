@@ -145,8 +145,8 @@ def _no_bf16_why(dev) -> str:
 
     if dev.type == "cuda" and torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability(dev)
-        return f"{dev} has no native bf16 (compute capability {major}.{minor} < 8.0)"
-    return f"{dev} has no native bf16 convolution (needs AVX512-BF16/AMX on CPU)"
+        return f"{dev} has no native bf16: compute capability {major}.{minor} < 8.0"
+    return f"{dev} has no native bf16 convolution, which needs AVX512-BF16/AMX"
 
 
 def resolve_amp(requested: str, device) -> tuple[str, str]:
@@ -159,11 +159,11 @@ def resolve_amp(requested: str, device) -> tuple[str, str]:
 
     dev = torch.device(device)
     if requested == "none":
-        return "none", "train.amp none"
+        return "none", "fp32 (train.amp none)"
     if native_bf16(dev):
-        return "bf16", f"native bf16 on {dev}"
+        return "bf16", f"bf16 (native on {dev})"
     fallback = "fp16" if dev.type == "cuda" else "none"
-    why = f"{_no_bf16_why(dev)}: {'fp16 with a grad scaler' if fallback == 'fp16' else 'fp32'}"
+    name = "fp16 with a grad scaler" if fallback == "fp16" else "fp32"
     if requested == "bf16":
-        warnings.warn(f"amp=bf16 requested but {why}", RuntimeWarning, stacklevel=2)
-    return fallback, why
+        warnings.warn(f"amp=bf16 requested but {_no_bf16_why(dev)}; running {name}", RuntimeWarning, stacklevel=2)
+    return fallback, f"{name} ({_no_bf16_why(dev)})"

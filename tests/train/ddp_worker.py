@@ -1,4 +1,5 @@
-"""Run under torchrun by test_distributed.py: train a few steps, save this rank's weights and losses."""
+"""Run under torchrun by test_distributed.py: train a few steps, save this rank's weights, its logged
+losses and the local losses it contributed to each step's mean over ranks."""
 import json
 import os
 import sys
@@ -6,7 +7,19 @@ import sys
 import torch
 
 from scalenas.train.config import RunConfig
+from scalenas.train import engine
 from scalenas.train.engine import SupernetTrainer
+
+local = []  # this rank's own loss of each step, as handed to the mean over ranks
+_mean = engine.all_reduce_mean
+
+
+def _recording_mean(values, info):
+    local.append(values["loss"])
+    return _mean(values, info)
+
+
+engine.all_reduce_mean = _recording_mean
 
 out = sys.argv[1]
 cfg = RunConfig.model_validate({
@@ -22,5 +35,5 @@ res = tr.train()  # ends with a checkpoint, which broadcasts rank 0's BN statist
 rank = tr.info.rank
 torch.save(tr.net.state_dict(), os.path.join(out, f"rank{rank}.pt"))
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-    json.dump({"losses": res["losses"], "world": tr.info.world_size}, f)
+    json.dump({"losses": res["losses"], "local": local, "world": tr.info.world_size}, f)
 tr.close()

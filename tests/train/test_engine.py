@@ -239,7 +239,9 @@ def test_run_header_names_the_threads_and_restores_them(tmp_path, make_cfg, caps
     before = torch.get_num_threads()
     cfg = RunConfig.model_validate(make_cfg(tmp_path / "run", steps=1, threads=1, workers=0))
     train_supernet(cfg)
-    assert f"threads: 1 (cores {usable_cores()}, loader workers 0, bf16: no)" in capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.splitlines()
+    assert f"threads: 1 (cores {usable_cores()}, loader workers 0, bf16: no)" in lines
+    assert "precision: fp32 (train.amp none)" in lines
     assert torch.get_num_threads() == before  # the training rule does not leak into the caller
 
 
@@ -254,3 +256,92 @@ def test_time_steps_times_engine_steps_and_leaves_nothing(tmp_path, make_cfg):
     assert len(times) == 3 and all(0 < t < 60 for t in times)
     assert not os.path.exists(tmp_path / "run")
     assert torch.get_num_threads() == prev
+
+
+def test_resume_with_a_changed_schedule_refuses_naming_the_key(tmp_path, make_cfg):
+    """A resumed run keeps the checkpoint's schedule (LambdaLR restores its milestones), so a changed
+    one is refused, naming the key, before config.yaml records it."""
+    d = make_cfg(tmp_path / "run", steps=4, schedule={"name": "multistep", "milestones": [3]})
+    train_supernet(RunConfig.model_validate(d))
+    recorded = (tmp_path / "run" / "config.yaml").read_text()
+    d["train"]["schedule"]["milestones"] = [2]
+    d["train"]["steps"] = 6
+    with pytest.raises(ScaleNASError, match=r"step_00000004\.pt: train\.schedule\.milestones is \[2\] in the config "
+                                            r"but \[3\] in the checkpoint; a resumed run keeps"):
+        SupernetTrainer(RunConfig.model_validate(d), resume="auto")
+    assert (tmp_path / "run" / "config.yaml").read_text() == recorded
+    # poly's LR depends on the total: a changed train.steps is refused too
+    p = make_cfg(tmp_path / "poly", steps=4)
+    train_supernet(RunConfig.model_validate(p))
+    p["train"]["steps"] = 6
+    with pytest.raises(ScaleNASError, match=r"train\.steps is 6 in the config but 4 in the checkpoint; the poly LR "
+                                            r"schedule depends on the total steps"):
+        SupernetTrainer(RunConfig.model_validate(p), resume="auto")
+
+
+def test_resume_extends_a_finished_multistep_run_as_if_planned(tmp_path, make_cfg, capsys):
+    """train.steps may grow on resume under a schedule that does not depend on it: the extended run
+    equals one configured with the new total from the start, and says so."""
+    sched = {"name": "multistep", "milestones": [3]}
+    full = train_supernet(RunConfig.model_validate(make_cfg(tmp_path / "full", steps=6, schedule=sched)))
+    d = make_cfg(tmp_path / "run", steps=4, schedule=sched)
+    train_supernet(RunConfig.model_validate(d))
+    d["train"]["steps"] = 6
+    capsys.readouterr()
+    more = train_supernet(RunConfig.model_validate(d), resume="auto")
+    out = capsys.readouterr().out
+    assert ("resume: train.steps changed from 4 to 6; the multistep schedule does not depend on it, so training "
+            "runs to 6") in out.splitlines()
+    assert more["steps"] == 6 and more["losses"] == full["losses"][4:]
+
+
+def test_resume_with_another_process_count_refuses():
+    with pytest.raises(ScaleNASError, match="ck.pt: saved by 2 processes, resumed by 1; the images per step"):
+        ckpt.check_resume_config("ck.pt", {}, {}, saved_world=2, world=1)
+    assert ckpt.check_resume_config("ck.pt", {"seed": 1}, {"seed": 1}, saved_world=1, world=1) is None
+    with pytest.raises(ScaleNASError, match=r"ck.pt: sampler.fusion_options is \[0.5\] in the config but \[0.2\]"):
+        ckpt.check_resume_config("ck.pt", {"sampler": {"kind": "grouped", "fusion_options": [0.2]}},
+                                 {"sampler": {"kind": "grouped", "fusion_options": [0.5]}})
+
+
+def test_self_distillation_runs_no_teacher_pass_on_the_largest_groups_steps(tmp_path, make_cfg):
+    """teacher: largest on a step that trains only the largest subnet: no teacher pass (its KD term is
+    exactly 0), and the same losses and weights as with the pass."""
+    runs = {}
+    for skip in (True, False):
+        d = make_cfg(tmp_path / f"run{skip}", steps=11, ckpt_every=0)
+        d["train"]["distill"] = {"teacher": "largest", "weight": 0.5}
+        tr = SupernetTrainer(RunConfig.model_validate(d))
+        calls = []
+        tr.net.register_forward_hook(lambda *a: calls.append(tr.step))
+        if not skip:  # the former behaviour: a teacher pass on every step
+            orig = tr._teacher_outputs
+            tr._teacher_outputs = lambda img, archs: orig(img, [(None, "")])
+        res = tr.train()
+        largest = [s for s in range(11) if tr.sampler.archs_for(s)[0][0] == tr.space.largest(tr.head.pose_rule)]
+        runs[skip] = (res["losses"], {k: v.clone() for k, v in tr.net.named_parameters()}, calls, largest)
+        tr.close()
+    (loss_a, w_a, calls_a, largest), (loss_b, w_b, calls_b, _) = runs[True], runs[False]
+    # the tiny space has 5 sampling groups, the largest one last
+    assert largest == [4, 9] == [s for s in range(11) if tr.sampler.archs_for(s)[0][1] == "largest"]
+    assert [calls_a.count(s) for s in range(11)] == [1 if s in largest else 2 for s in range(11)]
+    assert [calls_b.count(s) for s in range(11)] == [2] * 11  # before: a teacher pass on every step
+    assert loss_a == loss_b
+    assert all(torch.equal(w_a[k], w_b[k]) for k in w_a)
+
+
+def test_fp16_steps_use_a_grad_scaler_saved_in_the_checkpoint(tmp_path, make_cfg, monkeypatch):
+    """The fp16 path (a pre-Ampere GPU's fallback), forced on the CPU: autocast in fp16, a grad scaler
+    whose state the checkpoint keeps and a resume restores."""
+    from scalenas.train import engine
+
+    monkeypatch.setattr(engine, "resolve_amp", lambda req, dev: ("fp16", "forced for the test"))
+    cfg = RunConfig.model_validate(make_cfg(tmp_path / "run", steps=2, ckpt_every=0, amp="auto", grad_clip=1.0))
+    res = train_supernet(cfg)
+    assert res["steps"] == 2 and all(x == x for x in res["losses"])
+    saved = ckpt.load_checkpoint(res["checkpoint"])
+    assert saved["scaler"]["scale"] > 0 and saved["world_size"] == 1
+    tr = SupernetTrainer(cfg, resume="auto")
+    tr._start_steps()
+    assert tr._scaler.is_enabled() and tr._scaler.get_scale() == saved["scaler"]["scale"]
+    tr.close()

@@ -93,3 +93,58 @@ def load_supernet(path: str, map_location="cpu"):
         raise ScaleNASError(f"{path}: weights do not fit the supernet described by its meta "
                             f"({len(missing)} missing, {len(unexpected)} unexpected; first: {first!r})")
     return net, ck
+
+
+#: The config keys that fix a run's trajectory (its schedule, data order and subnet sampling); a run
+#: resumed with any of them changed would not be the run its config.yaml describes. A resumed run keeps
+#: the checkpoint's optimiser and LR-schedule state (LambdaLR restores its milestones and total), so a
+#: changed value would be recorded but silently not applied.
+TRAJECTORY_KEYS = ("seed", "space", "sampler", "train.steps", "train.epochs", "train.batch_size",
+                   "train.accumulate", "train.optimizer", "train.schedule", "train.grad_clip")
+#: Schedules whose LR factor does not depend on the total number of steps: extending or shortening such a
+#: run applies the same schedule as a run configured with the new total from the start.
+TOTAL_FREE_SCHEDULES = ("multistep", "constant")
+
+
+def _first_difference(key: str, old, new) -> tuple[str, object, object] | None:
+    """(dotted key, old value, new value) of the first leaf where ``old`` and ``new`` differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in list(old) + [k for k in new if k not in old]:
+            d = _first_difference(f"{key}.{k}", old.get(k), new.get(k))
+            if d:
+                return d
+        return None
+    return None if old == new else (key, old, new)
+
+
+def _get(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(cfg, dict):
+            return None
+        cfg = cfg.get(part)
+    return cfg
+
+
+def check_resume_config(path: str, saved: dict, new: dict, saved_world: int | None = None,
+                        world: int = 1) -> str | None:
+    """Refuse (one line naming the key) to resume the checkpoint ``path``, saved with config ``saved`` by
+    ``saved_world`` processes, under a config ``new`` or a process count whose trajectory differs. Returns
+    a note when ``train.steps`` alone changed under a schedule that does not depend on it (applied)."""
+    if saved_world is not None and int(saved_world) != world:
+        raise ScaleNASError(f"{path}: saved by {saved_world} processes, resumed by {world}; the images per step "
+                            f"and the data order would change, so resume with {saved_world} processes")
+    note = None
+    for key in TRAJECTORY_KEYS if saved else ():  # a checkpoint without its config cannot be compared
+        d = _first_difference(key, _get(saved, key), _get(new, key))
+        if d is None:
+            continue
+        k, old, cur = d
+        if k == "train.steps" and _get(new, "train.schedule.name") in TOTAL_FREE_SCHEDULES:
+            note = (f"resume: train.steps changed from {old} to {cur}; the "
+                    f"{_get(new, 'train.schedule.name')} schedule does not depend on it, so training runs to {cur}")
+            continue
+        why = (f"the {_get(new, 'train.schedule.name')} LR schedule depends on the total steps"
+               if k == "train.steps" else "a resumed run keeps the checkpoint's schedule, sampling and data order")
+        raise ScaleNASError(f"{path}: {k} is {cur!r} in the config but {old!r} in the checkpoint; {why}, so "
+                            f"restore {k} or start a new run_dir")
+    return note

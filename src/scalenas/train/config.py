@@ -105,7 +105,9 @@ class TrainCfg(Strict):
     optimizer: OptimizerCfg = OptimizerCfg()
     schedule: ScheduleCfg = ScheduleCfg()
     grad_clip: Optional[float] = None
-    #: bf16 autocast; "auto" uses it only where bf16 convolutions are native (see utils.runtime.native_bf16)
+    #: bf16 autocast; "auto" uses it only where bf16 is native (utils.runtime.native_bf16: CUDA compute
+    #: capability >= 8.0, or AVX512-BF16/AMX CPUs) and falls back to fp16 with a grad scaler on older GPUs,
+    #: fp32 on CPUs; the run header says which (utils.runtime.resolve_amp)
     amp: Literal["none", "bf16", "auto"] = "none"
     channels_last: bool = True
     ckpt_every: int = 500

@@ -22,8 +22,8 @@ from scalenas.tasks.base import build_task
 from scalenas.train import checkpoint as ckpt
 from scalenas.train.config import RunConfig
 from scalenas.train.data import StepBatchSampler, make_loader
-from scalenas.train.distributed import (DistInfo, all_finite, cleanup, init_distributed, sync_buffers,
-                                        wrap_ddp)
+from scalenas.train.distributed import (DistInfo, all_finite, all_reduce_mean, cleanup, init_distributed,
+                                        sync_buffers, wrap_ddp)
 from scalenas.train.optim import build_optimizer, build_scheduler
 from scalenas.train.step import forward_loss, to_device, tree_float
 from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, package_versions
@@ -66,6 +66,7 @@ class SupernetTrainer:
         self.sampler = cfg.sampler.build(self.space, cfg.seed, self.head.pose_rule, self.steps_per_epoch)
         self.teacher = self._build_teacher()
         self.step = 0
+        self._scaler, self._scaler_state = None, None  # a resumed fp16 run's scaler state: see _make_scaler
         if resume:
             self._resume(resume)
 
@@ -93,6 +94,11 @@ class SupernetTrainer:
         if path is None:
             return
         state = ckpt.load_checkpoint(path, map_location=self.device)
+        note = ckpt.check_resume_config(path, state.get("config") or {}, self.cfg.model_dump(mode="json"),
+                                        state.get("world_size"), self.info.world_size)
+        if note and self.info.is_main:
+            print(note, flush=True)
+        self._scaler_state = state.get("scaler") or None
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -106,6 +112,7 @@ class SupernetTrainer:
         return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
                 "rng": ckpt.rng_state(), "step": self.step, "config": self.cfg.model_dump(mode="json"),
+                "world_size": self.info.world_size, "scaler": self._scaler.state_dict() if self._scaler else {},
                 "versions": package_versions(),
                 "meta": {"format": "scalenas.supernet/1", "space": self.space.to_dict(), "head": self.head.to_dict(),
                          "task": self.cfg.task, "bn_momentum": self.cfg.model.bn_momentum}}
@@ -138,6 +145,7 @@ class SupernetTrainer:
         if info.is_main:
             print(f"threads: {self.threads} (cores {usable_cores()}, loader workers {t.workers}, "
                   f"bf16: {'yes' if self.amp == 'bf16' else 'no'})", flush=True)
+            print(f"precision: {self.amp_why}", flush=True)
         history = []
         try:
             while self.step < t.steps:
@@ -177,8 +185,10 @@ class SupernetTrainer:
                            pin_memory=self.device.type == "cuda")
 
     def _start_steps(self) -> None:
-        self.amp = resolve_amp(self.cfg.train.amp, self.device)
-        self._autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16")
+        self.amp, self.amp_why = resolve_amp(self.cfg.train.amp, self.device)
+        dtype = torch.float16 if self.amp == "fp16" else torch.bfloat16
+        self._autocast = torch.autocast(self.device.type, dtype=dtype, enabled=self.amp != "none")
+        self._scaler = self._make_scaler()
         self._largest = self.space.largest(self.head.pose_rule)
         self.net.train()
 
@@ -196,28 +206,42 @@ class SupernetTrainer:
             batch = to_device(next(batches), self.device, t.channels_last)
             img = batch["image"]
             n_img += img.shape[0]
-            teacher_out = self._teacher_outputs(img)
+            teacher_out = self._teacher_outputs(img, archs)
             for arch, _group in archs:
                 loss, parts = self._subnet_loss(arch, batch, teacher_out)
-                (loss / share).backward()
+                self._scaler.scale(loss / share).backward()
                 loss_sum += float(loss.detach()) / share
                 for k, v in parts.items():
                     parts_sum[k] = parts_sum.get(k, 0.0) + v / share
         if t.grad_clip:
+            self._scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(
                 [p for p in self.net.parameters() if p.grad is not None], t.grad_clip)
         lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
+        self._scaler.step(self.optimizer)  # skipped by an fp16 scaler when a gradient overflowed
+        self._scaler.update()
         self.scheduler.step()
         self.step += 1
+        # the logged loss and its parts are the mean over ranks, not rank 0's alone
+        logged = all_reduce_mean({"loss": loss_sum, **parts_sum}, info)
         dt = time.perf_counter() - t0
-        return {"step": self.step, "loss": loss_sum, "lr": lr, "group": archs[0][1],
-                "arch": archs[0][0].hash, "img_per_s": n_img * info.world_size / dt, **parts_sum}
+        return {"step": self.step, "lr": lr, "group": archs[0][1],
+                "arch": archs[0][0].hash, "img_per_s": n_img * info.world_size / dt, **logged}
 
-    def _teacher_outputs(self, img):
+    def _make_scaler(self):
+        """fp16 needs loss scaling (its small gradients underflow); bf16 and fp32 do not: a disabled
+        scaler passes everything through unchanged."""
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
+        if self._scaler_state and self.amp == "fp16":
+            scaler.load_state_dict(self._scaler_state)
+        return scaler
+
+    def _teacher_outputs(self, img, archs):
         """The distillation targets of a batch: the teacher checkpoint's, or the supernet's largest
-        subnet's (``teacher: largest``); None without distillation."""
-        if self.cfg.train.distill.teacher == "none":
+        subnet's (``teacher: largest``); None without distillation, and on a step that trains only the
+        largest subnet under ``teacher: largest`` (its KD term is exactly 0: the same forward twice)."""
+        teacher = self.cfg.train.distill.teacher
+        if teacher == "none" or (teacher == "largest" and all(a == self._largest for a, _ in archs)):
             return None
         with torch.no_grad(), self._autocast:
             if self.teacher is not None:
@@ -234,6 +258,8 @@ class SupernetTrainer:
             kd = kd_loss(out, teacher_out)
             loss = loss + t.distill.weight * kd
             parts = {**parts, "kd": float(kd.detach())}
+        elif t.distill.teacher != "none":  # the largest subnet against itself (no teacher pass): KD is 0
+            parts = {**parts, "kd": 0.0}
         if not all_finite(loss.detach(), self.info):
             self._nonfinite(arch, float(loss.detach()))
         return loss, parts

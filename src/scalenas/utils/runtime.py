@@ -121,30 +121,49 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def native_bf16(device) -> bool:
-    """True where bf16 convolutions run on a fast path: CUDA with bf16 support, or a CPU whose oneDNN
-    has bf16 kernels (AVX512-BF16 / AMX). Elsewhere (e.g. AVX2-only CPUs) torch falls back to a
-    reference convolution that is ~100x slower than fp32, so bf16 must not be used there."""
+    """True where bf16 runs on a fast path: a CUDA GPU of compute capability 8.0 or later (Ampere on),
+    or a CPU whose oneDNN has bf16 kernels (AVX512-BF16 / AMX). ``torch.cuda.is_bf16_supported()`` also
+    counts GPUs that only emulate bf16 (e.g. V100, T4), where it is slower than fp16 or fp32. On AVX2-only
+    CPUs torch falls back to a reference convolution ~100x slower than fp32, so bf16 must not be used there."""
     import torch
 
     dev = torch.device(device)
     if dev.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if not torch.cuda.is_available():
+            return False
+        if torch.version.hip:  # ROCm GPUs torch supports all have bf16
+            return True
+        return tuple(torch.cuda.get_device_capability(dev)) >= (8, 0)
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 
 
-def resolve_amp(requested: str, device) -> str:
-    """``auto`` -> bf16 where native, else none; ``bf16`` on hardware without native bf16 falls back to
-    fp32 with a warning (it would be two orders of magnitude slower)."""
+def _no_bf16_why(dev) -> str:
+    import torch
+
+    if dev.type == "cuda" and torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability(dev)
+        return f"{dev} has no native bf16: compute capability {major}.{minor} < 8.0"
+    return f"{dev} has no native bf16 convolution, which needs AVX512-BF16/AMX"
+
+
+def resolve_amp(requested: str, device) -> tuple[str, str]:
+    """(precision, why) for ``train.amp``: "bf16" where bf16 is native; elsewhere "fp16" (with a grad
+    scaler) on CUDA and "none" (fp32) on the CPU, where fp16 convolutions are slow. An explicit ``bf16``
+    on hardware without native bf16 gets the same fallback, with a warning."""
     import warnings
 
+    import torch
+
+    dev = torch.device(device)
     if requested == "none":
-        return "none"
-    if native_bf16(device):
-        return "bf16"
+        return "none", "fp32 (train.amp none)"
+    if native_bf16(dev):
+        return "bf16", f"bf16 (native on {dev})"
+    fallback = "fp16" if dev.type == "cuda" else "none"
+    name = "fp16 with a grad scaler" if fallback == "fp16" else "fp32"
     if requested == "bf16":
-        warnings.warn(f"amp=bf16 requested but {device} has no native bf16 convolution (needs AVX512-BF16/AMX "
-                      f"on CPU); running in fp32", RuntimeWarning, stacklevel=2)
-    return "none"
+        warnings.warn(f"amp=bf16 requested but {_no_bf16_why(dev)}; running {name}", RuntimeWarning, stacklevel=2)
+    return fallback, f"{name} ({_no_bf16_why(dev)})"

@@ -25,6 +25,7 @@ from scalenas.train.data import StepBatchSampler, make_loader
 from scalenas.train.distributed import (DistInfo, all_finite, cleanup, init_distributed, sync_buffers,
                                         wrap_ddp)
 from scalenas.train.optim import build_optimizer, build_scheduler
+from scalenas.train.schedule import resolve_schedule
 from scalenas.train.step import forward_loss, to_device, tree_float
 from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, package_versions
 from scalenas.utils.runtime import resolve_amp, setup_process, usable_cores
@@ -60,8 +61,12 @@ class SupernetTrainer:
             self.net.to(memory_format=torch.channels_last)
         self.model = wrap_ddp(self.net, self.info)
         self.optimizer = build_optimizer(self.net.parameters(), t.optimizer)
-        self.scheduler = build_scheduler(self.optimizer, t.schedule, t.steps)
         self.dataset = self.task.build_dataset("train", train=True)
+        # epochs become steps here; the rest of the run sees the resolved config (train.schedule)
+        self.schedule = resolve_schedule(t, len(self.dataset), self.info.world_size)
+        self.cfg = cfg = cfg.model_copy(update={"train": self.schedule.apply(t)})
+        t = cfg.train
+        self.scheduler = build_scheduler(self.optimizer, t.schedule, t.steps)
         self.steps_per_epoch = max(1, len(self.dataset) // (t.batch_size * self.info.world_size * t.accumulate))
         self.sampler = cfg.sampler.build(self.space, cfg.seed, self.head.pose_rule, self.steps_per_epoch)
         self.teacher = self._build_teacher()
@@ -93,6 +98,7 @@ class SupernetTrainer:
         if path is None:
             return
         state = ckpt.load_checkpoint(path, map_location=self.device)
+        self._check_schedule(state.get("schedule"), path)
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -102,10 +108,25 @@ class SupernetTrainer:
         if self.info.is_main:
             print(f"resumed from {path} at step {self.step}")
 
+    def _check_schedule(self, saved: dict | None, path: str) -> None:
+        """A run stated in epochs resolves to other steps when the processes, batch or data change:
+        resuming would silently stretch or cut the schedule, so refuse (the data order differs too)."""
+        keys = ("steps", "milestones", "warmup_steps")
+        now = self.schedule.as_dict()
+        if saved is None or all(saved[k] == now[k] for k in keys):
+            return
+        raise ScaleNASError(
+            f"resume: train.epochs resolves to {now['steps']:,} steps (milestones {now['milestones']}) with "
+            f"{now['world_size']} process(es) x {now['batch_size']} x accumulate {now['accumulate']} on "
+            f"{now['n_train']:,} images, but {path} was trained for {saved['steps']:,} steps (milestones "
+            f"{saved['milestones']}) with {saved['world_size']} x {saved['batch_size']} x accumulate "
+            f"{saved['accumulate']} on {saved['n_train']:,}; resume with the same processes and batch")
+
     def state(self) -> dict:
         return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
                 "rng": ckpt.rng_state(), "step": self.step, "config": self.cfg.model_dump(mode="json"),
+                "schedule": self.schedule.as_dict(),
                 "versions": package_versions(),
                 "meta": {"format": "scalenas.supernet/1", "space": self.space.to_dict(), "head": self.head.to_dict(),
                          "task": self.cfg.task, "bn_momentum": self.cfg.model.bn_momentum}}
@@ -136,6 +157,7 @@ class SupernetTrainer:
         logger = _Logger(self.cfg, info, self.step)
         self._start_steps()
         if info.is_main:
+            print(self.schedule.describe(int(self.cfg.task.get("search_holdout", 0) or 0)), flush=True)
             print(f"threads: {self.threads} (cores {usable_cores()}, loader workers {t.workers}, "
                   f"bf16: {'yes' if self.amp == 'bf16' else 'no'})", flush=True)
         history = []
@@ -329,7 +351,8 @@ def time_steps(cfg: RunConfig, steps: int) -> list[float]:
     trainer works in a scratch directory, so nothing is left behind."""
     with tempfile.TemporaryDirectory(prefix="scalenas-time-") as scratch:
         cfg = cfg.model_copy(update={"run_dir": scratch,
-                                     "train": cfg.train.model_copy(update={"steps": max(cfg.train.steps, steps)})})
+                                     "train": cfg.train.model_copy(update={"steps": max(cfg.train.steps or 0, steps),
+                                                                          "epochs": None})})
         trainer = SupernetTrainer(cfg)
         try:
             return trainer.time_steps(steps)

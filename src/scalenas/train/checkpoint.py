@@ -93,3 +93,11 @@ def load_supernet(path: str, map_location="cpu"):
         raise ScaleNASError(f"{path}: weights do not fit the supernet described by its meta "
                             f"({len(missing)} missing, {len(unexpected)} unexpected; first: {first!r})")
     return net, ck
+
+
+def load_teacher_supernet(path: str, space: SearchSpace, head: HeadSpec) -> SuperScaleNet:
+    """The supernet of a ``train.distill.teacher`` checkpoint, refused unless it has the run's space and head."""
+    teacher, _ = load_supernet(path)
+    if teacher.space != space or teacher.head_spec != head:
+        raise ScaleNASError(f"train.distill.teacher: {path} was trained for another space or head")
+    return teacher

@@ -79,9 +79,7 @@ class SupernetTrainer:
         d = self.cfg.train.distill
         if d.teacher in ("none", "largest"):
             return None
-        teacher_super, _ = ckpt.load_supernet(d.teacher)
-        if teacher_super.space != self.space or teacher_super.head_spec != self.head:
-            raise ScaleNASError(f"train.distill.teacher: {d.teacher} was trained for another space or head")
+        teacher_super = ckpt.load_teacher_supernet(d.teacher, self.space, self.head)
         teacher = teacher_super.extract(self.space.largest(self.head.pose_rule)).to(self.device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)

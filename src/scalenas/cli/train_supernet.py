@@ -48,6 +48,10 @@ def run(args) -> int:
         validate_section(SearchCfg, cfg.search, "search")
     if args.dry_run:
         return _dry_run(cfg, args.processes)
+    if args.processes is not None:
+        from scalenas.errors import ScaleNASError
+
+        raise ScaleNASError("--processes plans a --dry-run; a training run takes its processes from torchrun")
     res = train_supernet(cfg, resume=args.resume)
     if res.get("checkpoint"):
         loss = "no step run" if res["final_loss"] is None else f"last loss {res['final_loss']:.4f}"

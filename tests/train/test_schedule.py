@@ -3,6 +3,7 @@ import os
 import re
 
 import pytest
+import torch
 import yaml
 
 from scalenas.config import load_config, validate_section
@@ -106,6 +107,10 @@ def test_engine_runs_epochs_and_refuses_a_resume_that_resolves_otherwise(tmp_pat
     same.close()
     assert same.step == 12  # the same resolution resumes
     raw["train"]["batch_size"] = 8  # 4 steps per epoch now: 6 steps, the drop at 4
-    with pytest.raises(ScaleNASError, match=re.escape("resume: train.epochs resolves to 6 steps (milestones [4])"
-                                                      " with 1 process(es) x 8 x accumulate 1")):
-        SupernetTrainer(RunConfig.model_validate(raw), resume="auto")
+    threads = torch.get_num_threads()  # the refused trainer never reaches close(), which restores them
+    try:
+        with pytest.raises(ScaleNASError, match=re.escape("resume: train.epochs resolves to 6 steps (milestones "
+                                                          "[4]) with 1 process(es) x 8 x accumulate 1")):
+            SupernetTrainer(RunConfig.model_validate(raw), resume="auto")
+    finally:
+        torch.set_num_threads(threads)

@@ -62,7 +62,8 @@ class Schedule:
             line += (f"; lr drops at epochs {', '.join(_num(e) for e in self.milestone_epochs)} = steps "
                      f"{', '.join(f'{m:,}' for m in self.milestones)}")
         if self.warmup_steps:
-            line += f"; warm-up {self.warmup_steps:,} steps ({_num(self.warmup_steps / self.steps_per_epoch)} epochs)"
+            e = self.warmup_steps / self.steps_per_epoch
+            line += f"; warm-up {self.warmup_steps:,} steps ({_num(e)} epoch{'' if e == 1 else 's'})"
         return line
 
 

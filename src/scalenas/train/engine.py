@@ -113,8 +113,9 @@ class SupernetTrainer:
         now = self.schedule.as_dict()
         if saved is None or all(saved[k] == now[k] for k in keys):
             return
+        key = "train.epochs" if now["in_epochs"] else "train.schedule (in epochs)"
         raise ScaleNASError(
-            f"resume: {'train.epochs' if now['in_epochs'] else 'train.schedule (in epochs)'} resolves to {now['steps']:,} steps (milestones {now['milestones']}) with "
+            f"resume: {key} resolves to {now['steps']:,} steps (milestones {now['milestones']}) with "
             f"{now['world_size']} process(es) x {now['batch_size']} x accumulate {now['accumulate']} on "
             f"{now['n_train']:,} images, but {path} was trained for {saved['steps']:,} steps (milestones "
             f"{saved['milestones']}) with {saved['world_size']} x {saved['batch_size']} x accumulate "

@@ -23,6 +23,11 @@ def add_parser(sub):
     p.add_argument("--run-dir", help="output folder (overrides run_dir)")
     p.add_argument("--resume", default=None, metavar="auto|PATH",
                    help="'auto' continues from the newest complete checkpoint of run_dir; or a checkpoint path")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config, its data and files, print the resolved schedule, precision, teacher, "
+                        "pretrained weights and images per sampling group, then exit without training")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="with --dry-run: the number of processes to plan for (default: torchrun's WORLD_SIZE, or 1)")
     return p
 
 
@@ -41,8 +46,29 @@ def run(args) -> int:
         from scalenas.search.config import SearchCfg
 
         validate_section(SearchCfg, cfg.search, "search")
+    if args.dry_run:
+        return _dry_run(cfg, args.processes)
+    if args.processes is not None:
+        from scalenas.errors import ScaleNASError
+
+        raise ScaleNASError("--processes plans a --dry-run; a training run takes its processes from torchrun")
     res = train_supernet(cfg, resume=args.resume)
     if res.get("checkpoint"):
         loss = "no step run" if res["final_loss"] is None else f"last loss {res['final_loss']:.4f}"
         print(f"supernet checkpoint: {res['checkpoint']} (step {res['steps']}, {loss})")
+    return 0
+
+
+def _dry_run(cfg, processes: int | None) -> int:
+    import os
+
+    from scalenas.errors import ScaleNASError
+    from scalenas.train.dryrun import dry_run
+
+    world = processes if processes is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 1:
+        raise ScaleNASError(f"--processes {world}: must be at least 1")
+    lines = dry_run(cfg, world)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one copy of the plan
+        print("\n".join(lines))
     return 0

@@ -95,6 +95,14 @@ def load_supernet(path: str, map_location="cpu"):
     return net, ck
 
 
+def load_teacher_supernet(path: str, space: SearchSpace, head: HeadSpec) -> SuperScaleNet:
+    """The supernet of a ``train.distill.teacher`` checkpoint, refused unless it has the run's space and head."""
+    teacher, _ = load_supernet(path)
+    if teacher.space != space or teacher.head_spec != head:
+        raise ScaleNASError(f"train.distill.teacher: {path} was trained for another space or head")
+    return teacher
+
+
 #: The config keys that fix a run's trajectory (its schedule, data order and subnet sampling); a run
 #: resumed with any of them changed would not be the run its config.yaml describes. A resumed run keeps
 #: the checkpoint's optimiser and LR-schedule state (LambdaLR restores its milestones and total), so a

@@ -8,6 +8,7 @@ from typing import Any, Literal, Optional
 from pydantic import Field, create_model, field_validator, model_validator
 
 from scalenas.config import Strict
+from scalenas.errors import ScaleNASError
 from scalenas.space.space import SearchSpace
 from scalenas.train.samplers import SAMPLERS, Sampler
 
@@ -85,9 +86,26 @@ class ScheduleCfg(Strict):
     name: Literal["poly", "multistep", "cosine", "constant"] = "poly"
     power: float = 0.9
     milestones: list[int] = []  # in optimiser steps
+    #: the same in epochs (as papers state them), resolved to steps at run time (train.schedule module)
+    milestones_epochs: list[float] = []
     gamma: float = 0.1
-    warmup_steps: int = 0
+    warmup_steps: int = Field(0, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0)
     warmup_factor: float = 0.1
+
+    @model_validator(mode="after")
+    def _one_unit(self):
+        _one_of(self.milestones, self.milestones_epochs, "train.schedule.milestones",
+                "train.schedule.milestones_epochs")
+        _one_of(self.warmup_steps, self.warmup_epochs, "train.schedule.warmup_steps",
+                "train.schedule.warmup_epochs")
+        return self
+
+
+def _one_of(a, b, key_a: str, key_b: str) -> None:
+    """A length given both in steps and in epochs is ambiguous: refuse it, naming both keys."""
+    if a and b:
+        raise ScaleNASError(f"{key_a} and {key_b}: give one of them, not both")
 
 
 class DistillCfg(Strict):
@@ -98,7 +116,11 @@ class DistillCfg(Strict):
 
 
 class TrainCfg(Strict):
-    steps: int = Field(1000, ge=0, description="optimiser steps (0: save the untrained supernet, a baseline)")
+    steps: Optional[int] = Field(None, ge=0, description="optimiser steps (0: save the untrained supernet, a "
+                                 "baseline); neither steps nor epochs: 1000 steps")
+    #: passes over the train split (after the search hold-out), resolved to steps at run time from the
+    #: split's size, batch_size, the number of processes and accumulate (train.schedule)
+    epochs: Optional[float] = Field(None, gt=0)
     batch_size: int = Field(8, ge=1, description="images per step per process")
     accumulate: int = Field(1, ge=1)
     workers: int = 2
@@ -119,6 +141,15 @@ class TrainCfg(Strict):
     threads: Optional[int] = Field(None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     distill: DistillCfg = DistillCfg()
+
+    @model_validator(mode="after")
+    def _length(self):
+        if self.steps is not None and self.epochs is not None:
+            raise ScaleNASError("train.steps and train.epochs: give one of them, not both "
+                                "(override the other with null)")
+        if self.steps is None and self.epochs is None:
+            self.steps = 1000
+        return self
 
 
 class RunConfig(Strict):

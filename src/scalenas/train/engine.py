@@ -25,6 +25,7 @@ from scalenas.train.data import StepBatchSampler, make_loader
 from scalenas.train.distributed import (DistInfo, all_finite, all_reduce_mean, cleanup, init_distributed,
                                         sync_buffers, wrap_ddp)
 from scalenas.train.optim import build_optimizer, build_scheduler
+from scalenas.train.schedule import resolve_schedule
 from scalenas.train.step import forward_loss, to_device, tree_float
 from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, package_versions
 from scalenas.utils.runtime import resolve_amp, setup_process, usable_cores
@@ -60,8 +61,12 @@ class SupernetTrainer:
             self.net.to(memory_format=torch.channels_last)
         self.model = wrap_ddp(self.net, self.info)
         self.optimizer = build_optimizer(self.net.parameters(), t.optimizer)
-        self.scheduler = build_scheduler(self.optimizer, t.schedule, t.steps)
         self.dataset = self.task.build_dataset("train", train=True)
+        # epochs become steps here; the rest of the run sees the resolved config (train.schedule)
+        self.schedule = resolve_schedule(t, len(self.dataset), self.info.world_size)
+        self.cfg = cfg = cfg.model_copy(update={"train": self.schedule.apply(t)})
+        t = cfg.train
+        self.scheduler = build_scheduler(self.optimizer, t.schedule, t.steps)
         self.steps_per_epoch = max(1, len(self.dataset) // (t.batch_size * self.info.world_size * t.accumulate))
         self.sampler = cfg.sampler.build(self.space, cfg.seed, self.head.pose_rule, self.steps_per_epoch)
         self.teacher = self._build_teacher()
@@ -75,9 +80,7 @@ class SupernetTrainer:
         d = self.cfg.train.distill
         if d.teacher in ("none", "largest"):
             return None
-        teacher_super, _ = ckpt.load_supernet(d.teacher)
-        if teacher_super.space != self.space or teacher_super.head_spec != self.head:
-            raise ScaleNASError(f"train.distill.teacher: {d.teacher} was trained for another space or head")
+        teacher_super = ckpt.load_teacher_supernet(d.teacher, self.space, self.head)
         teacher = teacher_super.extract(self.space.largest(self.head.pose_rule)).to(self.device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -94,6 +97,7 @@ class SupernetTrainer:
         if path is None:
             return
         state = ckpt.load_checkpoint(path, map_location=self.device)
+        self._check_schedule(state.get("schedule"), path)
         note = ckpt.check_resume_config(path, state.get("config") or {}, self.cfg.model_dump(mode="json"),
                                         state.get("world_size"), self.info.world_size)
         if note and self.info.is_main:
@@ -108,11 +112,27 @@ class SupernetTrainer:
         if self.info.is_main:
             print(f"resumed from {path} at step {self.step}")
 
+    def _check_schedule(self, saved: dict | None, path: str) -> None:
+        """A run stated in epochs resolves to other steps when the processes, batch or data change:
+        resuming would silently stretch or cut the schedule, so refuse (the data order differs too)."""
+        keys = ("steps", "milestones", "warmup_steps")
+        now = self.schedule.as_dict()
+        if saved is None or all(saved[k] == now[k] for k in keys):
+            return
+        key = "train.epochs" if now["in_epochs"] else "train.schedule (in epochs)"
+        raise ScaleNASError(
+            f"resume: {key} resolves to {now['steps']:,} steps (milestones {now['milestones']}) with "
+            f"{now['world_size']} process(es) x {now['batch_size']} x accumulate {now['accumulate']} on "
+            f"{now['n_train']:,} images, but {path} was trained for {saved['steps']:,} steps (milestones "
+            f"{saved['milestones']}) with {saved['world_size']} x {saved['batch_size']} x accumulate "
+            f"{saved['accumulate']} on {saved['n_train']:,}; resume with the same processes and batch")
+
     def state(self) -> dict:
         return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
                 "rng": ckpt.rng_state(), "step": self.step, "config": self.cfg.model_dump(mode="json"),
                 "world_size": self.info.world_size, "scaler": self._scaler.state_dict() if self._scaler else {},
+                "schedule": self.schedule.as_dict(),
                 "versions": package_versions(),
                 "meta": {"format": "scalenas.supernet/1", "space": self.space.to_dict(), "head": self.head.to_dict(),
                          "task": self.cfg.task, "bn_momentum": self.cfg.model.bn_momentum}}
@@ -143,6 +163,7 @@ class SupernetTrainer:
         logger = _Logger(self.cfg, info, self.step)
         self._start_steps()
         if info.is_main:
+            print(self.schedule.describe(int(self.cfg.task.get("search_holdout", 0) or 0)), flush=True)
             print(f"threads: {self.threads} (cores {usable_cores()}, loader workers {t.workers}, "
                   f"bf16: {'yes' if self.amp == 'bf16' else 'no'})", flush=True)
             print(f"precision: {self.amp_why}", flush=True)
@@ -355,7 +376,8 @@ def time_steps(cfg: RunConfig, steps: int) -> list[float]:
     trainer works in a scratch directory, so nothing is left behind."""
     with tempfile.TemporaryDirectory(prefix="scalenas-time-") as scratch:
         cfg = cfg.model_copy(update={"run_dir": scratch,
-                                     "train": cfg.train.model_copy(update={"steps": max(cfg.train.steps, steps)})})
+                                     "train": cfg.train.model_copy(update={"steps": max(cfg.train.steps or 0, steps),
+                                                                          "epochs": None})})
         trainer = SupernetTrainer(cfg)
         try:
             return trainer.time_steps(steps)

@@ -51,6 +51,14 @@ class Sampler:
     def archs_for(self, step: int) -> list[tuple[Arch, str]]:
         raise NotImplementedError
 
+    def steps_per_group(self, total_steps: int) -> dict[str, int]:
+        """How many of steps ``0 .. total_steps-1`` train each group. Here: every step trains the groups
+        of step 0 (uniform, sandwich); a sampler that varies its groups per step overrides this."""
+        out: dict[str, int] = {}
+        for _, name in self.archs_for(0):
+            out[name] = out.get(name, 0) + total_steps
+        return out
+
     def _settings(self) -> dict:
         return {}
 
@@ -134,6 +142,16 @@ class GroupedSampler(Sampler):
     def archs_for(self, step: int) -> list[tuple[Arch, str]]:
         g = self.group_index(step)
         return [(self.sample_group(g, step_rng(self.seed, step)), self.groups[g].name)]
+
+    def steps_per_group(self, total_steps: int) -> dict[str, int]:
+        """How many of steps ``0 .. total_steps-1`` train each group (counted, not sampled)."""
+        n, cycle = len(self.groups), self.steps_per_cycle or total_steps
+        full, rest = divmod(total_steps, cycle) if cycle else (0, 0)
+
+        def hits(length: int, g: int) -> int:  # steps s < length with s % n == g
+            return max(0, -(-(length - g) // n))
+
+        return {grp.name: full * hits(cycle, g) + hits(rest, g) for g, grp in enumerate(self.groups)}
 
     def _settings(self) -> dict:
         return {"fusion_options": self.fusion_options, "depth_options": self.depth_options, "sandwich": self.sandwich,

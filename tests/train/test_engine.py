@@ -254,3 +254,23 @@ def test_time_steps_times_engine_steps_and_leaves_nothing(tmp_path, make_cfg):
     assert len(times) == 3 and all(0 < t < 60 for t in times)
     assert not os.path.exists(tmp_path / "run")
     assert torch.get_num_threads() == prev
+
+
+@pytest.mark.parametrize("metric", ["crowdpose", "coco"])
+def test_missing_optional_dependency_fails_at_start(tmp_path, make_cfg, monkeypatch, metric):
+    """A CrowdPose-metric run without xtcocotools stops before the model or the data are built, not at
+    its first evaluation days later; the same task with the COCO metric needs nothing optional."""
+    monkeypatch.setitem(sys.modules, "xtcocotools", None)       # an import that fails, installed or not
+    monkeypatch.setitem(sys.modules, "xtcocotools.coco", None)
+    cfg = make_cfg(tmp_path / "run")
+    cfg["task"] = {"name": "pose-bottomup", "root": str(tmp_path / "no-data"), "keypoints": "crowdpose",
+                   "metric": metric, "input_size": 128, "workers": 0,
+                   "train": {"images": "train", "annotations": "train.json"}}
+    with pytest.raises(ScaleNASError) as e:
+        SupernetTrainer(RunConfig.model_validate(cfg))
+    msg = str(e.value)
+    assert "\n" not in msg
+    if metric == "crowdpose":
+        assert "xtcocotools" in msg and "--no-binary xtcocotools" in msg
+    else:                                                       # got as far as the (missing) data
+        assert "xtcocotools" not in msg and "no-data" in msg

@@ -26,7 +26,7 @@ from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
 from scalenas.tasks.base import TASKS, Task, holdout_indices
 from scalenas.tasks.pose_decode import DecodeConfig, People, coco_results, decode_image
-from scalenas.tasks.pose_eval import evaluate_keypoints
+from scalenas.tasks.pose_eval import evaluate_keypoints, require_xtcocotools
 from scalenas.tasks.pose_losses import bottomup_loss
 from scalenas.tasks.pose_targets import MAX_NUM_PEOPLE, build_targets
 from scalenas.utils.runtime import rank_and_world
@@ -214,6 +214,10 @@ class BottomUpPoseTask(Task):
         self.metric = cfg.metric or ("crowdpose" if self.info.name == "crowdpose" else "coco")
         self._indexes: dict[str, CocoKeypoints] = {}
         self._holdout: list[int] | None = None
+
+    def check_dependencies(self) -> None:
+        if self.metric == "crowdpose":
+            require_xtcocotools()
 
     # -- description ------------------------------------------------------------------------------
     @property

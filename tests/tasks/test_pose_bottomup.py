@@ -242,3 +242,21 @@ def test_shipped_task_configs_validate(name):
     assert task.output_sizes == (task.cfg.input_size // 4, task.cfg.input_size // 2)
     assert task.head.num_joints == (14 if name.startswith("crowdpose") else 17)
     assert task.metric == ("crowdpose" if name.startswith("crowdpose") else "coco")
+
+
+def test_evaluation_caps_loader_workers_at_the_cores(k7, monkeypatch):
+    """workers: 4 on a 2-core machine starts 2 evaluation loader workers, not 4 (torch's warning case)."""
+    from scalenas.utils import runtime
+
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    made, real = [], torch.utils.data.DataLoader
+
+    def spy(*a, **kw):
+        made.append(kw.get("num_workers"))
+        return real(*a, **{**kw, "num_workers": 0})           # the count is what is tested; load in-process
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", spy)
+    task = BottomUpPoseTask.from_config(_cfg(k7, workers=4))
+    assert task.evaluate(_Silent(), "val")["AP"] == 0.0
+    assert made == [2]

@@ -62,9 +62,11 @@ def require_xtcocotools():
         from xtcocotools.coco import COCO as XCOCO
         from xtcocotools.cocoeval import COCOeval as XCOCOeval
     except Exception as e:  # ImportError, or the numpy-ABI ValueError of the prebuilt wheel
+        # an installed but broken wheel stays "already satisfied" unless it is replaced
+        again = "" if isinstance(e, ImportError) else "--force-reinstall --no-deps "
         raise ScaleNASError(
             "CrowdPose evaluation needs xtcocotools, which is not importable here "
-            f"({type(e).__name__}: {e}). Install it from source: pip install cython && pip install "
+            f"({type(e).__name__}: {e}). Install it from source: pip install cython && pip install {again}"
             "--no-binary xtcocotools --no-build-isolation xtcocotools") from None
     return XCOCO, XCOCOeval
 

@@ -75,6 +75,23 @@ def test_crowdpose_without_xtcocotools_is_a_clear_error(monkeypatch):
         evaluate_keypoints(gt, [], crowdpose().sigmas, "crowdpose")
 
 
+def test_a_broken_xtcocotools_wheel_is_named_with_a_reinstall(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def numpy1_wheel(name, *a, **kw):   # what the PyPI wheel does under numpy 2
+        if name.startswith("xtcocotools"):
+            raise ValueError("numpy.dtype size changed, may indicate binary incompatibility")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", numpy1_wheel)
+    gt, _ = _gt(k=14)
+    with pytest.raises(ScaleNASError, match="ValueError: numpy.dtype size changed.*--force-reinstall --no-deps "
+                                            "--no-binary xtcocotools --no-build-isolation xtcocotools"):
+        crowdpose_ap(gt.dataset, [], crowdpose().sigmas)
+
+
 def _crowd_gt():
     """Four people over three images, one per CrowdPose crowding class (crowdIndex < 0.2 easy,
     < 0.8 medium, else hard): image 1 easy (1 person), 2 medium (2 people), 3 hard (1 person)."""

@@ -1,4 +1,5 @@
 """The bottom-up pose task end to end on a custom K=7 dataset generated here (no code changes for K)."""
+import importlib.util
 import json
 import os
 
@@ -242,3 +243,50 @@ def test_shipped_task_configs_validate(name):
     assert task.output_sizes == (task.cfg.input_size // 4, task.cfg.input_size // 2)
     assert task.head.num_joints == (14 if name.startswith("crowdpose") else 17)
     assert task.metric == ("crowdpose" if name.startswith("crowdpose") else "coco")
+
+
+def test_evaluation_caps_loader_workers_at_the_cores(k7, monkeypatch):
+    """workers: 4 on a 2-core machine starts 2 evaluation loader workers, not 4 (torch's warning case)."""
+    from scalenas.utils import runtime
+
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    made, real = [], torch.utils.data.DataLoader
+
+    def spy(*a, **kw):
+        made.append(kw.get("num_workers"))
+        return real(*a, **{**kw, "num_workers": 0})           # the count is what is tested; load in-process
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", spy)
+    task = BottomUpPoseTask.from_config(_cfg(k7, workers=4))
+    assert task.evaluate(_Silent(), "val")["AP"] == 0.0
+    assert made == [2]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xtcocotools") is None,
+                    reason="optional extra not installed (make test builds it)")
+def test_crowdpose_metric_through_the_task(k7, tmp_path):
+    """The task's own evaluation with metric: crowdpose (xtcocotools re-reads an annotation file): the
+    oracle network scores near 100 on val and on the held-out split."""
+    import shutil
+
+    root = tmp_path / "k7c"
+    shutil.copytree(k7, root)
+    for split in ("train", "val"):
+        doc = json.loads((root / f"{split}.json").read_text())
+        for i, im in enumerate(doc["images"]):
+            im["crowdIndex"] = (0.1, 0.5, 0.9)[i % 3]             # one image per crowding class
+        (root / f"{split}.json").write_text(json.dumps(doc))
+    task = BottomUpPoseTask.from_config(_cfg(root, metric="crowdpose"))
+    task.check_dependencies()
+    m = task.evaluate_oracle("val")
+    assert m["AP"] >= 90.0 and m["AP50"] == pytest.approx(100.0) and m["images"] == 3, m
+    assert not any(np.isnan(m[k]) for k in ("APE", "APM", "APH"))  # val has an image of each class
+    # the held-out split: its 2 images alone, in AP and in the crowding classes (a class without a
+    # held-out image is undefined)
+    s = task.evaluate_oracle("search")
+    assert s["images"] == 2 and s["AP50"] == pytest.approx(100.0) and s["AP"] >= 80.0, s
+    crowd = {im["id"]: im["crowdIndex"] for im in task.index("train").coco.dataset["images"]}
+    held = [crowd[i] for i in task.split_ids("search")]
+    for key, lo, hi in (("APE", 0, 0.2), ("APM", 0.2, 0.8), ("APH", 0.8, 1.1)):
+        assert np.isnan(s[key]) == (not any(lo <= c < hi for c in held)), (key, held, s)

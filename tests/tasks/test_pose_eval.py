@@ -1,4 +1,5 @@
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -63,18 +64,85 @@ def test_restricting_to_evaluated_images():
     assert np.isnan(m["AP"])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("xtcocotools") is not None, reason="xtcocotools is installed")
-def test_crowdpose_without_xtcocotools_is_a_clear_error():
+def test_crowdpose_without_xtcocotools_is_a_clear_error(monkeypatch):
+    # a failed import, whether or not the extra is installed here (None in sys.modules makes import fail)
+    monkeypatch.setitem(sys.modules, "xtcocotools", None)
+    monkeypatch.setitem(sys.modules, "xtcocotools.coco", None)
     gt, anns = _gt(k=14)
-    with pytest.raises(ScaleNASError, match="xtcocotools.*pip install"):
+    with pytest.raises(ScaleNASError, match="xtcocotools.*pip install.*--no-binary xtcocotools"):
         crowdpose_ap(gt.dataset, [], crowdpose().sigmas)
     with pytest.raises(ScaleNASError, match="xtcocotools"):
         evaluate_keypoints(gt, [], crowdpose().sigmas, "crowdpose")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("xtcocotools") is None, reason="optional extra not installed")
+def test_a_broken_xtcocotools_wheel_is_named_with_a_reinstall(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def numpy1_wheel(name, *a, **kw):   # what the PyPI wheel does under numpy 2
+        if name.startswith("xtcocotools"):
+            raise ValueError("numpy.dtype size changed, may indicate binary incompatibility")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", numpy1_wheel)
+    gt, _ = _gt(k=14)
+    with pytest.raises(ScaleNASError, match="ValueError: numpy.dtype size changed.*--force-reinstall --no-deps "
+                                            "--no-binary xtcocotools --no-build-isolation xtcocotools"):
+        crowdpose_ap(gt.dataset, [], crowdpose().sigmas)
+
+
+def _crowd_gt():
+    """Four people over three images, one per CrowdPose crowding class (crowdIndex < 0.2 easy,
+    < 0.8 medium, else hard): image 1 easy (1 person), 2 medium (2 people), 3 hard (1 person)."""
+    rng = np.random.default_rng(1)
+    images, anns = [], []
+    for iid, crowd, people in ((1, 0.1, [(40, 60)]), (2, 0.5, [(40, 60), (160, 60)]), (3, 0.9, [(100, 100)])):
+        images.append({"id": iid, "file_name": f"{iid}.jpg", "height": 300, "width": 300, "crowdIndex": crowd})
+        for x0, y0 in people:
+            kp = np.zeros((14, 3))
+            kp[:, 0], kp[:, 1], kp[:, 2] = x0 + rng.uniform(0, 40, 14), y0 + rng.uniform(0, 80, 14), 2
+            anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": 1, "iscrowd": 0, "num_keypoints": 14,
+                         "area": 40 * 80 * 0.5, "bbox": [x0, y0, 40, 80], "keypoints": kp.reshape(-1).tolist()})
+    return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
+
+
+def _as_result(ann, score, dx=0.0):
+    kp = np.array(ann["keypoints"]).reshape(-1, 3)
+    kp[:, 0] += dx
+    return {"image_id": ann["image_id"], "category_id": 1, "keypoints": kp.reshape(-1).tolist(), "score": score}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xtcocotools") is None,
+                    reason="optional extra not installed (make test builds it)")
 def test_crowdpose_with_xtcocotools():
-    gt, anns = _gt(k=14)
-    res = [{"image_id": 9, "category_id": 1, "keypoints": a["keypoints"], "score": 0.9} for a in anns]
-    m = crowdpose_ap(gt.dataset, res, crowdpose().sigmas)
-    assert m["AP"] == pytest.approx(100.0)
+    data = _crowd_gt()
+    anns = data["annotations"]
+    perfect = crowdpose_ap(data, [_as_result(a, 0.9) for a in anns], crowdpose().sigmas)
+    assert set(perfect) == {"AP", "AP50", "AP75", "AR", "AR50", "AR75", "APE", "APM", "APH"}
+    assert all(v == pytest.approx(100.0) for v in perfect.values()), perfect
+    # the second person of the medium image is missed and a detection 200 px away (OKS ~ 0 with every
+    # person) is the lowest-scored: 3 of 4 people found with precision 1, so the interpolated precision is 1 at
+    # the 76 recall thresholds 0.00..0.75 of 101 and 0 above; the medium image alone has 51 of 101 (recall 1/2)
+    res = [_as_result(a, 0.9) for a in anns if a["id"] != 3] + [_as_result(anns[2], 0.1, dx=200.0)]
+    m = crowdpose_ap(data, res, crowdpose().sigmas)
+    assert m["AP"] == pytest.approx(100 * 76 / 101) and m["AP50"] == pytest.approx(100 * 76 / 101)
+    assert m["AR"] == pytest.approx(75.0)
+    # xtcocotools rounds the easy/medium/hard APs to 4 decimals of a fraction
+    assert m["APE"] == pytest.approx(100.0) and m["APH"] == pytest.approx(100.0)
+    assert m["APM"] == pytest.approx(100 * 51 / 101, abs=0.01)
+    # only the evaluated images count, in the crowding split too: without image 2 every AP is 100 and there
+    # is no medium image (undefined, not 0)
+    sub = crowdpose_ap(data, res, crowdpose().sigmas, image_ids=[1, 3])
+    assert sub["AP"] == pytest.approx(100.0) and sub["APE"] == pytest.approx(100.0) and np.isnan(sub["APM"])
+    # through the dispatcher, with the COCO object a task holds
+    assert evaluate_keypoints(coco_from_dict(data), res, crowdpose().sigmas, "crowdpose")["AP"] == pytest.approx(m["AP"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("xtcocotools") is None,
+                    reason="optional extra not installed (make test builds it)")
+def test_crowdpose_metric_needs_crowd_index():
+    data = _crowd_gt()
+    del data["images"][1]["crowdIndex"]
+    with pytest.raises(ScaleNASError, match="image 2 has no 'crowdIndex'"):
+        crowdpose_ap(data, [_as_result(data["annotations"][0], 0.9)], crowdpose().sigmas)

@@ -345,3 +345,23 @@ def test_fp16_steps_use_a_grad_scaler_saved_in_the_checkpoint(tmp_path, make_cfg
     tr._start_steps()
     assert tr._scaler.is_enabled() and tr._scaler.get_scale() == saved["scaler"]["scale"]
     tr.close()
+
+
+@pytest.mark.parametrize("metric", ["crowdpose", "coco"])
+def test_missing_optional_dependency_fails_at_start(tmp_path, make_cfg, monkeypatch, metric):
+    """A CrowdPose-metric run without xtcocotools stops before the model or the data are built, not at
+    its first evaluation days later; the same task with the COCO metric needs nothing optional."""
+    monkeypatch.setitem(sys.modules, "xtcocotools", None)       # an import that fails, installed or not
+    monkeypatch.setitem(sys.modules, "xtcocotools.coco", None)
+    cfg = make_cfg(tmp_path / "run")
+    cfg["task"] = {"name": "pose-bottomup", "root": str(tmp_path / "no-data"), "keypoints": "crowdpose",
+                   "metric": metric, "input_size": 128, "workers": 0,
+                   "train": {"images": "train", "annotations": "train.json"}}
+    with pytest.raises(ScaleNASError) as e:
+        SupernetTrainer(RunConfig.model_validate(cfg))
+    msg = str(e.value)
+    assert "\n" not in msg
+    if metric == "crowdpose":
+        assert "xtcocotools" in msg and "--no-binary xtcocotools" in msg
+    else:                                                       # got as far as the (missing) data
+        assert "xtcocotools" not in msg and "no-data" in msg

@@ -53,3 +53,18 @@ def test_resolve_device_gives_a_torch_device_and_names_the_key():
 
 def test_rank_and_world_without_a_process_group():
     assert runtime.rank_and_world() == (0, 1)
+
+
+@pytest.mark.parametrize("cores, requested, env, expected", [
+    (2, 4, {}, 2),                             # the DataLoader warning case: 4 workers on 2 cores
+    (8, 4, {}, 4),
+    (2, 0, {}, 0),                             # 0 (load in this process) stays 0
+    (16, 8, {"LOCAL_WORLD_SIZE": "4"}, 4),     # torchrun: this process's share of the node
+    (2, 3, {"LOCAL_WORLD_SIZE": "4"}, 1),
+])
+def test_evaluation_loader_workers_are_capped_at_the_core_share(monkeypatch, cores, requested, env, expected):
+    monkeypatch.setattr(runtime, "usable_cores", lambda: cores)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert runtime.loader_workers(requested) == expected

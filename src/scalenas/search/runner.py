@@ -148,6 +148,7 @@ class SearchRun:
         self.space, self.head = self.supernet.space, self.supernet.head_spec
         self.task_cfg = deep_merge(ck["meta"].get("task") or {}, cfg.task)
         self.task = build_task(self.task_cfg)
+        self.task.check_dependencies()  # before the first candidate, not after it
         if self.task.head != self.head:
             raise ScaleNASError(f"search.task: the task's head {self.task.head.to_dict()} does not match the "
                                 f"supernet's {self.head.to_dict()} ({ckpt})")

@@ -64,6 +64,11 @@ class Task(abc.ABC):
                  max_images: int | None = None, out_dir: str | None = None) -> dict[str, float]:
         """Run ``model`` (eval mode) over ``split`` and return metrics, including ``self.metric_name``."""
 
+    def check_dependencies(self) -> None:
+        """Raise :class:`ScaleNASError` (one line) if an optional package this config needs at evaluation
+        time is missing. Called when training and search start, so a multi-day run cannot end in an
+        import error; tasks whose evaluation needs only the base install keep this no-op."""
+
     def predict(self, forward: Callable[[torch.Tensor], Any], image_bgr, **kw) -> dict:
         """Decode one image (H, W, 3 uint8 BGR) into a JSON-able prediction. ``forward`` maps a
         normalised (1, 3, h, w) tensor to the head outputs, so it may be a torch module or an ONNX session."""

@@ -26,10 +26,10 @@ from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
 from scalenas.tasks.base import TASKS, Task, holdout_indices
 from scalenas.tasks.pose_decode import DecodeConfig, People, coco_results, decode_image
-from scalenas.tasks.pose_eval import evaluate_keypoints
+from scalenas.tasks.pose_eval import evaluate_keypoints, require_xtcocotools
 from scalenas.tasks.pose_losses import bottomup_loss
 from scalenas.tasks.pose_targets import MAX_NUM_PEOPLE, build_targets
-from scalenas.utils.runtime import rank_and_world
+from scalenas.utils.runtime import loader_workers, rank_and_world
 from scalenas.tasks.pose_targets import OracleForward
 from scalenas.utils.io import atomic_write_json
 from scalenas.viz.pose_overlay import DEFAULT_MIN_SCORE, gt_keypoints, save_overlay
@@ -215,6 +215,10 @@ class BottomUpPoseTask(Task):
         self._indexes: dict[str, CocoKeypoints] = {}
         self._holdout: list[int] | None = None
 
+    def check_dependencies(self) -> None:
+        if self.metric == "crowdpose":
+            require_xtcocotools()
+
     # -- description ------------------------------------------------------------------------------
     @property
     def head(self) -> HeadSpec:
@@ -344,7 +348,7 @@ class BottomUpPoseTask(Task):
         results, vis = [], 0
         # images are read (and JPEG-decoded) by loader workers while this process decodes poses
         loader = torch.utils.data.DataLoader(_Images(idx, ids[rank::world]), batch_size=None, collate_fn=_identity,
-                                             num_workers=self.cfg.workers if len(ids) > 1 else 0)
+                                             num_workers=loader_workers(self.cfg.workers) if len(ids) > 1 else 0)
         for iid, img in loader:
             people = self.decode(forward_for(iid, img), img, device, dcfg)
             results += coco_results(people, iid, idx.category_id)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import os
+import tempfile
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from scalenas.errors import ScaleNASError
+from scalenas.utils.io import atomic_write_json
 
 COCO_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 CROWD_NAMES = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "APE", "APM", "APH")
@@ -52,33 +55,60 @@ def coco_keypoint_ap(gt: COCO, results: list[dict], sigmas, image_ids=None) -> d
     return {n: _pct(v) for n, v in zip(COCO_NAMES, ev.stats)}
 
 
-def crowdpose_ap(gt_json: dict, results: list[dict], sigmas, image_ids=None) -> dict[str, float]:
-    """CrowdPose AP through xtcocotools (``keypoints_crowd``, OKS area = 0.53 * bbox w * h); an optional
-    extra because its PyPI wheel breaks on numpy 2 (environment.md)."""
+def require_xtcocotools():
+    """xtcocotools' (COCO, COCOeval), or a one-line ``ScaleNASError`` saying how to install it. Also the
+    start-of-run check of tasks that evaluate with it (``Task.check_dependencies``)."""
     try:
         from xtcocotools.coco import COCO as XCOCO
         from xtcocotools.cocoeval import COCOeval as XCOCOeval
     except Exception as e:  # ImportError, or the numpy-ABI ValueError of the prebuilt wheel
+        # an installed but broken wheel stays "already satisfied" unless it is replaced
+        again = "" if isinstance(e, ImportError) else "--force-reinstall --no-deps "
         raise ScaleNASError(
             "CrowdPose evaluation needs xtcocotools, which is not importable here "
-            f"({type(e).__name__}: {e}). Install it from source: pip install --no-binary xtcocotools "
-            "--no-build-isolation xtcocotools (or `pip install scalenas[crowdpose]`)") from None
+            f"({type(e).__name__}: {e}). Install it from source: pip install cython && pip install {again}"
+            "--no-binary xtcocotools --no-build-isolation xtcocotools") from None
+    return XCOCO, XCOCOeval
+
+
+def _crowd_subset(gt_json: dict, image_ids) -> dict:
+    """The ground truth of the evaluated images only: xtcocotools splits easy/medium/hard over every
+    image of the annotation file it re-reads, so that file must hold exactly the evaluated images."""
+    keep = {im["id"] for im in gt_json.get("images", [])} if image_ids is None else set(image_ids)
+    images = [im for im in gt_json.get("images", []) if im["id"] in keep]
+    missing = [im["id"] for im in images if "crowdIndex" not in im]
+    if missing:
+        raise ScaleNASError(f"CrowdPose metric: image {missing[0]} has no 'crowdIndex' (the CrowdPose "
+                            f"annotation key); use metric: coco for datasets without it")
+    data = {k: v for k, v in gt_json.items() if k not in ("images", "annotations")}
+    data["images"] = images
+    data["annotations"] = [a for a in gt_json.get("annotations", []) if a["image_id"] in keep]
+    return data
+
+
+def crowdpose_ap(gt_json: dict, results: list[dict], sigmas, image_ids=None) -> dict[str, float]:
+    """CrowdPose AP through xtcocotools (``keypoints_crowd``, OKS area = 0.53 * bbox w * h, AP easy /
+    medium / hard by the images' ``crowdIndex`` < 0.2 / < 0.8 / rest); an optional extra because its
+    PyPI wheel breaks on numpy 2 (environment.md). Restricted to ``image_ids`` when given."""
+    XCOCO, XCOCOeval = require_xtcocotools()
     sig = np.asarray(sigmas, np.float64)
     _check_results(results, len(sig))
+    data = _crowd_subset(gt_json, image_ids)
+    kept = {im["id"] for im in data["images"]}
+    results = [r for r in results if r["image_id"] in kept]
     if not results:
         return {n: 0.0 for n in CROWD_NAMES}
-    gt = XCOCO()
-    gt.dataset = copy.deepcopy(gt_json)
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-    dt = _load_results(gt, results)
-    ev = XCOCOeval(gt, dt, "keypoints_crowd", sig, use_area=False)
-    if image_ids is not None:
-        ev.params.imgIds = sorted(image_ids)
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+    # keypoints_crowd re-opens the ground truth by file name (COCO.anno_file) for the crowding split
+    with tempfile.TemporaryDirectory(prefix="scalenas-crowdpose-") as tmp:
+        path = os.path.join(tmp, "gt.json")
+        atomic_write_json(path, data, indent=None)
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = XCOCO(path)
+            dt = gt.loadRes(copy.deepcopy(results))
+            ev = XCOCOeval(gt, dt, "keypoints_crowd", sig, use_area=False)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
     return {n: _pct(v) for n, v in zip(CROWD_NAMES, ev.stats)}
 
 

@@ -28,7 +28,7 @@ from scalenas.tasks.base import TASKS, Task, holdout_indices
 from scalenas.tasks.seg_inference import infer_probs
 from scalenas.tasks.seg_losses import OhemCrossEntropy, SegCrossEntropy
 from scalenas.tasks.seg_metrics import DEFAULT_BUCKETS, SegConfusion, size_bucket_map
-from scalenas.utils.runtime import rank_and_world
+from scalenas.utils.runtime import loader_workers, rank_and_world
 from scalenas.viz.seg_overlay import save_overlay
 
 SPLITS = ("train", "val", "test")
@@ -235,7 +235,7 @@ class SegmentationTask(Task):
         was_training = model.training
         model.eval()
         conf = SegConfusion(self.info.num_classes, self.ignore_index, device)
-        workers = self.cfg.workers if len(mine) >= 8 else 0
+        workers = loader_workers(self.cfg.workers) if len(mine) >= 8 else 0
         loader = DataLoader(Subset(ds, mine), batch_size=1, shuffle=False, num_workers=workers,
                             collate_fn=_single)
         pending: list[dict] = []

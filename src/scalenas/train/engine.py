@@ -47,6 +47,7 @@ class SupernetTrainer:
         self._caller_threads = torch.get_num_threads()  # restored by close(): the rule below is for training
         self.threads = setup_process(cfg.train.threads, loader_workers=cfg.train.workers)
         self.task = build_task(cfg.task)
+        self.task.check_dependencies()  # before days of training, not at the first evaluation
         self.space = cfg.space.build()
         self.head = self.task.head
         t = cfg.train

@@ -49,6 +49,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def core_share() -> int:
+    """This process's share of the usable cores: ``LOCAL_WORLD_SIZE`` processes per node under torchrun."""
+    return max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+
+
+def loader_workers(requested: int) -> int:
+    """Loader worker processes for evaluation: the configured count, at most this process's core share.
+    More workers than cores only queue behind each other and the decoding process (and torch warns)."""
+    return min(max(0, int(requested)), core_share())
+
+
 def default_threads(loader_workers: int = 0) -> int:
     """Torch intra-op threads that never oversubscribe the cores: this process's share of the usable
     cores (``LOCAL_WORLD_SIZE`` processes per node under torchrun), less one per busy loader worker,
@@ -59,8 +70,7 @@ def default_threads(loader_workers: int = 0) -> int:
     median 18.7 s with 2 threads and 0.83 s with 1 (bench/train_threads.py, README). Other processes'
     load is not counted: the count must not change between a run and its resume.
     """
-    share = max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
-    n = max(1, share - max(0, int(loader_workers)))
+    n = max(1, core_share() - max(0, int(loader_workers)))
     omp = os.environ.get("OMP_NUM_THREADS", "")
     if omp.isdigit() and int(omp) > 0:
         n = min(n, int(omp))

@@ -22,6 +22,7 @@ def dry_run(cfg: RunConfig, world_size: int) -> list[str]:
     """The lines the dry run prints for ``cfg`` on ``world_size`` processes."""
     t = cfg.train
     task = build_task(cfg.task)
+    task.check_dependencies()  # what the run will need (e.g. xtcocotools for CrowdPose AP), checked now
     space = cfg.space.build()
     n_train = len(task.build_dataset("train", train=True))
     sched = resolve_schedule(t, n_train, world_size)

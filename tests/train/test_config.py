@@ -50,3 +50,20 @@ def test_an_unknown_sampler_kind_names_the_choices():
     with pytest.raises(ScaleNASError, match=r"^sampler.kind: unknown sampler 'sandwhich'; choose one of grouped, "
                                             r"sandwich, uniform \(did you mean 'sandwich'\?\)$"):
         validate_section(RunConfig, {"sampler": {"kind": "sandwhich"}})
+
+
+def test_a_recipe_run_without_the_papers_start_warns_in_one_line_each():
+    from scalenas.train.config import reproduction_warnings
+
+    base = {"task": {"name": "synthetic-regression"},
+            "model": {"paper_pretrained": "ImageNet HRNet-W32"},
+            "train": {"distill": {"teacher": "largest", "paper_teacher": "the W32 teacher"}}}
+    warn = reproduction_warnings(validate_section(RunConfig, base))
+    assert warn == ["warning: model.pretrained is not set; the paper starts from ImageNet HRNet-W32: from random "
+                    "initialisation the results will not match the paper",
+                    "warning: train.distill.teacher is 'largest'; the paper distils from the W32 teacher: the results "
+                    "will not match the paper"]
+    given = {**base, "model": {**base["model"], "pretrained": "w.pt"},
+             "train": {"distill": {"teacher": "t.pt", "paper_teacher": "the W32 teacher"}}}
+    assert reproduction_warnings(validate_section(RunConfig, given)) == []
+    assert reproduction_warnings(validate_section(RunConfig, {"task": {"name": "synthetic-regression"}})) == []

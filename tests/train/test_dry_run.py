@@ -12,6 +12,7 @@ from scalenas.cli import main
 from scalenas.data.keypoint_info import coco, crowdpose
 from scalenas.space.space import SearchSpace
 from scalenas.train.samplers import GroupedSampler
+from scalenas.utils.runtime import resolve_amp
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
@@ -79,8 +80,11 @@ def test_every_shipped_recipe_dry_runs_on_fake_official_data(name, tmp_path, cap
             f"out; 1/process x 2 processes x accumulate 1)")
     drops = "" if name.startswith("cityscapes") else "; lr drops at epochs 200, 260 = steps 2,400, 3,120"
     assert head + drops in out
-    assert "precision: fp32 (train.amp=auto)" in out or "precision: bf16 autocast (train.amp=auto)" in out
-    groups = out[out.index("sampling groups (grouped), estimated images seen over the run:") + 1:]
+    assert f"precision: {resolve_amp('auto', 'cpu')[1]} (train.amp=auto)" in out
+    # every full-scale recipe says what the paper starts from, so a run without it warns in one line
+    assert [x for x in out if x.startswith("warning: model.pretrained is not set; the paper starts from ")]
+    after = out[out.index("sampling groups (grouped), estimated images seen over the run:") + 1:]
+    groups = [x for x in after if x.startswith("  ")]
     assert len(groups) == 11 and sum(int(g.split(": ")[1].split(" steps")[0].replace(",", "")) for g in groups) \
         == epochs * 12
 

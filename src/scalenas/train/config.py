@@ -47,6 +47,9 @@ class ModelCfg(Strict):
     init: Literal["kaiming", "hrnet"] = "kaiming"
     #: a ScaleNet/supernet checkpoint or an HRNet-family state dict to initialise the supernet from
     pretrained: Optional[str] = None
+    #: what the paper's run starts from (a recipe says it, e.g. "ImageNet HRNet-W32"); a run without
+    #: ``pretrained`` then warns that its results will not match the paper
+    paper_pretrained: Optional[str] = None
 
 
 class SamplerCfg(Strict):
@@ -113,6 +116,8 @@ class DistillCfg(Strict):
     #: (a supernet checkpoint, whose largest subnet becomes the frozen teacher)
     teacher: str = "none"
     weight: float = 0.5
+    #: the teacher the paper distils from (a recipe says it); a run with teacher none/largest then warns
+    paper_teacher: Optional[str] = None
 
 
 class TrainCfg(Strict):
@@ -162,3 +167,18 @@ class RunConfig(Strict):
     train: TrainCfg = TrainCfg()
     #: validated by scalenas.search when a search runs from this config
     search: dict[str, Any] = {}
+
+
+def reproduction_warnings(cfg: "RunConfig") -> list[str]:
+    """One line for each start the recipe says the paper used but this run does not have: a full-scale
+    run from random initialisation (or without the paper's teacher) trains, but its numbers are not the
+    paper's, and that should be said before days of GPU time, not discovered after."""
+    out = []
+    if cfg.model.paper_pretrained and not cfg.model.pretrained:
+        out.append(f"warning: model.pretrained is not set; the paper starts from {cfg.model.paper_pretrained}: "
+                   f"from random initialisation the results will not match the paper")
+    d = cfg.train.distill
+    if d.paper_teacher and d.teacher in ("none", "largest"):
+        out.append(f"warning: train.distill.teacher is {d.teacher!r}; the paper distils from {d.paper_teacher}: "
+                   f"the results will not match the paper")
+    return out

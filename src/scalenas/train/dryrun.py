@@ -13,7 +13,7 @@ import torch
 from scalenas.errors import ScaleNASError
 from scalenas.tasks.base import build_task
 from scalenas.train import checkpoint as ckpt
-from scalenas.train.config import RunConfig
+from scalenas.train.config import RunConfig, reproduction_warnings
 from scalenas.train.schedule import resolve_schedule
 from scalenas.utils.runtime import resolve_amp
 
@@ -35,18 +35,14 @@ def dry_run(cfg: RunConfig, world_size: int) -> list[str]:
              f"images per step: {per_step:,} ({t.batch_size}/process x {world_size} x accumulate {t.accumulate})",
              sched.describe(int(cfg.task.get("search_holdout", 0) or 0)),
              f"optimiser: {t.optimizer.name}, lr {t.optimizer.lr:g}, {t.schedule.name} schedule",
-             f"precision: {_precision(resolve_amp(t.amp, device))} (train.amp={t.amp})",
+             f"precision: {resolve_amp(t.amp, device)[1]} (train.amp={t.amp})",
              f"teacher: {_teacher(cfg, space, task.head)}",
              f"pretrained: {_pretrained(cfg.model.pretrained, cfg.model.init)}",
              f"sampling groups ({cfg.sampler.kind}), estimated images seen over the run:"]
     for name, steps in sampler.steps_per_group(sched.steps).items():
         lines.append(f"  {name}: {steps:,} steps, {steps * per_step:,} images "
                      f"({steps / sched.steps_per_epoch:,.1f} epochs)")
-    return lines
-
-
-def _precision(amp: str) -> str:
-    return {"none": "fp32", "bf16": "bf16 autocast"}.get(amp, amp)
+    return lines + reproduction_warnings(cfg)
 
 
 def _teacher(cfg: RunConfig, space, head) -> str:

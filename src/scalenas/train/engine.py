@@ -20,7 +20,7 @@ from scalenas.nets.pretrained import init_supernet_from
 from scalenas.nets.supernet import SuperScaleNet
 from scalenas.tasks.base import build_task
 from scalenas.train import checkpoint as ckpt
-from scalenas.train.config import RunConfig
+from scalenas.train.config import RunConfig, reproduction_warnings
 from scalenas.train.data import StepBatchSampler, make_loader
 from scalenas.train.distributed import (DistInfo, all_finite, all_reduce_mean, cleanup, init_distributed,
                                         sync_buffers, wrap_ddp)
@@ -168,6 +168,8 @@ class SupernetTrainer:
             print(f"threads: {self.threads} (cores {usable_cores()}, loader workers {t.workers}, "
                   f"bf16: {'yes' if self.amp == 'bf16' else 'no'})", flush=True)
             print(f"precision: {self.amp_why}", flush=True)
+            for line in reproduction_warnings(self.cfg):
+                print(line, flush=True)
         history = []
         try:
             while self.step < t.steps:

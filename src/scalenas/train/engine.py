@@ -115,10 +115,12 @@ class SupernetTrainer:
 
     def _check_schedule(self, saved: dict | None, path: str) -> None:
         """A run stated in epochs resolves to other steps when the processes, batch or data change:
-        resuming would silently stretch or cut the schedule, so refuse (the data order differs too)."""
-        keys = ("steps", "milestones", "warmup_steps")
+        resuming would silently stretch or cut the schedule, so refuse (the data order differs too).
+        A changed schedule key itself is ``checkpoint.check_resume_config``'s to name."""
+        inputs = ("world_size", "batch_size", "accumulate", "n_train")
         now = self.schedule.as_dict()
-        if saved is None or all(saved[k] == now[k] for k in keys):
+        if saved is None or not (now["in_epochs"] or saved.get("in_epochs")) \
+                or all(saved.get(k) == now[k] for k in inputs):
             return
         key = "train.epochs" if now["in_epochs"] else "train.schedule (in epochs)"
         raise ScaleNASError(

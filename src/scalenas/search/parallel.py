@@ -22,8 +22,7 @@ from typing import Iterator, Sequence
 from scalenas.errors import ScaleNASError
 from scalenas.search.evaluator import EvalSpec, Evaluator
 from scalenas.space.arch import Arch
-from scalenas.utils.runtime import resolve_device
-from scalenas.utils.runtime import setup_process
+from scalenas.utils.runtime import resolve_device, setup_process, usable_cores
 
 
 class InProcessPool:
@@ -174,7 +173,7 @@ class RayPool:
         threads = spec.threads or 1
         # a local instance gets at least a CPU per worker thread: more workers than cores then share
         # them, as local processes do, instead of leaving actors waiting for CPUs that never come
-        local_cpus = max(os.cpu_count() or 1, workers * threads)
+        local_cpus = max(usable_cores(), workers * threads)
         self.started = False
         if not ray.is_initialized():
             if address == "local":

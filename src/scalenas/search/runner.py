@@ -50,7 +50,7 @@ from scalenas.space.space import SearchSpace
 from scalenas.tasks.base import build_task
 from scalenas.train.checkpoint import load_supernet
 from scalenas.utils.io import atomic_write_json, atomic_write_text, package_versions
-from scalenas.utils.runtime import resolve_device
+from scalenas.utils.runtime import resolve_device, usable_cores
 
 REFERENCE_NAMES = ("hrnet", "largest", "smallest")
 RUN_FILES = {"state": "state.json", "log": "evaluations.jsonl", "config": "config.yaml", "pareto": PARETO_JSON,
@@ -161,7 +161,7 @@ class SearchRun:
     def _run_meta(self) -> dict:
         """``config.yaml``: the resolved settings, compared on resume."""
         cfg = self.cfg
-        self.eval_threads = cfg.threads_per_worker or (max(1, (os.cpu_count() or 1) // cfg.workers)
+        self.eval_threads = cfg.threads_per_worker or (max(1, usable_cores() // cfg.workers)
                                                        if cfg.workers > 1 or self.ray else None)
         return {"supernet": os.path.abspath(self.supernet_ckpt), "supernet_step": self.supernet_step,
                 "space": self.space.to_dict(), "head": self.head.to_dict(), "task": self.task_cfg,

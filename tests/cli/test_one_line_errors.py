@@ -213,15 +213,24 @@ def test_extract_arch_file_errors_name_the_file(tiny_ckpt, tmp_path, capsys):
         assert not (tmp_path / "m").exists()
 
 
-def test_dataloader_worker_error_is_one_line(tmp_path):
-    """A truncated mask read in a DataLoader worker process: one line naming the file, not the worker's
-    re-raised traceback."""
+@pytest.mark.parametrize("fault", ["truncated", "bad label"])
+def test_dataloader_worker_error_is_one_line(tmp_path, fault):
+    """A truncated mask, or one holding a label value that is no class, read in a DataLoader worker
+    process: one line naming the file, not the worker's re-raised traceback."""
+    import cv2
+    import numpy as np
+
     from scalenas.data.synth_seg import generate
 
     root = tmp_path / "seg"
     generate(str(root), train=4, val=1, test=1, size=(64, 64), seed=0)
     bad = root / "masks" / "train" / "00001.png"
-    bad.write_bytes(bad.read_bytes()[:100])
+    if fault == "truncated":
+        bad.write_bytes(bad.read_bytes()[:100])
+        why = "truncated PNG (no IEND chunk at the end)"
+    else:
+        cv2.imwrite(str(bad), np.full((64, 64), 200, np.uint8))  # 7 classes, ignore value 255: 200 is neither
+        why = "label values 200 are not a class id 0..6 or the ignore value 255"
     task = {"name": "segmentation", "format": "folder", "root": str(root), "crop_size": [64, 64], "base_size": 64,
             "search_holdout": 1, "scale_range": [1.0, 1.0], "workers": 2, "vis_images": 0}
     cfg = _yaml(tmp_path / "c.yaml", {"space": TINY, "task": task,
@@ -231,7 +240,7 @@ def test_dataloader_worker_error_is_one_line(tmp_path):
                         str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert lines == [f"scalenas train-supernet: error: {bad}: truncated PNG (no IEND chunk at the end)"], r.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"scalenas train-supernet: error: {bad}: {why}"), r.stderr
 
 
 def test_user_message_keeps_plain_messages():

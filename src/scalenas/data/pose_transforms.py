@@ -1,4 +1,4 @@
-"""Bottom-up pose geometry: affine crops, flips, the test-time resize, and normalisation (tasks.md §1.5, §1.7).
+"""Pose geometry: affine crops, flips, the test-time resize, person boxes, and normalisation (tasks.md §1.5, §1.7).
 
 Conventions (HigherHRNet's): a "scale" is the source region's size in units of 200 pixels, an affine
 maps ``center`` to the middle of the output and ``scale * 200`` source pixels onto the output width,
@@ -32,6 +32,19 @@ def affine_matrix(center, scale, rot_deg: float, output_size) -> np.ndarray:
     m = np.array([[c, si, 0.0], [-si, c, 0.0]])
     m[:, 2] = np.array([ow / 2.0, oh / 2.0]) - m[:, :2] @ np.array([cx, cy])
     return m
+
+
+def box_to_center_scale(box_xywh, aspect_ratio: float, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """HRNet's top-down person crop (``_box2cs``): the box centre, and the box grown to the network's
+    aspect ratio (``aspect_ratio`` = input width / height) then padded by ``padding``, in 200-px units.
+    Feeding ``center``/``scale`` and the input (W, H) to :func:`affine_matrix` gives the crop."""
+    x, y, w, h = (float(v) for v in box_xywh[:4])
+    center = np.array([x + w * 0.5, y + h * 0.5])
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    elif w < aspect_ratio * h:
+        w = h * aspect_ratio
+    return center, np.array([w, h]) / 200.0 * padding
 
 
 def flip_matrix(width: int) -> np.ndarray:

@@ -3,7 +3,8 @@ smallest and hrnet subnets (BN-recalibrated) before and after training, and the 
 throughput next to the training throughput.
 
     python bench/task_supernet.py --task seg  --steps 600
-    python bench/task_supernet.py --task pose --steps 600
+    python bench/task_supernet.py --task pose-topdown            # defaults sized for val AP >= 60 in <= 20 min
+    python bench/task_supernet.py --task pose-bottomup --steps 2000   # (--task pose: the same, an alias)
 """
 from __future__ import annotations
 
@@ -22,36 +23,56 @@ from scalenas.utils.io import dumps_json  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
 
 SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16, "stage1_blocks": 1}
-WIDTH = {"seg": 8, "pose": 16}  # pose needs more width to learn keypoints + tags in CPU-minutes
+#: per task: branch-0 width, steps, image size (the top-down input is a person crop, see TOPDOWN_INPUT),
+#: batch and Adam LR. Bottom-up needs more width to learn keypoints + tags in CPU-minutes.
+DEFAULTS = {"seg": {"width": 8, "steps": 600, "size": 128, "batch": 8, "lr": 0.004},
+            "pose-bottomup": {"width": 16, "steps": 600, "size": 128, "batch": 8, "lr": 0.003},
+            "pose-topdown": {"width": 16, "steps": 1500, "size": 256, "batch": 32, "lr": 0.002}}
+TOPDOWN_INPUT = [128, 96]  # (H, W) person crops; heatmaps 32x24
+ALIASES = {"pose": "pose-bottomup"}
 
 
-def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int) -> dict:
-    train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": 0, "progress": True, "tensorboard": False,
-             "schedule": {"name": "poly", "warmup_steps": 20}, "amp": "auto"}
+def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int, batch: int, lr: float) -> dict:
+    train = {"steps": steps, "batch_size": batch, "workers": 2, "ckpt_every": 0, "progress": True,
+             "tensorboard": False, "schedule": {"name": "poly", "warmup_steps": 20}, "amp": "auto",
+             "optimizer": {"name": "adam", "lr": lr, "weight_decay": 0.0}}
     if task == "seg":
         t = {"name": "segmentation", "format": "folder", "root": data, "search_holdout": 16, "crop_size": [size, size],
              "base_size": size, "scale_range": [0.75, 1.25], "workers": 0, "eval_batch_size": 16, "vis_images": 0}
-        train["optimizer"] = {"name": "adam", "lr": 0.004, "weight_decay": 0.0}
         sampler = {"kind": "grouped"}
     else:
         split = {"images": "images/{}", "annotations": "annotations/{}.json"}
-        t = {"name": "pose-bottomup", "root": data, "keypoints": "coco", "input_size": size, "search_holdout": 16,
-             "workers": 0, "vis_images": 0, **{s: {k: v.format(s) for k, v in split.items()} for s in ("train", "val", "test")}}
-        train["optimizer"] = {"name": "adam", "lr": 0.003, "weight_decay": 0.0}
+        t = {"name": task, "root": data, "keypoints": "coco", "search_holdout": 16, "workers": 0, "vis_images": 0,
+             **{s: {k: v.format(s) for k, v in split.items()} for s in ("train", "val", "test")}}
+        t.update({"input_hw": TOPDOWN_INPUT} if task == "pose-topdown" else {"input_size": size})
         sampler = {"kind": "grouped", "smallest_fusion": 0.0}
     return {"run_dir": run_dir, "seed": 0, "space": {**SPACE, "width": width}, "task": t, "sampler": sampler, "train": train}
 
 
+def _input(args) -> str:
+    if args.task == "pose-topdown":
+        return f"{TOPDOWN_INPUT[0]}x{TOPDOWN_INPUT[1]} crops of {args.size}x{args.size} images"
+    return f"{args.size}x{args.size}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", choices=["seg", "pose"], default="seg")
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--task", choices=["seg", "pose-topdown", "pose-bottomup", "pose"], default="seg",
+                    help="pose is pose-bottomup (its old name)")
+    ap.add_argument("--steps", type=int, help="training steps (default: the task's, see DEFAULTS)")
+    ap.add_argument("--size", type=int, help="synthetic image size (default: the task's)")
+    ap.add_argument("--batch", type=int, help="batch size (default: the task's)")
+    ap.add_argument("--lr", type=float, help="Adam learning rate (default: the task's)")
     ap.add_argument("--train-images", type=int, default=240)
-    ap.add_argument("--width", type=int, default=None, help="branch-0 width (default: 8 seg, 16 pose)")
+    ap.add_argument("--width", type=int, default=None, help="branch-0 width (default: the task's)")
     ap.add_argument("--out", default=None, help="keep the data and run here (default: a temporary folder)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    args.task = ALIASES.get(args.task, args.task)
+    d = DEFAULTS[args.task]
+    for key, name in (("steps", "steps"), ("size", "size"), ("batch", "batch"), ("lr", "lr"), ("width", "width")):
+        if getattr(args, key) is None:
+            setattr(args, key, d[name])
     setup_process()
     out = args.out or tempfile.mkdtemp(prefix=f"bench_{args.task}_")
     data = os.path.join(out, "data")
@@ -61,8 +82,8 @@ def main():
         else:
             from scalenas.data.synth_pose import generate
         print(generate(data, train=args.train_images, val=40, test=8, size=(args.size, args.size), seed=0))
-    width = args.width or WIDTH[args.task]
-    cfg = config(args.task, data, os.path.join(out, "run"), args.steps, args.size, width)
+    width = args.width
+    cfg = config(args.task, data, os.path.join(out, "run"), args.steps, args.size, width, args.batch, args.lr)
     t0 = time.time()
     r = quick_supernet_run(cfg, calib_images=32)
     wall = time.time() - t0
@@ -75,7 +96,8 @@ def main():
         task = build_task(cfg["task"])
         chance = majority_class_miou(task.build_dataset("val", train=False), task.head.num_classes)
     print_table(["subnet", f"val {r['metric']} at step 0", f"val {r['metric']} after {args.steps} steps"], rows,
-                f"{args.task} supernet W{width}, {args.size}x{args.size}, {args.steps} steps, batch 8, grouped sampling, "
+                f"{args.task} supernet W{width}, {_input(args)}, {args.steps} steps, batch {args.batch}, Adam {args.lr:g}, "
+                f"grouped sampling, "
                 f"BN recalibrated on 32 train images ({machine()}); wall {wall / 60:.1f} min")
     logs = [json.loads(x) for x in open(os.path.join(out, "run", "train_log.jsonl"))]
     ips = sorted(x["img_per_s"] for x in logs)[len(logs) // 2]

@@ -23,7 +23,7 @@ a point of the space (depth 4, fusion at module ends), any preset that is a poin
 The space is the 'space:' section of CONFIG (a training config; KEY=VALUE overrides apply, e.g.
 space.depth_choices=[2,3,4]); without CONFIG, the paper's W32 space, or --width W. The pose rule
 (only branch 0 feeds a pose head) is applied when the head is a pose head: --head, else the
-config's task (pose-bottomup -> pose). Each file holds the arch with its space and head (so
+config's task (pose-bottomup and pose-topdown name their heads). Each file holds the arch with its space and head (so
 'scalenas info DIR/largest.json' counts it in its own space) and its origin (space point, preset or
 random draw with its seed), which 'scalenas extract' copies into the model card.
 
@@ -62,7 +62,8 @@ def run(args) -> int:
         section = {**section, "width": args.width}
     space = SearchSpace.from_dict(section)
     task_name = str((cfg.get("task") or {}).get("name", ""))
-    head_kind = args.head or ("pose-bottomup" if task_name.startswith("pose") else "seg")
+    # the pose tasks are named after their heads (pose-bottomup, pose-topdown)
+    head_kind = args.head or (task_name if task_name in HEAD_KINDS else "seg")
     pose_rule = head_kind.startswith("pose")
     which = [w.strip() for w in args.which.split(",") if w.strip()]
     if args.which == "largest,smallest,hrnet" and 4 not in space.depth_choices:

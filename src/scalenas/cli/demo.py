@@ -13,8 +13,9 @@ def add_parser(sub):
                     "point, evaluate them on the held-out test split, export one to ONNX with a parity check,\n"
                     "and write OUT/report.md with a table, pareto.png, architecture drawings and overlays.\n"
                     "Nothing is downloaded. Re-running with the same -o resumes an interrupted demo.")
-    p.add_argument("--task", choices=["seg", "pose", "both"], default="seg",
-                   help="segmentation (ScaleNet-S), bottom-up pose (ScaleNet-P) or both (default: seg)")
+    p.add_argument("--task", choices=["seg", "pose", "pose-bottomup", "both"], default="seg",
+                   help="segmentation (ScaleNet-S), top-down pose (ScaleNet-P, one crop per person box), "
+                        "bottom-up pose (HigherHRNet head) or both = seg and top-down pose (default: seg)")
     p.add_argument("--budget-minutes", type=float, default=12.0,
                    help="time budget for everything (default 12); training and search sizes follow from it")
     p.add_argument("-o", "--out", default="demo-out", help="output folder (default demo-out)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from scalenas.cli.extract import add_data_arg
+from scalenas.errors import ScaleNASError
 from scalenas.utils.io import atomic_write_json, dumps_json
 
 
@@ -20,6 +21,10 @@ def add_parser(sub):
     p.add_argument("--max-images", type=int, metavar="N", help="first N images only")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--json", metavar="FILE", help="also write the metrics to FILE")
+    p.add_argument("--boxes", metavar="DETS.json",
+                   help="top-down pose models: person boxes from a detector (COCO results format) instead of the "
+                        "ground-truth boxes; the same as --data inference.boxes=DETS.json (the search split always "
+                        "uses ground-truth boxes)")
     add_data_arg(p)
     return p
 
@@ -42,7 +47,12 @@ def run(args) -> int:
 
     device = resolve_device(args.device)
     lm = load_model(args.model_dir, device)
-    task = build_model_task(lm.meta, args.model_dir, need_data=True, overrides=args.data)
+    data = list(args.data)
+    if args.boxes is not None:
+        if lm.head.kind != "pose-topdown":
+            raise ScaleNASError(f"--boxes applies to top-down pose models; {args.model_dir} has a {lm.head.kind} head")
+        data.append(f"inference.boxes={os.path.abspath(args.boxes)}")
+    task = build_model_task(lm.meta, args.model_dir, need_data=True, overrides=data)
     max_images = args.max_images
     rec = lm.meta.get("search") or {}
     if max_images is None and rec.get("max_images") and args.split == rec.get("split"):
@@ -59,11 +69,13 @@ def run(args) -> int:
         backend = "torch eager fp32 channels_last"
     metrics = {k: x for k, x in ((k, _scalar(v)) for k, v in metrics.items()) if x is not None}
     name = task.metric_name
-    print(f"{name} = {metrics[name]!r} on split {args.split} ({backend}; arch {lm.arch.hash})")
+    boxes = f"; person boxes {args.boxes}" if args.boxes else ""
+    print(f"{name} = {metrics[name]!r} on split {args.split} ({backend}; arch {lm.arch.hash}{boxes})")
     print(dumps_json(metrics, indent=1))
     if args.json:
         atomic_write_json(args.json, {"metric": name, "value": metrics[name], "split": args.split,
                                       "max_images": max_images, "backend": backend,
+                                      **({"boxes": os.path.abspath(args.boxes)} if args.boxes else {}),
                                       "model_dir": os.path.abspath(args.model_dir), "arch_hash": lm.arch.hash,
                                       "metrics": metrics})
     return 0

@@ -47,7 +47,12 @@ def add_parser(sub):
     c.add_argument("--calib-seed", type=int, metavar="N", help="calibration image draw seed (default: search run's)")
     f = p.add_argument_group("fine-tuning and evaluation")
     f.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
-                   help="fine-tune the extracted net for N epochs with the supernet run's optimiser recipe")
+                   help="fine-tune the extracted net for N epochs with the supernet run's optimiser recipe "
+                        "(or --finetune's)")
+    f.add_argument("--finetune", metavar="CONFIG", dest="finetune_config",
+                   help="fine-tune with the 'train' section of CONFIG instead (its train.epochs unless "
+                        "--finetune-epochs), e.g. configs/finetune_td_20ep.yaml: the released ScaleNet-P models' "
+                        "20 more epochs")
     f.add_argument("--finetune-lr", type=float, metavar="LR", help="learning rate for fine-tuning (default: the run's)")
     f.add_argument("--eval-split", choices=("search", "val", "test"), help="evaluate on this split and record it")
     f.add_argument("--eval-max-images", type=int, metavar="N",
@@ -74,6 +79,7 @@ def run(args) -> int:
         max_params_m=args.max_params_m,
         calibrate=args.calibrate, calib_images=args.calib_images, calib_batch_size=args.calib_batch_size,
         calib_seed=args.calib_seed, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+        finetune_config=args.finetune_config,
         eval_split=args.eval_split, eval_max_images=args.eval_max_images, input_hw=args.input,
         latency_iters=args.latency_iters, device=args.device, data=args.data, overwrite=args.overwrite,
         name=args.name)

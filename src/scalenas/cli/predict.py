@@ -18,7 +18,9 @@ def add_parser(sub):
     p = sub.add_parser(
         "predict", help="predict images: overlay PNG + JSON per image",
         description="Run MODEL_DIR on each IMAGE with its task's predict() (segmentation: class mask; bottom-up "
-                    "pose: people with keypoints, decoded and grouped in Python) and write OUT/<name>_overlay.png "
+                    "pose: people with keypoints, decoded and grouped in Python; top-down pose: the keypoints of "
+                    "each person box of --boxes, or of the whole image as one person without it) and write "
+                    "OUT/<name>_overlay.png "
                     "and OUT/<name>.json. Array-valued fields (e.g. a mask) are written beside the JSON as PNG or "
                     ".npy and referenced by file name. --onnx runs the exported graph with ONNX Runtime instead "
                     "of PyTorch. No dataset is needed. An image that cannot be read or predicted is reported in "
@@ -31,6 +33,14 @@ def add_parser(sub):
     p.add_argument("--min-score", type=float, default=None, metavar="S",
                    help="pose models: draw only the people scoring at least S (default 0.1); the JSON keeps "
                         "every detection with its score")
+    p.add_argument("--boxes", metavar="DETS.json",
+                   help="top-down pose models: person boxes from a detector, COCO results format "
+                        "([{image_id, bbox: [x,y,w,h], score}]); an entry matches an image by its 'file_name' if it "
+                        "has one, else by image_id = the number the image file is named after "
+                        "(000000397133.jpg -> 397133). Without it the whole image is one person")
+    p.add_argument("--box-category", type=int, default=1, metavar="ID",
+                   help="with --boxes: the person category id; entries of other categories are skipped "
+                        "(default 1, COCO's person)")
     return p
 
 
@@ -92,12 +102,13 @@ def run(args) -> int:
                                 f"{meta['head'].get('kind')} head")
         vis_kw["min_score"] = args.min_score
     task = build_model_task(meta, args.model_dir, need_data=False)
+    boxes = _person_boxes(args.boxes, meta, args.model_dir, args.box_category)
     os.makedirs(args.out, exist_ok=True)
     failed = 0
     for path, stem in zip(args.images, _stems(args.images)):
         try:
             with torch.no_grad():
-                overlay = _predict_one(task, forward, dev, path, stem, args, meta, vis_kw)
+                overlay = _predict_one(task, forward, dev, path, stem, args, meta, vis_kw, boxes)
         except ScaleNASError as e:
             failed += 1
             print(f"scalenas predict: error: {e}", file=sys.stderr, flush=True)
@@ -109,13 +120,35 @@ def run(args) -> int:
     return 0
 
 
-def _predict_one(task, forward, dev, path: str, stem: str, args, meta: dict, vis_kw: dict) -> str:
+def _person_boxes(path: str | None, meta: dict, model_dir: str, category_id: int = 1):
+    """The detections of ``--boxes`` (read and checked before any image is predicted), or None."""
+    from scalenas.deploy.boxes import PersonBoxes
+
+    kind = meta["head"].get("kind")
+    if path is None:
+        if kind == "pose-topdown":
+            print("note: no --boxes: each image is taken as one person (its whole frame is the person box)",
+                  flush=True)
+        return None
+    if kind != "pose-topdown":
+        raise ScaleNASError(f"--boxes applies to top-down pose models; {model_dir} has a {kind} head")
+    return PersonBoxes(path, category_id)
+
+
+def _predict_one(task, forward, dev, path: str, stem: str, args, meta: dict, vis_kw: dict,
+                 boxes=None) -> str:
     """Predict one image and write its overlay and JSON; returns the overlay path. A file that is not
     a readable image raises ``ScaleNASError`` naming it (decoded from bytes, so OpenCV prints nothing)."""
     from scalenas.data.seg_folder import read_image
 
     image = read_image(path)
-    pred = task.predict(forward, image, device=dev)
+    kw = {}
+    if boxes is not None:
+        kw["boxes"], matched = boxes.for_image(path)
+        if not kw["boxes"]:
+            print(f"note: {boxes.path} has no box for {path} (matched by {matched}): no people predicted",
+                  flush=True)
+    pred = task.predict(forward, image, device=dev, **kw)
     overlay = os.path.join(args.out, f"{stem}_overlay.png")
     task.visualise(image, pred, overlay, **vis_kw)
     doc = {"image": os.path.abspath(path), "model_dir": os.path.abspath(args.model_dir),

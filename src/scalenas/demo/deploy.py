@@ -13,6 +13,7 @@ from scalenas.deploy.export import export_model_dir
 from scalenas.deploy.extract import ExtractOptions, extract
 from scalenas.deploy.runtime import build_model_task
 from scalenas.search.pareto_doc import load_run
+from scalenas.tasks.base import build_task
 from scalenas.space.heads import HeadSpec
 from scalenas.viz.arch_drawing import save_arch_drawing
 
@@ -37,8 +38,8 @@ def deploy_models(kind: str, tdir: str, ckpt_path: str, search_dir: str, search_
     space = cfg.space.build()
     by_hash = {r["hash"]: r for r in records}
     hr = doc["references"]["hrnet"]
-    head_kind = "seg" if kind == "seg" else "pose-bottomup"
-    hr_arch = space.hrnet(pose_rule=head_kind != "seg")
+    pose_rule = build_task(cfg.task).head.pose_rule
+    hr_arch = space.hrnet(pose_rule=pose_rule)
     chosen = [(name, r) for name, r in choose_picks(records, hr["gflops_2p30"])]
     chosen.append(("hrnet", {**by_hash[hr["hash"]], "arch": hr_arch.to_dict()}))
     models = []
@@ -47,7 +48,7 @@ def deploy_models(kind: str, tdir: str, ckpt_path: str, search_dir: str, search_
     for name, rec in chosen:
         arch = Arch.from_dict(rec["arch"])
         arch_file = os.path.join(arch_dir, f"{name.replace('<=', '_le_')}.json")
-        origin = ({"kind": "space", "name": "hrnet", "width": space.width, "pose_rule": head_kind != "seg",
+        origin = ({"kind": "space", "name": "hrnet", "width": space.width, "pose_rule": pose_rule,
                    "config": None} if name == "hrnet" else
                   {"kind": "search", "run_dir": os.path.abspath(search_dir), "record": rec.get("hash")})
         write_arch_file(arch_file, arch, origin)  # the model card then says where each arch came from

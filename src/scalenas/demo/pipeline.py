@@ -20,7 +20,7 @@ from scalenas.data.synth_pose import generate as generate_pose
 from scalenas.data.synth_seg import generate as generate_seg
 from scalenas.demo.deploy import deploy_models
 from scalenas.demo.report import write_report
-from scalenas.demo.settings import phase_budgets, settings_for
+from scalenas.demo.settings import TASKS, phase_budgets, settings_for
 from scalenas.errors import ScaleNASError
 from scalenas.search.evaluator import EvalSpec, Evaluator
 from scalenas.search.resolve import resolve_search_cfg
@@ -55,8 +55,8 @@ def say(msg: str) -> None:
 
 
 def run_demo(out: str = "demo-out", task: str = "seg", budget_minutes: float = 12.0, fresh: bool = False) -> dict:
-    if task not in ("seg", "pose", "both"):
-        raise ScaleNASError(f"--task {task!r}: choose seg, pose or both")
+    if task not in (*TASKS, "both"):
+        raise ScaleNASError(f"--task {task!r}: choose {', '.join(TASKS)} or both")
     if budget_minutes <= 0:
         raise ScaleNASError("--budget-minutes must be positive")
     setup_process()

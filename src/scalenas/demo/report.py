@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 
+from scalenas.demo.settings import HEADINGS
 from scalenas.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -24,7 +25,7 @@ def undertrained_note(models: list[dict]) -> str | None:
     return (f"**Caution**: every test {name} here is below {MEANINGFUL_METRIC:g} (best {best:.2f}): the supernet "
             f"trained too briefly for its subnets' differences to be more than noise, so the line above is not "
             f"evidence either way. Re-run with a larger --budget-minutes (on a CPU, bottom-up pose needs far "
-            f"longer than segmentation).")
+            f"longer than segmentation or top-down pose).")
 
 
 def verdict(models: list[dict]) -> tuple[bool, str]:
@@ -56,7 +57,7 @@ def write_report(out: str, results: dict, budget_minutes: float, seconds: float)
         rel = lambda p: os.path.relpath(p, out)  # noqa: E731
         name = models[0]["metric_name"]
         h, w = models[0]["input_hw"]
-        lines += [f"## {'Segmentation (ScaleNet-S)' if kind == 'seg' else 'Bottom-up pose (ScaleNet-P)'}", "",
+        lines += [f"## {HEADINGS[kind]}", "",
                   f"Supernet: {r['train_steps']} steps ({rel(r['supernet'])}); search: "
                   f"{r['search_cfg']['initial']} initial + {r['search_cfg']['generations']} generations of "
                   f"{r['search_cfg']['population']} ({rel(r['search_dir'])}). Params and GFLOPs are the "

@@ -27,7 +27,27 @@ SEG = {
                "calib_batch_size": 16, "latency": "none"},
 }
 
+#: top-down pose (`--task pose`): one crop per ground-truth person box, HRNet's top-down recipe scaled to a CPU
 POSE = {
+    "data": {"size": (256, 256), "train": 240, "val": 40, "test": 60},
+    "space": {**DEMO_SPACE, "width": 12},
+    "task": {"name": "pose-topdown", "train": {"images": "images/train", "annotations": "annotations/train.json"},
+             "val": {"images": "images/val", "annotations": "annotations/val.json"},
+             "test": {"images": "images/test", "annotations": "annotations/test.json"},
+             "keypoints": "coco", "input_hw": [128, 96], "sigma": 2.0, "search_holdout": 40, "workers": 0,
+             "vis_images": 6, "inference": {"batch_size": 32}},
+    "model": {"bn_momentum": 0.1, "init": "kaiming"},
+    "sampler": {"kind": "grouped", "smallest_fusion": 0.0},
+    "train": {"batch_size": 16, "workers": 2, "optimizer": {"name": "adam", "lr": 0.002, "weight_decay": 0.0},
+              "schedule": {"name": "poly", "power": 0.9, "warmup_steps": 20}, "amp": "auto", "ckpt_every": 50,
+              "log_every": 10},
+    "search": {"strategy": "evolution", "parents": 16, "crossover_prob": 0.25, "bit_mutation_prob": 0.2,
+               "depth_mutation_prob": 0.1, "objectives": ["metric", "gflops"], "calib_images": 64,
+               "calib_batch_size": 32, "latency": "none"},
+}
+
+#: bottom-up pose (`--task pose-bottomup`): whole images, HigherHRNet head and grouping
+POSE_BOTTOMUP = {
     "data": {"size": (128, 128), "train": 240, "val": 40, "test": 60},
     "space": {**DEMO_SPACE, "width": 12},
     "task": {"name": "pose-bottomup", "train": {"images": "images/train", "annotations": "annotations/train.json"},
@@ -46,9 +66,15 @@ POSE = {
 }
 
 
+#: the demo's tasks (``--task``; ``both`` runs seg and pose), their settings and their report headings
+TASKS = {"seg": SEG, "pose": POSE, "pose-bottomup": POSE_BOTTOMUP}
+HEADINGS = {"seg": "Segmentation (ScaleNet-S)", "pose": "Top-down pose (ScaleNet-P)",
+            "pose-bottomup": "Bottom-up pose (ScaleNet-P, HigherHRNet head)"}
+
+
 def settings_for(task: str, budget_s: float) -> dict:
     """Copy of the task's settings with data and search sizes scaled down for small budgets."""
-    s = copy.deepcopy(SEG if task == "seg" else POSE)
+    s = copy.deepcopy(TASKS[task])
     if budget_s < 240:  # the test-suite budget: a few minutes at most
         s["data"].update(train=48, val=12, test=12)
         s["task"]["search_holdout"] = 12

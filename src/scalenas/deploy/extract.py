@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from scalenas.config import load_yaml
+from scalenas.config import load_config, load_yaml
 from scalenas.deploy import model_dir as md
 from scalenas.deploy.arch_files import arch_file_origin
 from scalenas.deploy.card import build_card, render_markdown
@@ -66,6 +66,9 @@ class ExtractOptions:
     calib_seed: int | None = None
     finetune_epochs: int = 0
     finetune_lr: float | None = None
+    #: a YAML whose ``train`` section is the fine-tuning recipe (e.g. configs/finetune_td_20ep.yaml) instead of
+    #: the supernet run's; its ``train.epochs`` is the length unless finetune_epochs is given
+    finetune_config: str | None = None
     eval_split: str | None = None
     eval_max_images: int | None = None
     input_hw: tuple[int, int] | None = None
@@ -241,7 +244,7 @@ def choose(opts: ExtractOptions, supernet, ck_meta: dict, log) -> Choice:
 def _task_of(opts: ExtractOptions, task_cfg: dict, head, log):
     """The task, or None when it cannot be built and no stage needs it (the model dir then lacks the
     predict task config)."""
-    need_task = opts.calibrate or opts.finetune_epochs > 0 or opts.eval_split is not None
+    need_task = opts.calibrate or _finetunes(opts) or opts.eval_split is not None
     task = None
     try:
         task = build_task(task_cfg)
@@ -272,15 +275,33 @@ def calibrate(opts: ExtractOptions, supernet, choice: Choice, task, device, log)
     return calib, calibrator
 
 
+def _finetunes(opts: ExtractOptions) -> bool:
+    return opts.finetune_epochs > 0 or opts.finetune_config is not None
+
+
 def fine_tune(opts: ExtractOptions, net, task, train_cfg: dict | None, calibrator, device, log) -> dict | None:
-    """Fine-tune the extracted net when asked, then recalibrate it on its final weights."""
-    if opts.finetune_epochs <= 0:
+    """Fine-tune the extracted net when asked (with the supernet run's ``train`` recipe, or that of
+    ``--finetune CONFIG``), then recalibrate it on its final weights."""
+    if not _finetunes(opts):
         return None
-    ft = finetune(net, task, train_cfg, opts.finetune_epochs, device, opts.seed, opts.finetune_lr, log)
+    if opts.finetune_config is not None:
+        train_cfg = finetune_recipe(opts.finetune_config)
+    ft = finetune(net, task, train_cfg, opts.finetune_epochs or None, device, opts.seed, opts.finetune_lr, log)
+    if opts.finetune_config is not None:
+        ft["config"] = os.path.abspath(opts.finetune_config)
     if calibrator is not None:  # statistics of the final weights, estimated exactly as before
         recalibrate(net, calibrator)
         ft["recalibrated"] = True
     return ft
+
+
+def finetune_recipe(path: str) -> dict:
+    """The ``train`` section of a fine-tuning config (``_base_`` and all, as ``load_config`` reads it)."""
+    cfg = load_config(path)
+    if not isinstance(cfg.get("train"), dict):
+        raise ScaleNASError(f"{path}: a fine-tuning config needs a 'train' section (epochs, batch_size, optimizer, "
+                            f"schedule)")
+    return cfg["train"]
 
 
 def evaluate(opts: ExtractOptions, net, task, choice: Choice, calibrated: bool, device, log) -> dict | None:

@@ -18,26 +18,39 @@ from scalenas.errors import ScaleNASError
 from scalenas.train.config import TrainCfg
 from scalenas.train.data import StepBatchSampler, make_loader
 from scalenas.train.optim import build_optimizer, build_scheduler
+from scalenas.train.schedule import resolve_schedule
 from scalenas.train.step import forward_loss, to_device
 
 
-def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int, device="cpu", seed: int = 0,
+def _schedule(tc: TrainCfg, epochs: int, n: int):
+    """(steps, schedule section in steps) of fine-tuning ``epochs`` over ``n`` training items."""
+    if tc.epochs is not None:  # a recipe in epochs: its milestones resolve as a supernet run's do
+        # one batch per step: this loop does not accumulate
+        sched = resolve_schedule(tc.model_copy(update={"epochs": float(epochs), "accumulate": 1}), n, 1)
+        return sched.steps, sched.apply(tc).schedule
+    total = epochs * (n // tc.batch_size)
+    ratio = total / max(1, tc.steps)
+    return total, tc.schedule.model_copy(update={
+        "milestones": [max(1, round(m * ratio)) for m in tc.schedule.milestones],
+        "warmup_steps": int(math.ceil(tc.schedule.warmup_steps * ratio))})
+
+
+def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int | None, device="cpu", seed: int = 0,
              lr: float | None = None, log: Callable[[str], None] | None = print) -> dict:
+    """Fine-tune ``net`` for ``epochs`` (None: the recipe's ``train.epochs``) with ``train_cfg``."""
+    tc = TrainCfg.model_validate(train_cfg or {})
+    if epochs is None:
+        epochs = int(tc.epochs or 0)
     if epochs < 1:
         raise ScaleNASError(f"--finetune-epochs {epochs}: must be at least 1")
-    tc = TrainCfg.model_validate(train_cfg or {})
     opt_cfg = tc.optimizer.model_copy(update={"lr": lr}) if lr is not None else tc.optimizer
     ds = task.build_dataset("train", train=True)
     bs = tc.batch_size
     per_epoch = len(ds) // bs
     if per_epoch < 1:
         raise ScaleNASError(f"fine-tuning: the train split has {len(ds)} images, fewer than one batch of {bs} "
-                            f"(train.batch_size of the supernet run)")
-    total = epochs * per_epoch
-    ratio = total / max(1, tc.steps)
-    sched_cfg = tc.schedule.model_copy(update={
-        "milestones": [max(1, round(m * ratio)) for m in tc.schedule.milestones],
-        "warmup_steps": int(math.ceil(tc.schedule.warmup_steps * ratio))})
+                            f"(train.batch_size of the fine-tuning recipe)")
+    total, sched_cfg = _schedule(tc, epochs, len(ds))
     device = torch.device(device)
     net.to(device)
     if tc.channels_last:

@@ -80,7 +80,8 @@ def portable_task(task, task_cfg: dict) -> tuple[dict, dict[str, bytes]]:
     """A task config that rebuilds ``task`` for predict/visualise without its dataset, plus files to
     ship in the model dir. Segmentation reads class names/palette from ``dataset_info.json`` under its
     root, so that file is written to the model dir (the root becomes the model dir at load time);
-    bottom-up pose gets its keypoint definition inline and no split files."""
+    pose (bottom-up and top-down) gets its keypoint definition inline and no split files (nor detection
+    boxes: prediction takes its boxes from the caller)."""
     cfg = dict(task_cfg)
     files: dict[str, bytes] = {}
     name = cfg.get("name")
@@ -92,12 +93,14 @@ def portable_task(task, task_cfg: dict) -> tuple[dict, dict[str, bytes]]:
                 cfg.pop(k, None)  # already merged into the info written above
             cfg["info_file"] = "dataset_info.json"
         cfg["root"] = "."
-    elif name == "pose-bottomup":
+    elif name in ("pose-bottomup", "pose-topdown"):
         cfg["keypoints"] = task.info.to_dict()
         cfg.pop("data_root", None)  # the old name of root (the portable config is written fresh)
         cfg["root"] = ""
         for k in ("train", "val", "test"):
             cfg[k] = None
+        if name == "pose-topdown":
+            cfg["inference"] = {**(cfg.get("inference") or {}), "boxes": "gt"}
     return cfg, files
 
 

@@ -12,6 +12,8 @@ A custom dataset is described by a small JSON or YAML file::
     sigmas: [0.05, 0.05, 0.03, 0.03, 0.03, 0.08, 0.08]     # optional, default 0.05 each
     skeleton: [[ear_tip_left, eye_left], [eye_left, nose]]  # optional; names or 0-based indices
     joint_order: [nose, eye_left, ...]                      # optional grouping order (default: file order)
+    upper_body_ids: [ear_tip_left, ...]                     # optional (with lower_body_ids): top-down
+    lower_body_ids: [paw_left, paw_right]                   #   half-body augmentation; omitted disables it
 
 ``flip_index`` (a full permutation) may be given instead of ``flip_pairs``.
 """
@@ -39,6 +41,9 @@ class KeypointInfo:
     skeleton: tuple[tuple[int, int], ...] = ()
     joint_order: tuple[int, ...] = ()
     colors: tuple[tuple[int, int, int], ...] = ()
+    #: joints of the upper / lower body for top-down half-body augmentation; both empty disables it
+    upper_body_ids: tuple[int, ...] = ()
+    lower_body_ids: tuple[int, ...] = ()
     #: where the description came from, for error messages ("builtin" or a file path)
     source: str = field(default="builtin", compare=False)
 
@@ -66,6 +71,28 @@ class KeypointInfo:
             object.__setattr__(self, "colors", _default_colors(self.keypoints, self.flip_index))
         elif len(self.colors) != k:
             raise ScaleNASError(f"{where}: colors has {len(self.colors)} entries but there are {k} keypoints")
+        self._check_body_ids()
+
+    def _check_body_ids(self) -> None:
+        where, k = self.source, len(self.keypoints)
+        up, low = self.upper_body_ids, self.lower_body_ids
+        if bool(up) != bool(low):
+            raise ScaleNASError(f"{where}: give both upper_body_ids and lower_body_ids (half-body augmentation "
+                                f"picks one of the two sets), or neither")
+        for key, ids in (("upper_body_ids", up), ("lower_body_ids", low)):
+            bad = [i for i in ids if not 0 <= i < k]
+            if bad:
+                raise ScaleNASError(f"{where}: {key}: index {bad[0]} is out of range for {k} keypoints")
+            if len(set(ids)) != len(ids):
+                raise ScaleNASError(f"{where}: {key} lists a keypoint twice: {list(ids)}")
+        both = sorted(set(up) & set(low))
+        if both:
+            raise ScaleNASError(f"{where}: keypoint {both[0]} is in both upper_body_ids and lower_body_ids")
+
+    @property
+    def has_half_body(self) -> bool:
+        """Whether half-body augmentation is possible (the dataset names its upper and lower joints)."""
+        return bool(self.upper_body_ids)
 
     @property
     def num_joints(self) -> int:
@@ -78,14 +105,16 @@ class KeypointInfo:
     def to_dict(self) -> dict:
         return {"name": self.name, "keypoints": list(self.keypoints), "flip_index": list(self.flip_index),
                 "sigmas": list(self.sigmas), "skeleton": [list(e) for e in self.skeleton],
-                "joint_order": list(self.joint_order), "colors": [list(c) for c in self.colors]}
+                "joint_order": list(self.joint_order), "colors": [list(c) for c in self.colors],
+                "upper_body_ids": list(self.upper_body_ids), "lower_body_ids": list(self.lower_body_ids)}
 
     @staticmethod
     def from_dict(d: dict, source: str = "inline") -> "KeypointInfo":
         """Build from a mapping (file contents or an inline config); names or indices are accepted."""
         if not isinstance(d, dict):
             raise ScaleNASError(f"{source}: keypoint info must be a mapping, got {type(d).__name__}")
-        known = {"name", "keypoints", "flip_pairs", "flip_index", "sigmas", "skeleton", "joint_order", "colors"}
+        known = {"name", "keypoints", "flip_pairs", "flip_index", "sigmas", "skeleton", "joint_order", "colors",
+                 "upper_body_ids", "lower_body_ids"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ScaleNASError(f"{source}: unknown key(s) {unknown} in keypoint info; known: {sorted(known)}")
@@ -128,12 +157,18 @@ class KeypointInfo:
         colors = d.get("colors", [])
         if not isinstance(colors, list) or not all(isinstance(c, (list, tuple)) and len(c) == 3 for c in colors):
             raise ScaleNASError(f"{source}: colors must be a list of [b, g, r] triples")
+        body = {}
+        for key in ("upper_body_ids", "lower_body_ids"):
+            v = d.get(key, [])
+            if not isinstance(v, list):
+                raise ScaleNASError(f"{source}: {key} must be a list of keypoint names or indices")
+            body[key] = tuple(idx(j, key) for j in v)
         return KeypointInfo(
             name=str(d.get("name", os.path.splitext(os.path.basename(source))[0] or "custom")),
             keypoints=tuple(names), flip_index=flip, sigmas=tuple(float(s) for s in sig),
             skeleton=tuple((idx(a, "skeleton"), idx(b, "skeleton")) for a, b in skel),
             joint_order=tuple(idx(v, "joint_order") for v in order),
-            colors=tuple(tuple(int(c) for c in col) for col in colors), source=source)
+            colors=tuple(tuple(int(c) for c in col) for col in colors), source=source, **body)
 
 
 def check_flip_index(flip_index, k: int, where: str = "keypoint info") -> None:
@@ -207,7 +242,9 @@ def coco() -> KeypointInfo:
         sigmas=tuple(v / 10.0 for v in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62,
                                         1.07, 1.07, .87, .87, .89, .89)),
         skeleton=tuple((a - 1, b - 1) for a, b in _COCO_SKELETON_1),
-        joint_order=tuple(i - 1 for i in _COCO_ORDER_1))
+        joint_order=tuple(i - 1 for i in _COCO_ORDER_1),
+        # HRNet's coco.py: head and arms (0-10) vs hips and legs (11-16)
+        upper_body_ids=tuple(range(11)), lower_body_ids=tuple(range(11, 17)))
 
 
 def crowdpose() -> KeypointInfo:
@@ -215,7 +252,9 @@ def crowdpose() -> KeypointInfo:
         name="crowdpose", keypoints=_CROWD_NAMES,
         flip_index=(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 12, 13),
         sigmas=tuple(v / 10.0 for v in (.79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89, .79, .79)),
-        skeleton=_CROWD_SKELETON, joint_order=_CROWD_ORDER)
+        skeleton=_CROWD_SKELETON, joint_order=_CROWD_ORDER,
+        # shoulders, elbows, wrists, head, neck vs hips, knees, ankles
+        upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13), lower_body_ids=(6, 7, 8, 9, 10, 11))
 
 
 BUILTIN = {"coco": coco, "crowdpose": crowdpose}

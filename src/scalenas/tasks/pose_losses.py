@@ -1,4 +1,5 @@
-"""Bottom-up pose losses (tasks.md §1.4): masked heatmap MSE and the associative-embedding pull/push loss.
+"""Pose losses. Bottom-up (tasks.md §1.4): masked heatmap MSE and the associative-embedding pull/push loss.
+Top-down: HRNet's JointsMSELoss with target weights.
 
 The AE loss is fully vectorised over the batch and the people: gather each labelled joint's tag from
 the flat tag tensor, take per-person masked means (the reference embeddings), and compare all pairs of
@@ -72,3 +73,19 @@ def bottomup_loss(outputs, batch: dict, num_joints: int, heatmap_factors=(1.0, 1
     parts = {"hm4": float(hm4.detach()), "hm2": float(hm2.detach()), "push": float(push.detach()),
              "pull": float(pull.detach())}
     return total, parts
+
+
+def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    """HRNet's ``JointsMSELoss``: per joint 0.5 × MSE over batch and pixels of ``pred * w`` against
+    ``target * w`` (so a per-joint weight acts squared, as there), averaged over joints. ``pred`` and
+    ``target`` (B, K, h, w); ``target_weight`` (B, K, 1) or None (``use_target_weight: false``).
+    Per-joint weights are folded into ``target_weight`` by the dataset (HRNet ``USE_DIFFERENT_JOINTS_WEIGHT``)."""
+    if pred.shape != target.shape:
+        raise ScaleNASError(f"top-down pose loss: the head outputs {tuple(pred.shape)} but the targets are "
+                            f"{tuple(target.shape)} (B, K, h, w); check the keypoint info and task.input_hw")
+    diff = pred.float() - target.float()
+    if target_weight is not None:
+        diff = diff * target_weight.float()[..., None]
+    # mean over (B, h, w) per joint then over joints == mean over everything (equal sizes per joint)
+    return 0.5 * (diff ** 2).mean()

@@ -51,7 +51,7 @@ def add_parser(sub):
                         "(or --finetune's)")
     f.add_argument("--finetune", metavar="CONFIG", dest="finetune_config",
                    help="fine-tune with the 'train' section of CONFIG instead (its train.epochs unless "
-                        "--finetune-epochs), e.g. configs/finetune_td_20ep.yaml: the released ScaleNet-P models' "
+                        "--finetune-epochs), e.g. configs/finetune/scalenet_p_20ep.yaml: the released ScaleNet-P models' "
                         "20 more epochs")
     f.add_argument("--finetune-lr", type=float, metavar="LR", help="learning rate for fine-tuning (default: the run's)")
     f.add_argument("--eval-split", choices=("search", "val", "test"), help="evaluate on this split and record it")

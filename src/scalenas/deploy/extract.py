@@ -66,7 +66,7 @@ class ExtractOptions:
     calib_seed: int | None = None
     finetune_epochs: int = 0
     finetune_lr: float | None = None
-    #: a YAML whose ``train`` section is the fine-tuning recipe (e.g. configs/finetune_td_20ep.yaml) instead of
+    #: a YAML whose ``train`` section is the fine-tuning recipe (configs/finetune/scalenet_p_20ep.yaml) instead of
     #: the supernet run's; its ``train.epochs`` is the length unless finetune_epochs is given
     finetune_config: str | None = None
     eval_split: str | None = None

@@ -61,7 +61,19 @@ def fake_cityscapes(root):
 
 
 RECIPES = {"coco_w32_512": fake_coco, "coco_w48_640": fake_coco, "crowdpose_w48_640": fake_crowdpose,
-           "cityscapes_w32": fake_cityscapes, "cityscapes_w48": fake_cityscapes}
+           "cityscapes_w32": fake_cityscapes, "cityscapes_w48": fake_cityscapes,
+           "coco_td_w32_256x192": fake_coco, "coco_td_w32_384x288": fake_coco, "coco_td_w48_384x288": fake_coco,
+           "crowdpose_td_w32_256x192": fake_crowdpose}
+
+
+def recipe_schedule(name: str) -> tuple[int, str]:
+    """(epochs, "lr drops at ..." of 12 steps per epoch) of a shipped recipe: Cityscapes 484 epochs of poly,
+    bottom-up pose 300 epochs (HigherHRNet), top-down pose 210 epochs (HRNet)."""
+    if name.startswith("cityscapes"):
+        return 484, ""
+    if "_td_" in name:
+        return 210, "; lr drops at epochs 170, 200 = steps 2,040, 2,400"
+    return 300, "; lr drops at epochs 200, 260 = steps 2,400, 3,120"
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -69,16 +81,15 @@ def test_every_shipped_recipe_dry_runs_on_fake_official_data(name, tmp_path, cap
     RECIPES[name](str(tmp_path / "data"))
     run_dir = tmp_path / "run"
     # 26 train images: hold out 2, one image per process on 2 processes -> 12 steps per epoch, which
-    # runs all 11 sampling groups
+    # runs all 11 sampling groups (one person per image, so top-down's 24 person crops give the same)
     rc = main(["train-supernet", os.path.join(CONFIGS, f"{name}.yaml"), f"task.root={tmp_path / 'data'}",
                "task.search_holdout=2", "train.batch_size=1", f"run_dir={run_dir}", "--dry-run", "--processes", "2"])
     out = capsys.readouterr().out.splitlines()
     assert rc == 0 and not run_dir.exists()
-    epochs = 484 if name.startswith("cityscapes") else 300
+    epochs, drops = recipe_schedule(name)
     assert "world size: 2 processes on cpu" in out and "images per step: 2 (1/process x 2 x accumulate 1)" in out
     head = (f"schedule: {epochs} epochs x 12 steps/epoch = {epochs * 12:,} steps (N=24 train images after 2 held "
             f"out; 1/process x 2 processes x accumulate 1)")
-    drops = "" if name.startswith("cityscapes") else "; lr drops at epochs 200, 260 = steps 2,400, 3,120"
     assert head + drops in out
     assert f"precision: {resolve_amp('auto', 'cpu')[1]} (train.amp=auto)" in out
     # every full-scale recipe says what the paper starts from, so a run without it warns in one line

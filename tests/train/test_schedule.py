@@ -33,12 +33,22 @@ def test_coco_w32_recipe_is_300_epochs_whatever_the_gpu_count(world):
 
 
 @pytest.mark.parametrize("name", ["coco_w32_512", "coco_w48_640", "crowdpose_w48_640", "cityscapes_w32",
-                                  "cityscapes_w48"])
+                                  "cityscapes_w48", "coco_td_w32_256x192", "coco_td_w32_384x288",
+                                  "coco_td_w48_384x288", "crowdpose_td_w32_256x192"])
 def test_full_scale_recipes_state_epochs(name):
-    t = validate_section(RunConfig, load_config(os.path.join(CONFIGS, f"{name}.yaml"))).train
-    assert t.steps is None and t.epochs == (484 if name.startswith("cityscapes") else 300)
-    assert t.schedule.milestones == [] and t.schedule.milestones_epochs == ([] if t.schedule.name == "poly"
-                                                                              else [200, 260])
+    cfg = validate_section(RunConfig, load_config(os.path.join(CONFIGS, f"{name}.yaml")))
+    t = cfg.train
+    # segmentation: 484 epochs of poly; bottom-up pose (HigherHRNet): 300, drops at 200, 260; top-down pose
+    # (HRNet, method §5.4): 210, drops at 170, 200, Adam 1e-3, batch per GPU 48 / 32 / 12 by width and input
+    epochs, drops = {"cityscapes": (484, []), "td": (210, [170, 200]), "bu": (300, [200, 260])}[
+        "cityscapes" if name.startswith("cityscapes") else "td" if "_td_" in name else "bu"]
+    assert t.steps is None and t.epochs == epochs
+    assert t.schedule.milestones == [] and t.schedule.milestones_epochs == drops
+    if "_td_" in name:
+        assert (t.optimizer.name, t.optimizer.lr, t.schedule.gamma) == ("adam", 1e-3, 0.1)
+        hw = tuple(cfg.task["input_hw"])
+        assert t.batch_size == {(32, (256, 192)): 48, (32, (384, 288)): 32, (48, (384, 288)): 12}[(cfg.space.width, hw)]
+        assert cfg.task["sigma"] == {(256, 192): 2.0, (384, 288): 3.0}[hw] and list(cfg.search["input_hw"]) == list(hw)
 
 
 def _step_epochs(sampler: StepBatchSampler, accum: int) -> list[set[int]]:

@@ -117,7 +117,7 @@ def test_half_body_picks_upper_or_lower_joints():
     j = _person(range(17))
     picks = {"upper": 0, "lower": 0}
     rng = np.random.default_rng(1)
-    for _ in range(40):
+    for _ in range(400):
         c, s = half_body(j, info, 0.75, rng)
         side = "upper" if np.allclose(c, j[:11, :2].mean(0)) else "lower"
         assert np.allclose(c, j[:11, :2].mean(0) if side == "upper" else j[11:, :2].mean(0))
@@ -126,7 +126,7 @@ def test_half_body_picks_upper_or_lower_joints():
         w, h = sel[:, :2].max(0) - sel[:, :2].min(0)
         h = max(h, w / 0.75)
         assert s == pytest.approx(np.array([h * 0.75, h]) / 200 * 1.5)     # aspect fix then x1.5
-    assert picks["upper"] > 5 and picks["lower"] > 5
+    assert 0.62 < picks["upper"] / 400 < 0.76                                 # HRNet's randn() < 0.5: 69%
     # too few lower joints labelled: the upper set is taken; two joints are the minimum of either
     only_up = _person(range(11))
     assert all(np.allclose(half_body(only_up, info, 0.75, rng)[0], only_up[:11, :2].mean(0)) for _ in range(10))

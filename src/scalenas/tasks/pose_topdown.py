@@ -25,10 +25,10 @@ from scalenas.data.topdown import (STRIDE, CropParams, PersonInstance, TopDownAu
                                    detection_instances, gaussian_targets, gt_instances)
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
-from scalenas.tasks.base import TASKS, Task, holdout_indices
-from scalenas.tasks.pose_bottomup import SplitData, collate
+from scalenas.tasks.base import TASKS, Task
 from scalenas.tasks.pose_eval import evaluate_keypoints, require_xtcocotools
 from scalenas.tasks.pose_losses import joints_mse_loss
+from scalenas.tasks.pose_splits import KeypointSplits, SplitData, collate
 from scalenas.tasks.topdown_decode import (TopDownDecodeConfig, decode_heatmaps, infer_heatmaps, rescore,
                                            topdown_results)
 from scalenas.utils.io import atomic_write_json
@@ -136,7 +136,7 @@ class _OracleForward:
 
 
 @TASKS.register
-class TopDownPoseTask(Task):
+class TopDownPoseTask(KeypointSplits, Task):
     Config = TopDownPoseConfig
     name = "pose-topdown"
     metric_name = "AP"
@@ -177,43 +177,6 @@ class TopDownPoseTask(Task):
             rescore_threshold=t.rescore_threshold, oks_nms_threshold=t.oks_nms_threshold), **overrides)
 
     # -- data -------------------------------------------------------------------------------------
-    def _path(self, p: str) -> str:
-        return p if os.path.isabs(p) or not self.cfg.root else os.path.join(self.cfg.root, p)
-
-    def index(self, split: str) -> CocoKeypoints:
-        """The annotation index of ``split`` ("search" reads the train file)."""
-        src = "train" if split == "search" else split
-        if src not in ("train", "val", "test"):
-            raise ScaleNASError(f"split {split!r}: expected one of train, search, val, test")
-        if src not in self._indexes:
-            sd = getattr(self.cfg, src)
-            if sd is None:
-                raise ScaleNASError(f"task.{src}: no {src} split configured (set task.{src}.images and "
-                                    f"task.{src}.annotations)")
-            self._indexes[src] = CocoKeypoints(self._path(sd.annotations), self._path(sd.images), self.info)
-        return self._indexes[src]
-
-    def search_ids(self) -> list[int]:
-        """The held-out training images (sorted ids), a pure function of the train file and search_seed."""
-        if self._holdout is None:
-            n = self.cfg.search_holdout
-            ids = self.index("train").ids_with_annotations() if n else []
-            self._holdout = sorted(ids[i] for i in holdout_indices(len(ids), n, self.cfg.search_seed))
-        return self._holdout
-
-    def split_ids(self, split: str) -> list[int]:
-        idx = self.index(split)
-        if split == "search":
-            ids = self.search_ids()
-            if not ids:
-                raise ScaleNASError("split 'search' is empty: set task.search_holdout to the number of "
-                                    "training images to hold out")
-            return ids
-        if split == "train":
-            held = set(self.search_ids())
-            return [i for i in idx.ids_with_annotations() if i not in held]
-        return list(idx.image_ids)
-
     def instances(self, split: str, image_ids=None, boxes: str | None = None) -> list[PersonInstance]:
         """People of ``split`` (of ``image_ids`` when given): ground-truth boxes for train and search, and
         for val/test unless ``boxes`` (default ``inference.boxes``) names a detections file."""

@@ -272,3 +272,13 @@ def test_topdown_results_groups_rescores_and_suppresses():
 def test_config_rejects_even_dark_kernel():
     with pytest.raises(ScaleNASError, match="dark_kernel must be an odd integer >= 3, got 10"):
         TopDownDecodeConfig(dark_kernel=10)
+
+
+def test_gaussian_blur_of_a_coco_sized_batch_matches_map_by_map():
+    """32 COCO crops are 544 maps: more channels than OpenCV borders in one call, so the blur is chunked;
+    every map must come out as if blurred alone."""
+    rng = np.random.default_rng(0)
+    hm = rng.random((32, 17, h, w)).astype(np.float32)
+    out = gaussian_blur(hm, 11)
+    for b, k in ((0, 0), (7, 9), (31, 16)):
+        np.testing.assert_allclose(out[b, k], gaussian_blur(hm[b:b + 1, k:k + 1], 11)[0, 0], rtol=1e-12)

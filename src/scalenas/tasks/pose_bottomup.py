@@ -24,10 +24,11 @@ from scalenas.data.keypoint_info import KeypointInfo, get_keypoint_info
 from scalenas.data.pose_transforms import apply_sample_affine, center_affine, normalize, sample_affine
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
-from scalenas.tasks.base import TASKS, Task, holdout_indices
+from scalenas.tasks.base import TASKS, Task
 from scalenas.tasks.pose_decode import DecodeConfig, People, coco_results, decode_image
 from scalenas.tasks.pose_eval import evaluate_keypoints, require_xtcocotools
 from scalenas.tasks.pose_losses import bottomup_loss
+from scalenas.tasks.pose_splits import KeypointSplits, SplitData, collate
 from scalenas.tasks.pose_targets import MAX_NUM_PEOPLE, build_targets
 from scalenas.utils.runtime import loader_workers, rank_and_world
 from scalenas.tasks.pose_targets import OracleForward
@@ -35,13 +36,6 @@ from scalenas.utils.io import atomic_write_json
 from scalenas.viz.pose_overlay import DEFAULT_MIN_SCORE, gt_keypoints, save_overlay
 
 _WARNED: dict = {}  # once per process: the registry ``warnings`` keeps for the deprecation below
-
-
-class SplitData(Strict):
-    """One split: an image folder and its COCO keypoint annotation file (relative to ``root``)."""
-
-    images: str
-    annotations: str
 
 
 class AugmentConfig(Strict):
@@ -180,13 +174,6 @@ class PoseDataset(Dataset):
         return out
 
 
-def collate(samples: list[dict]) -> dict:
-    """Every field has a fixed shape per config, so the batch is a plain stack."""
-    if not samples:
-        raise ScaleNASError("collate: empty batch")
-    return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
-
-
 def _identity(x):
     return x
 
@@ -203,7 +190,7 @@ class _Images(Dataset):
 
 
 @TASKS.register
-class BottomUpPoseTask(Task):
+class BottomUpPoseTask(KeypointSplits, Task):
     Config = BottomUpPoseConfig
     name = "pose-bottomup"
     metric_name = "AP"
@@ -242,43 +229,6 @@ class BottomUpPoseTask(Task):
                             ignore_too_much=t.ignore_too_much, adjust=t.adjust, refine=t.refine)
 
     # -- data -------------------------------------------------------------------------------------
-    def _path(self, p: str) -> str:
-        return p if os.path.isabs(p) or not self.cfg.root else os.path.join(self.cfg.root, p)
-
-    def index(self, split: str) -> CocoKeypoints:
-        """The annotation index of ``split`` ("search" reads the train file)."""
-        src = "train" if split == "search" else split
-        if src not in ("train", "val", "test"):
-            raise ScaleNASError(f"split {split!r}: expected one of train, search, val, test")
-        if src not in self._indexes:
-            sd = getattr(self.cfg, src)
-            if sd is None:
-                raise ScaleNASError(f"task.{src}: no {src} split configured (set task.{src}.images and "
-                                    f"task.{src}.annotations)")
-            self._indexes[src] = CocoKeypoints(self._path(sd.annotations), self._path(sd.images), self.info)
-        return self._indexes[src]
-
-    def search_ids(self) -> list[int]:
-        """The held-out training images (sorted ids), a pure function of the train file and search_seed."""
-        if self._holdout is None:
-            n = self.cfg.search_holdout
-            ids = self.index("train").ids_with_annotations() if n else []
-            self._holdout = sorted(ids[i] for i in holdout_indices(len(ids), n, self.cfg.search_seed))
-        return self._holdout
-
-    def split_ids(self, split: str) -> list[int]:
-        idx = self.index(split)
-        if split == "search":
-            ids = self.search_ids()
-            if not ids:
-                raise ScaleNASError("split 'search' is empty: set task.search_holdout to the number of "
-                                    "training images to hold out")
-            return ids
-        if split == "train":
-            held = set(self.search_ids())
-            return [i for i in idx.ids_with_annotations() if i not in held]
-        return list(idx.image_ids)
-
     def build_dataset(self, split: str, train: bool = False) -> Dataset:
         return PoseDataset(self.index(split), self.split_ids(split), self.cfg, self.info, train)
 

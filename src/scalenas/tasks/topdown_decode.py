@@ -132,11 +132,11 @@ def gaussian_blur(heatmaps: np.ndarray, kernel: int) -> np.ndarray:
     border = (kernel - 1) // 2
     maps = heatmaps.reshape(b * k, h, w).astype(np.float64)
     out = np.empty_like(maps)
-    for s in range(0, b * k, 512):                   # cv2 takes at most 512 channels per image
-        chunk = np.ascontiguousarray(maps[s:s + 512].transpose(1, 2, 0))
+    for s in range(0, b * k, 128):                   # OpenCV 5 borders at most 128 channels per image
+        chunk = np.ascontiguousarray(maps[s:s + 128].transpose(1, 2, 0))
         padded = cv2.copyMakeBorder(chunk, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
         blurred = cv2.GaussianBlur(padded, (kernel, kernel), 0).reshape(h + 2 * border, w + 2 * border, -1)
-        out[s:s + 512] = blurred[border:-border, border:-border].transpose(2, 0, 1)
+        out[s:s + 128] = blurred[border:-border, border:-border].transpose(2, 0, 1)
     orig_max = maps.max(axis=(1, 2))
     new_max = out.max(axis=(1, 2))
     # an all-zero (or negative) map has nothing to rescale; DarkPose would divide by zero there

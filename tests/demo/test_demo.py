@@ -40,3 +40,20 @@ def test_demo_tiny_budget(tmp_path, capsys):
     again = run_demo(str(out), task="seg", budget_minutes=1.5)
     assert json.loads((out / "report.json").read_text())["seg"]["models"] == models
     assert again["seconds"] < res["seconds"]
+
+
+@pytest.mark.slow
+def test_demo_pose_is_top_down(tmp_path):
+    """`--task pose` runs the top-down task (the bottom-up one is `--task pose-bottomup`), with the same report
+    shape: report.json's pose models carry metric_name "AP" and a test AP."""
+    out = tmp_path / "demo-out"
+    run_demo(str(out), task="pose", budget_minutes=1.0)
+    report = (out / "report.md").read_text()
+    assert "## Top-down pose (ScaleNet-P)" in report and "Bottom-up" not in report
+    models = json.loads((out / "report.json").read_text())["pose"]["models"]
+    assert "hrnet" in [m["name"] for m in models]
+    for m in models:
+        assert m["metric_name"] == "AP" and 0.0 <= m["metric_test"] <= 100.0
+        assert json.loads(open(os.path.join(m["model_dir"], "model.json")).read())["head"]["kind"] == "pose-topdown"
+    main_pick = next(m for m in models if m.get("onnx"))
+    assert main_pick["onnx"]["parity_max_abs"] <= 1e-4 and main_pick["overlays"]

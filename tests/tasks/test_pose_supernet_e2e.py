@@ -4,8 +4,9 @@ subnets rises from ~0 untrained to clearly above it.
 
 AP is measured on the 16 images the supernet trains on (the val split points at the training files),
 with light augmentation (flip only): in the minutes a test may take, a W16 supernet learns to find
-and group keypoints on images it has seen (measured: AP 0.0 -> 12.5 / 13.4 after 400 steps, 106 s on
-the 2-core machine) but not yet on unseen ones. Generalisation is the longer run in
+and group keypoints on images it has seen (measured: AP 0.0 -> 11.3 / 11.2 after 400 steps, 163 s on
+the loaded 2-core machine; 12.5 / 13.4 in 106 s on the data before its heights became log-uniform) but
+not yet on unseen ones. Generalisation is the longer run in
 `bench/task_supernet.py --task pose`, whose figures are in the README.
 """
 import numpy as np

@@ -87,4 +87,5 @@ def _overlays(model_dir: str, out_dir: str) -> list[str]:
     task = build_model_task(lm.meta, model_dir, need_data=True)
     n = getattr(task.cfg, "vis_images", 4) or 4
     task.evaluate(lm.net, "test", device="cpu", max_images=n, out_dir=out_dir)
-    return sorted(os.path.join(out_dir, f) for f in os.listdir(out_dir) if f.endswith(".png"))
+    # segmentation writes its overlays into out_dir, the pose tasks into out_dir/vis
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(out_dir) for f in files if f.endswith(".png"))

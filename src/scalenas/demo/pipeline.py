@@ -82,7 +82,7 @@ def run_demo(out: str = "demo-out", task: str = "seg", budget_minutes: float = 1
 def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState) -> dict:
     """One task's demo: data, supernet, search, deploy; each step is skipped when ``state`` says it is done."""
     s = settings_for(kind, budget_s)
-    budgets = phase_budgets(budget_s)
+    budgets = phase_budgets(budget_s, kind)
     os.makedirs(tdir, exist_ok=True)
     data_dir = make_data(kind, tdir, s, state)
     cfg_dict = run_config(kind, tdir, s, data_dir)

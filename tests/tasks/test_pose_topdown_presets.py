@@ -18,8 +18,17 @@ SPLIT = {"images": "images/{}", "annotations": "annotations/{}.json"}
 def _task(root, input_hw):
     return build_task({"name": "pose-topdown", "root": str(root), "keypoints": "coco", "input_hw": list(input_hw),
                        "sigma": 2.0 if input_hw[0] == 256 else 3.0, "workers": 0, "vis_images": 0,
-                       "inference": {"batch_size": 4},
+                       "inference": {"batch_size": 4, "flip": False},
                        **{s: {k: v.format(s) for k, v in SPLIT.items()} for s in ("train", "val")}})
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Big nets on a shared 2-core machine: a second OpenMP thread spin-waits for a core another job holds."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,16 @@ SPLIT = {"images": "images/{}", "annotations": "annotations/{}.json"}
 @pytest.mark.slow
 def test_short_topdown_supernet_run_raises_ap_on_unseen_images(tmp_path):
     data = tmp_path / "data"
-    generate(str(data), train=120, val=16, test=0, size=(128, 128), seed=0)
+    generate(str(data), train=120, val=16, test=0, size=(256, 256), seed=0, heights=(0.3, 0.95))
     cfg = {"run_dir": str(tmp_path / "run"), "seed": 0,
-           "space": {"width": 8, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16,
+           "space": {"width": 8, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3], "stem_channels": 16,
                      "stage1_blocks": 1},
-           "task": {"name": "pose-topdown", "root": str(data), "keypoints": "coco", "input_hw": [96, 64],
+           "task": {"name": "pose-topdown", "root": str(data), "keypoints": "coco", "input_hw": [128, 96],
                     "workers": 0, "vis_images": 0,
-                    "augment": {"rotation_factor": 0, "scale_factor": 0.0, "half_body_prob": 0.0},
+                    "augment": {"rotation_factor": 0, "scale_factor": 0.25, "half_body_prob": 0.0},
                     **{s: {k: v.format(s) for k, v in SPLIT.items()} for s in ("train", "val")}},
            "sampler": {"kind": "grouped", "smallest_fusion": 0.0},
-           "train": {"steps": 500, "batch_size": 32, "workers": 2, "ckpt_every": 0, "progress": False,
+           "train": {"steps": 1000, "batch_size": 16, "workers": 2, "ckpt_every": 0, "progress": False,
                      "tensorboard": False, "optimizer": {"name": "adam", "lr": 0.005, "weight_decay": 0.0},
                      "schedule": {"name": "poly", "warmup_steps": 20}}}
     r = quick_supernet_run(cfg, calib_images=32)

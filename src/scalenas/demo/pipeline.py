@@ -110,7 +110,8 @@ def make_data(kind: str, tdir: str, s: dict, state: DemoState) -> str:
         d = s["data"]
         if os.path.exists(data_dir):
             shutil.rmtree(data_dir)
-        say(generate(data_dir, train=d["train"], val=d["val"], test=d["test"], size=d["size"], seed=0))
+        extra = {"heights": d["heights"]} if "heights" in d else {}  # person heights of the pose data
+        say(generate(data_dir, train=d["train"], val=d["val"], test=d["test"], size=d["size"], seed=0, **extra))
         state.set(kind, "data_done", True)
     return data_dir
 

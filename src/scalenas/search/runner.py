@@ -229,8 +229,7 @@ class SearchRun:
             self.say(f"generation {gen}: no new feasible arch could be proposed; stopping")
             return False
         cached = sum(a.hash in log for a in archs)
-        self._evaluate(archs, "initial" if gen == 0 else ("offspring" if strategy.name == "evolution" else "random"),
-                       gen)
+        self._evaluate(archs, "initial" if gen == 0 else strategy.batch_kind, gen)
         strategy.tell([(a, objective_values(log[a.hash], self.objectives)) for a in archs])
         self.state["fronts"].append({"generation": gen, "hashes": self._front_hashes()})
         self._save_state()

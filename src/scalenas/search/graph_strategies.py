@@ -106,8 +106,10 @@ class AutoShrink(_GraphStrategy):
     ``cost_weight``), or (``score: cost_step``) by the best metric among the candidates at or below
     the parent's next rung of a geometric ladder of ``cost_steps`` costs spanning the range seen
     (the best metric overall when none is). A path ends at the smallest subnet, at a cost at or
-    below ``floor``, when no one-move-smaller arch is feasible, or when the evaluation budget
-    (``initial + population * generations``, evolution's) is spent. ``kept`` lists the path.
+    below ``floor``, when no one-move-smaller arch is feasible, or once the evaluation budget
+    (``initial + population * generations``, evolution's) is spent: a step is never cut short (the
+    last may overrun by under K x beam archs), so a resume with more generations continues exactly
+    as an uninterrupted run. ``kept`` lists the path.
 
     A largest subnet that breaks the hard constraints is shrunk by random moves, unevaluated, until
     it fits; that is the start. ``freeze_last_module`` is evolution's and is not read: the pose rule
@@ -150,7 +152,7 @@ class AutoShrink(_GraphStrategy):
         else:
             self._select()
         while self.beam:
-            out += self._draw(hashes, self.budget - self.asked - len(out))
+            out += self._draw(hashes)
             if out or not any(self.pending):
                 break
             self._select()  # every candidate was known already: take the next step at once
@@ -169,10 +171,10 @@ class AutoShrink(_GraphStrategy):
             a = moves[self.rng.randrange(len(moves))]
         self.beam, self.kept = [a], [a.hash]
         ends = (a, self.space.smallest(self.pose_rule))
-        return [x for x in ends if x.hash not in self.told and self._accept(x, hashes)][:self.budget - self.asked]
+        return [x for x in ends if x.hash not in self.told and self._accept(x, hashes)]
 
-    def _draw(self, hashes: set[str], room: int) -> list[Arch]:
-        """Up to K candidates per beam member in random order; returns those to evaluate (at most ``room``)."""
+    def _draw(self, hashes: set[str]) -> list[Arch]:
+        """Up to K candidates per beam member in random order; returns those to evaluate."""
         out: list[Arch] = []
         self.pending = []
         for member in self.beam:
@@ -185,7 +187,7 @@ class AutoShrink(_GraphStrategy):
                 h = a.hash
                 if h in self.told or h in hashes:  # known, or drawn by another member of the beam
                     cands.append(h)
-                elif len(out) < room and self._accept(a, hashes):
+                elif self._accept(a, hashes):
                     cands.append(h)
                     out.append(a)
             self.pending.append(cands)

@@ -310,7 +310,8 @@ class SearchRun:
 
 
 def _check_resume(saved: dict, cfg: SearchCfg, meta_now: dict, where: str) -> None:
-    old = saved.get("search", {})
+    # a setting added after the run started (absent from its config.yaml) had its default then
+    old = {**SearchCfg().model_dump(mode="json"), **saved.get("search", {})}
     new = cfg.model_dump(mode="json")
     diff = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
     if diff:

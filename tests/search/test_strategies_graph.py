@@ -110,8 +110,9 @@ def test_known_front_both_beat_random_over_five_seeds():
             found[name].append(recovered(s, truth, n))
     print("\nfront recovered at 600 evaluations:", {k: [round(x, 2) for x in v] for k, v in found.items()})
     for name in ("autoshrink", "gram"):
-        assert all(f >= r + 0.25 for f, r in zip(found[name], found["random"])), name
-        assert np.mean(found[name]) >= np.mean(found["random"]) + 0.4, name
+        # measured: gram 71-94% and autoshrink 100% per seed, random 0-12%
+        assert all(f >= r + 0.4 for f, r in zip(found[name], found["random"])), name
+        assert np.mean(found[name]) >= np.mean(found["random"]) + 0.5, name
     assert min(found["autoshrink"]) >= 0.9  # greedy removal of the least useful edge is exact here
 
 

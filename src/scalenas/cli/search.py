@@ -13,7 +13,8 @@ from scalenas.space.arch import Arch
 from scalenas.utils.io import dumps_json
 
 USAGE = ("scalenas search SUPERNET_CKPT [CONFIG.yaml] [KEY=VALUE ...] -o RUN [--resume] [--workers N]\n"
-         "                       [--ray auto|local|ADDRESS] [--strategy " + "|".join(STRATEGIES.names()) + "] [--quiet]\n"
+         "                       [--ray auto|local|ADDRESS] [--strategy " + "|".join(STRATEGIES.names())
+         + "] [--quiet]\n"
          "       scalenas search pick RUN [--max-gflops X] [--max-params-m M] [--max-latency-ms L] [-o arch.json]")
 
 DESCRIPTION = """\

@@ -58,7 +58,8 @@ class AutoShrinkCfg(Strict):
 class GramCfg(Strict):
     """``search.gram``: meta-graph search with structure-level pruning (``graph_strategies.Gram``)."""
 
-    lr: float = Field(1.0, gt=0, description="meta-graph step per batch (logits)")
+    #: of 0.25, 0.5, 1 and 2, 0.5 recovers the most of the known front (bench/strategies_known_front.py)
+    lr: float = Field(0.5, gt=0, description="meta-graph step per batch (logits)")
     moves: int = Field(1, ge=1, description="node-wise resamples per candidate")
     budgets: int = Field(8, ge=0, description="models pruned from the meta-graph per batch, at a ladder of budgets")
 

@@ -349,14 +349,19 @@ class Gram(_GraphStrategy):
 
     def _gibbs(self, n: int, hashes: set[str]) -> list[Arch]:
         """``n`` children of the Pareto layers' archs, each ``moves`` node-wise resamples away; records
-        each child's parent and nodes (``origin``) for the credit assignment of ``_learn``."""
+        each child's parent and nodes (``origin``) for the credit assignment of ``_learn``.
+
+        A slot that finds no new arch in a quarter of its tries resamples one node more (up to three
+        more): once the parents' one-node neighbourhoods are all evaluated, the search widens instead
+        of ending."""
         values = [v for _, v in self.history]
         parents = [self.history[i][0] for i in select_by_layers(values, self.objectives, self.settings.parents)]
         out: list[Arch] = []
+        tries = self.settings.max_tries
         for i in range(n):
-            for _ in range(self.settings.max_tries):
+            for t in range(tries):
                 child, nodes = parents[i % len(parents)], []
-                for _ in range(self.cfg.moves):
+                for _ in range(self.cfg.moves + 4 * t // tries):
                     child, node = self._resample(child)
                     nodes.append(node)
                 if self._accept(child, hashes):

@@ -261,9 +261,14 @@ class Gram(_GraphStrategy):
 
     After each batch told, candidates above the batch median of the efficiency score move the
     meta-graph toward their edges and depths, those below move it away:
-    ``theta += lr * mean(sign * (bit - p))`` over the candidates in which the step is active (the
-    likelihood gradient with the median as baseline). Budget: evolution's (``initial`` then
-    ``population`` per generation). ``freeze_last_module`` is not read; the pose rule always holds.
+    ``theta += lr * mean(sign * (bit - p))`` (the likelihood gradient with the median as baseline;
+    ``sign`` is +1 above the median, -1 below). A Gibbs child is ranked by its gain over its parent
+    among the other children and credits only the nodes it resampled (``_learn``): on the
+    known-front problem, ranking every candidate whole against one batch median (the rest of a
+    child is its parent's, which decides most of its score) recovered 62% of the front at 600
+    evaluations, this 85% (5 seeds each).
+    Budget: evolution's (``initial`` then ``population`` per generation). ``freeze_last_module``
+    is not read; the pose rule always holds.
     """
 
     name = "gram"

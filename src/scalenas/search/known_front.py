@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from scalenas.search.objectives import parse_objectives
+from scalenas.search.pareto import pareto_front
 from scalenas.space.arch import Arch, ModuleArch
 from scalenas.space.space import SearchSpace
 
@@ -78,8 +79,6 @@ def drive(strategy, max_evals: int | None = None) -> int:
 
 def recovered(strategy, truth: set[str], evaluations: int) -> float:
     """The fraction of ``truth`` on the front of the first ``evaluations`` archs told to ``strategy``."""
-    from scalenas.search.pareto import pareto_front
-
     hist = strategy.history[:evaluations]
     got = {hist[i][0].hash for i in pareto_front([v for _, v in hist], strategy.objectives)}
     return len(got & truth) / len(truth)

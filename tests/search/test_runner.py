@@ -306,7 +306,7 @@ def test_cli_config_file_and_overrides(search_cfg, supernet_ckpt, tmp_path, caps
 
 @pytest.mark.parametrize("name", ["autoshrink", "gram"])
 def test_topology_aware_strategies_run_and_resume(name, search_cfg, supernet_ckpt, tmp_path):
-    over = {"strategy": name, "autoshrink": {"candidates": 4}, "gram": {"budgets": 2}}
+    over = {"strategy": name, "initial": 4, "population": 3, "autoshrink": {"candidates": 3}, "gram": {"budgets": 1}}
     whole = str(tmp_path / "whole")
     summary = run_search(supernet_ckpt, whole, search_cfg(**over), progress=False)
     assert summary["finished"] and summary["strategy"] == name

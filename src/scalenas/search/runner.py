@@ -229,8 +229,7 @@ class SearchRun:
             self.say(f"generation {gen}: no new feasible arch could be proposed; stopping")
             return False
         cached = sum(a.hash in log for a in archs)
-        self._evaluate(archs, "initial" if gen == 0 else ("offspring" if strategy.name == "evolution" else "random"),
-                       gen)
+        self._evaluate(archs, "initial" if gen == 0 else strategy.batch_kind, gen)
         strategy.tell([(a, objective_values(log[a.hash], self.objectives)) for a in archs])
         self.state["fronts"].append({"generation": gen, "hashes": self._front_hashes()})
         self._save_state()
@@ -311,7 +310,8 @@ class SearchRun:
 
 
 def _check_resume(saved: dict, cfg: SearchCfg, meta_now: dict, where: str) -> None:
-    old = saved.get("search", {})
+    # a setting added after the run started (absent from its config.yaml) had its default then
+    old = {**SearchCfg().model_dump(mode="json"), **saved.get("search", {})}
     new = cfg.model_dump(mode="json")
     diff = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
     if diff:

@@ -103,3 +103,42 @@ def test_bad_arguments(tmp_path):
         generate(str(tmp_path), train=1, val=0, test=0, size=(32, 32))
     with pytest.raises(ScaleNASError, match="--val must be >= 0"):
         generate(str(tmp_path), train=1, val=-1, test=0)
+    for bad in ((0.5, 0.3), (0.0, 0.9), (0.1, 1.5)):
+        with pytest.raises(ScaleNASError, match=r"heights must be fractions .* got \("):
+            generate(str(tmp_path), train=1, val=0, test=0, heights=bad)
+
+
+@pytest.fixture(scope="module")
+def synth60(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth_pose60")
+    generate(str(out), train=60, val=0, test=0, size=(256, 256), seed=0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(out / "annotations" / "train.json"))
+
+
+def test_heights_are_log_uniform_with_a_wide_middle(synth60):
+    """Scale must matter: the 5th-95th percentile span of person (box) heights is at least 1:8 at
+    256x256, with every COCO size class well represented (medium and large still the majority)."""
+    anns = [a for a in synth60.dataset["annotations"] if a["num_keypoints"] > 0]
+    hs = np.array([a["bbox"][3] for a in anns])
+    p5, p95 = np.percentile(hs, [5, 95])
+    assert p95 / p5 >= 8, (p5, p95)                                # measured 10.8 (17 to 186 px)
+    lo, mid, hi = np.mean(hs < 32), np.mean((hs >= 32) & (hs < 96)), np.mean(hs >= 96)
+    assert 0.1 <= lo <= 0.4 and mid >= 0.3 and hi >= 0.15, (lo, mid, hi)   # measured 0.25 / 0.54 / 0.21
+    # log-uniform: each third of [p5, p95] in log height holds a comparable share of the people
+    edges = np.exp(np.linspace(np.log(p5), np.log(p95), 4))
+    share = np.histogram(hs, edges)[0] / len(hs)
+    assert share.min() >= 0.2, share
+
+
+def test_every_labelled_person_has_a_tight_box_area_and_count(synth60):
+    for a in synth60.dataset["annotations"]:
+        if a["num_keypoints"] == 0:
+            continue
+        kp = np.array(a["keypoints"]).reshape(17, 3)
+        assert a["num_keypoints"] == int((kp[:, 2] > 0).sum()) and a["area"] > 0
+        pts = np.concatenate([np.reshape(poly, (-1, 2)) for poly in a["segmentation"]])
+        x, y, w, h = a["bbox"]
+        # the box hugs the visible figure: its outline's extreme pixels are the box's first and last
+        assert (pts.min(0) == [x, y]).all() and (pts.max(0) == [x + w - 1, y + h - 1]).all(), (pts, a["bbox"])
+        assert a["area"] <= w * h                     # area: the visible pixels, all inside the box

@@ -41,6 +41,15 @@ class ConstraintsCfg(Strict):
                            min_gflops=lo)
 
 
+class HalvingCfg(Strict):
+    """Successive halving of each batch's evaluations (``search/halving.py``): every candidate scored on
+    the first ``min_images`` images of the split, the best 1/eta re-scored on eta times more, up to the
+    whole split (or ``eval_max_images``)."""
+
+    min_images: int = Field(..., ge=1)
+    eta: int = Field(3, ge=2)
+
+
 class SearchCfg(Strict):
     strategy: str = Field("evolution", description="a strategy registered in search.strategies.STRATEGIES")
     seed: int = 0
@@ -66,6 +75,8 @@ class SearchCfg(Strict):
     # ---- evaluation ----
     eval_split: str = Field("search", description="split that ranks candidates (held out from training)")
     eval_max_images: Optional[int] = Field(None, ge=1)
+    #: None (default): every candidate scored on the whole split
+    halving: Optional[HalvingCfg] = None
     calib_images: int = Field(64, ge=1, description="training images for BN recalibration")
     calib_batch_size: int = Field(16, ge=1)
     calib_seed: int = CALIB_SEED

@@ -163,5 +163,5 @@ def test_checker_allows_downward_and_same_layer_and_flags_config_bases_and_unkno
     base = violations(imports_of("scalenas/search/config.py", "from scalenas.train.config import Strict\n"))
     assert base == ["scalenas/search/config.py:1: scalenas.search.config -> scalenas.train.config: "
                     "config base ['Strict'] not taken from scalenas.config"]
-    (unknown,) = violations(imports_of("scalenas/study/run.py", "from scalenas.search import x\n"))
-    assert "layer 'study' is not in the layer order" in unknown
+    (unknown,) = violations(imports_of("scalenas/benchmarks/run.py", "from scalenas.search import x\n"))
+    assert "layer 'benchmarks' is not in the layer order" in unknown

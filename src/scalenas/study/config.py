@@ -8,6 +8,7 @@ the same study, smaller, and its sizes are visible in the config file.
 """
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
@@ -29,6 +30,15 @@ class DataCfg(Strict):
     test: int = Field(100, ge=1)
     size: tuple[int, int] = (64, 64)
     seed: int = 0
+
+
+def _registered(names: list[str], known: list[str], what: str) -> None:
+    """A ValueError (named by the config key it is raised under) for a name not in the registry."""
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(known)}"
+                             + (f" (did you mean {close[0]!r}?)" if close else ""))
 
 
 class StudyCfg(Strict):
@@ -61,8 +71,7 @@ class StudyCfg(Strict):
     @field_validator("samplers")
     @classmethod
     def _samplers(cls, v):
-        for name in v:
-            SAMPLERS.get(name)
+        _registered(v, SAMPLERS.names(), "sampler")
         if "grouped" not in v:
             raise ValueError("must include 'grouped': its first seed is the supernet the strategies search")
         return v
@@ -70,8 +79,7 @@ class StudyCfg(Strict):
     @field_validator("strategies")
     @classmethod
     def _strategies(cls, v):
-        for name in v or []:
-            STRATEGIES.get(name)
+        _registered(v or [], STRATEGIES.names(), "strategy")
         return v
 
     def strategy_names(self) -> list[str]:

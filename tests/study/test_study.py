@@ -1,0 +1,87 @@
+"""``scalenas study --quick`` end to end: every section of study.json with finite numbers, the report
+and plots; then a study stopped between (and inside) stages continues to the same study.json."""
+import json
+import math
+import os
+import shutil
+
+import pytest
+
+from scalenas.cli import main
+from scalenas.errors import ScaleNASError
+from scalenas.study.config import load_study_config
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "study_seg_synth.yaml")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _check_sections(doc: dict) -> None:
+    for name in ("grouped", "uniform", "sandwich"):
+        t = doc["fidelity"][name]["kendall_tau"]
+        assert _finite(t["value"]) and all(map(_finite, t["ci95"])) and t["ci95"][0] <= t["ci95"][1]
+        for key in ("spearman_rho", "top3_overlap", "top5_overlap"):
+            assert _finite(doc["fidelity"][name][key]["value"])
+        s = doc["samplers"][name]
+        assert _finite(s["hypervolume"]["mean"]) and _finite(s["hypervolume"]["std"]) and s["hypervolume"]["mean"] > 0
+        assert len(s["hypervolume"]["per_seed"]) == 2
+    for name in ("evolution", "random"):
+        h = doc["strategies"][name]
+        assert _finite(h["hypervolume"]["mean"]) and _finite(h["hypervolume"]["std"])
+        assert len(h["hv_vs_evaluations"]["mean"]) == h["evaluations"] > 3
+    for name in ("searched", "hrnet"):
+        fs = doc["from_scratch"][name]
+        assert _finite(fs["mean"]) and _finite(fs["std"]) and len(fs["per_seed"]) == 2
+    assert doc["from_scratch"]["searched"]["gflops"] <= doc["from_scratch"]["hrnet"]["gflops"]
+    fi = doc["fidelity_vs_images"]
+    for kind in ("search_images", "calib_images"):
+        assert fi[kind] and all(_finite(r["kendall_tau"]) for r in fi[kind]) and fi[kind][-1]["kendall_tau"] == 1.0
+    assert _finite(fi["halving"]["kendall_tau"]) and fi["halving"]["cost_ratio"] > 0
+    assert {a["name"] for a in doc["archs"]} >= {"smallest", "largest", "hrnet"} and len(doc["archs"]) == 5
+    assert len(doc["aims"]) == 6 and all(isinstance(a["met"], bool) for a in doc["aims"])
+
+
+@pytest.mark.slow
+def test_quick_study_then_kill_and_resume(tmp_path):
+    out = tmp_path / "study"
+    assert main(["study", CONFIG, "--quick", "-o", str(out)]) == 0
+    doc = json.loads((out / "study.json").read_text())
+    _check_sections(doc)
+    md = (out / "study.md").read_text()
+    assert "## Reading" in md and ("**met**" in md or "**not met**" in md)
+    for png in ("fidelity.png", "hypervolume.png", "fidelity_vs_images.png"):
+        assert (out / png).stat().st_size > 10_000
+    # stop the study "between stages" (unit results of every wave gone, with their runs) and "inside" one
+    # (a supernet whose result was not written yet, its checkpoint already saved), then continue it
+    searched = doc["from_scratch"]["searched"]["hash"]
+    gone = ["supernet/uniform-s1", "scores/inherited-uniform-s1", "search/evolution-uniform-s1-s0",
+            "search/random-grouped-s0-s1", "scores/images-2", "halving/main", f"standalone/{searched}-s1"]
+    for key in gone:
+        os.unlink(out / "units" / f"{key}.json")
+        shutil.rmtree(out / "runs" / key, ignore_errors=True)
+    os.unlink(out / "units" / "supernet" / "grouped-s1.json")
+    os.unlink(out / "study.json")
+    assert main(["study", CONFIG, "--quick", "-o", str(out)]) == 0
+    assert json.loads((out / "study.json").read_text()) == doc
+
+
+def test_a_folder_with_other_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "study"
+    os.makedirs(out)
+    (out / "config.yaml").write_text("seed: 5\n")
+    assert main(["study", CONFIG, "--quick", "-o", str(out), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a study with other settings (seed: 5 -> 0)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_study_config_errors_name_the_key():
+    with pytest.raises(ScaleNASError, match="study.samplers"):
+        load_study_config(CONFIG, ["study.samplers=[uniform]"])
+    with pytest.raises(ScaleNASError, match="study.strategies"):
+        load_study_config(CONFIG, ["study.strategies=[evolutoin]"])
+    with pytest.raises(ScaleNASError, match="study.seedz: unknown key"):
+        load_study_config(CONFIG, ["study.seedz=2"])
+    quick = load_study_config(CONFIG, quick=True)
+    assert quick.study.archs == 5 and quick.train.batch_size == 4 and load_study_config(CONFIG).study.archs == 16

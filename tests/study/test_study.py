@@ -43,18 +43,33 @@ def _check_sections(doc: dict) -> None:
     assert len(doc["aims"]) == 6 and all(isinstance(a["met"], bool) for a in doc["aims"])
 
 
-@pytest.mark.slow
-def test_quick_study_then_kill_and_resume(tmp_path):
-    out = tmp_path / "study"
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    """The quick study, run once for the tests below (which stop and continue it)."""
+    out = tmp_path_factory.mktemp("study") / "quick"
     assert main(["study", CONFIG, "--quick", "-o", str(out)]) == 0
-    doc = json.loads((out / "study.json").read_text())
+    return out, json.loads((out / "study.json").read_text())
+
+
+def _unit(out, key):
+    return json.loads((out / "units" / f"{key}.json").read_text())["result"]
+
+
+@pytest.mark.slow
+def test_quick_study_has_every_section(quick_study):
+    out, doc = quick_study
     _check_sections(doc)
     md = (out / "study.md").read_text()
     assert "## Reading" in md and ("**met**" in md or "**not met**" in md)
     for png in ("fidelity.png", "hypervolume.png", "fidelity_vs_images.png"):
         assert (out / png).stat().st_size > 10_000
-    # stop the study "between stages" (unit results of every wave gone, with their runs) and "inside" one
-    # (a supernet whose result was not written yet, its checkpoint already saved), then continue it
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_the_same_study(quick_study):
+    """Stop the study "between stages" (unit results of every wave gone, with their runs) and "inside"
+    one (a supernet whose result was not written yet, its checkpoint already saved), then continue it."""
+    out, doc = quick_study
     searched = doc["from_scratch"]["searched"]["hash"]
     gone = ["supernet/uniform-s1", "scores/inherited-uniform-s1", "search/evolution-uniform-s1-s0",
             "search/random-grouped-s0-s1", "scores/images-2", "halving/main", f"standalone/{searched}-s1"]
@@ -65,6 +80,19 @@ def test_quick_study_then_kill_and_resume(tmp_path):
     os.unlink(out / "study.json")
     assert main(["study", CONFIG, "--quick", "-o", str(out)]) == 0
     assert json.loads((out / "study.json").read_text()) == doc
+
+
+@pytest.mark.slow
+def test_units_on_two_worker_processes(quick_study):
+    """Units re-run on 2 spawned worker processes (one thread each) give the in-process results."""
+    out, _ = quick_study
+    keys = ["scores/images-2", "scores/calib-2"]
+    before = {k: _unit(out, k) for k in keys}
+    for k in keys:
+        os.unlink(out / "units" / f"{k}.json")
+    assert main(["study", CONFIG, "--quick", "-o", str(out), "--workers", "2"]) == 0
+    for k in keys:
+        assert _unit(out, k)["metrics"] == pytest.approx(before[k]["metrics"], abs=1e-3)
 
 
 def test_a_folder_with_other_settings_is_refused(tmp_path, capsys):

@@ -36,7 +36,8 @@ def fidelity_archs(space: SearchSpace, head: HeadSpec, input_hw, n: int, pool: i
     for i in range(pool):
         f, d = grid[i % len(grid)]
         a = space.sample(rng, f, d, pose_rule=pose)
-        if a.hash not in taken and a.hash not in {c[1].hash for c in cands}:
+        if a.hash not in taken:
+            taken.add(a.hash)
             cands.append((gflops(space, a, head, input_hw), a))
     lo, hi = (gflops(space, refs[k], head, input_hw) for k in ("smallest", "largest"))
     m = n - len(refs)

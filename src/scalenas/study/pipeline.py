@@ -14,12 +14,15 @@ import yaml
 
 from scalenas.config import load_yaml
 from scalenas.errors import ScaleNASError
+from scalenas.nets.supernet import SuperScaleNet
 from scalenas.search.evaluator import EvalSpec, Evaluator
+from scalenas.space.arch import Arch
 from scalenas.study.config import StudyConfig, load_study_config, run_config_dict
 from scalenas.study.parallel import pending, run_units, threads_per_worker
 from scalenas.study.plan import MAIN, Plan
 from scalenas.study.report import write_report
 from scalenas.study.units import load_result
+from scalenas.tasks.base import build_task
 from scalenas.train.config import RunConfig
 from scalenas.train.engine import time_steps
 from scalenas.utils.io import atomic_write_json, atomic_write_text, make_output_dir, read_json
@@ -120,6 +123,10 @@ def pick_searched(plan: Plan, out: str) -> dict | None:
 
 # ---- the estimate printed at the start ------------------------------------------------------------
 PROBE_FILE = "probe.json"
+#: seconds a unit spends besides its steps and evaluations (building the supernet, loading and writing
+#: checkpoints, a search's pareto.png): the quick study's 33 units took 86.6 s where their probed steps
+#: and evaluations predicted 48 s, i.e. 1.2 s more per unit (on the loaded 2-core machine)
+UNIT_OVERHEAD_S = 1.2
 
 
 def probe(plan: Plan, out: str, steps: int) -> dict:
@@ -134,16 +141,11 @@ def probe(plan: Plan, out: str, steps: int) -> dict:
         sampler = {"kind": kind, **({"arch": plan.arch_of("hrnet")["arch"]} if kind == "fixed" else {})}
         rc = RunConfig.model_validate(run_config_dict(cfg, os.path.join(out, "probe"), 0, sampler, 10 ** 6, None))
         steps[kind] = statistics.fmean(time_steps(rc, n)[1:])
-    from scalenas.nets.supernet import SuperScaleNet
-    from scalenas.tasks.base import build_task
-
     task = build_task(cfg.task)
     s = cfg.search
     ev = Evaluator(SuperScaleNet(cfg.space.build(), task.head), task,
                    EvalSpec(checkpoint="", task=cfg.task, calib_images=s.get("calib_images", 64),
                             calib_batch_size=s.get("calib_batch_size", 16), device=s.get("device", "auto")))
-    from scalenas.space.arch import Arch
-
     ev.evaluate(Arch.from_dict(plan.arch_of("hrnet")["arch"]))  # the first evaluation warms up
     evals = [ev.evaluate(Arch.from_dict(a["arch"]))["eval_s"] for a in plan.archs[:3]]
     res = {"step_s": steps, "eval_s": statistics.fmean(evals)}
@@ -163,12 +165,14 @@ def estimate(plan: Plan, out: str, workers: int, probe_steps: int, log) -> float
     def unit_s(u: dict) -> float:
         prm = u["params"]
         if u["kind"] == "supernet":
-            return prm["images"] // bs * p["step_s"][prm["sampler"]]
-        if u["kind"] == "standalone":
-            return prm["images"] // bs * p["step_s"]["fixed"]
-        if u["kind"] == "search":
-            return n_search * p["eval_s"]
-        return len(plan.archs) * p["eval_s"] * (2 if u["kind"] == "halving" else 1)
+            work = prm["images"] // bs * p["step_s"][prm["sampler"]]
+        elif u["kind"] == "standalone":
+            work = prm["images"] // bs * p["step_s"]["fixed"]
+        elif u["kind"] == "search":
+            work = n_search * p["eval_s"]
+        else:
+            work = len(plan.archs) * p["eval_s"] * (2 if u["kind"] == "halving" else 1)
+        return UNIT_OVERHEAD_S + work
 
     waves = [plan.wave_a(), plan.wave_b(), [plan.standalone(plan.arch_of("hrnet"), s) for s in range(st.seeds)]]
     total = sum(max(sum(map(unit_s, w)) / workers, max(map(unit_s, w))) for w in waves if w)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from scalenas.study.archs import fidelity_archs, gflops
 from scalenas.study.config import StudyConfig
 from scalenas.tasks.base import build_task
+from scalenas.train.config import SamplerCfg
 from scalenas.train.samplers import SAMPLERS
 
 MAIN = "grouped-s0"  # the supernet the strategies search, and stage 5 measures
@@ -24,8 +25,6 @@ MAIN = "grouped-s0"  # the supernet the strategies search, and stage 5 measures
 
 def subnets_per_step(cfg: StudyConfig, sampler: str, space, pose_rule: bool) -> int:
     """How many subnets the sampler trains at step 0 (sandwich: 2 + num_random)."""
-    from scalenas.train.config import SamplerCfg
-
     sc = SamplerCfg.model_validate({**cfg.sampler.model_dump(), "kind": sampler})
     return len(SAMPLERS.get(sampler).from_cfg(sc, space, 0, pose_rule, 1).archs_for(0))
 

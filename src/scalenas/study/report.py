@@ -58,7 +58,7 @@ def _settings(plan: Plan) -> dict:
             "strategies": st.strategy_names(), "input_hw": list(plan.input_hw),
             "supernet": {"images": st.supernet_images, "steps": st.supernet_images // bs, "batch_size": bs},
             "standalone": {"images": st.standalone_images, "steps": st.standalone_images // bs, "batch_size": bs,
-                           "split": "test"},
+                           "split": "test", "seeds_fidelity_set": 1, "seeds_from_scratch": st.seeds},
             "search": {k: s.get(k) for k in ("initial", "population", "generations", "parents", "calib_images",
                                              "objectives")},
             "search_split_images": plan.search_images, "gflops_largest": plan.gflops_largest,

@@ -33,7 +33,10 @@ def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
 def topk_overlap(a: Sequence[float], b: Sequence[float], k: int) -> float:
     """Share of the ``k`` best by ``a`` that are among the ``k`` best by ``b`` (ties by position)."""
     k = min(k, len(a))
-    top = lambda v: set(np.argsort(-np.asarray(v, dtype=float), kind="stable")[:k].tolist())  # noqa: E731
+
+    def top(v) -> set[int]:
+        return set(np.argsort(-np.asarray(v, dtype=float), kind="stable")[:k].tolist())
+
     return len(top(a) & top(b)) / k if k else float("nan")
 
 

@@ -65,6 +65,10 @@ class StudyCfg(Strict):
     halving: HalvingCfg = HalvingCfg(min_images=5, eta=3)
     bootstrap: int = Field(1000, ge=50, description="bootstrap resamples of the rank statistics")
     bootstrap_seed: int = 0
+    #: torch threads of every unit; None: this process's setting with one worker, else cores / workers.
+    #: Scores move in the 3rd decimal with the thread count, so fix it for a study.json that is identical
+    #: whatever --workers or --ray it is continued with.
+    threads: Optional[int] = Field(None, ge=1)
     #: dotted overrides of the whole config applied by --quick
     quick: list[str] = []
 

@@ -2,8 +2,9 @@
 (``concurrent.futures`` with spawn, as the search's pool), or as Ray tasks.
 
 Each unit writes its own result file, so a wave that is killed keeps its finished units and a rerun
-starts only the others. Every worker gets ``usable_cores() // workers`` torch threads (at least 1),
-so the wave never oversubscribes the cores; the unit's result does not depend on which worker ran it.
+starts only the others. Every worker gets ``usable_cores() // workers`` torch threads (at least 1;
+``study.threads`` fixes it for every unit), so the wave never oversubscribes the cores. A unit's
+result does not depend on which worker ran it, only (in the 3rd decimal of a score) on its threads.
 With Ray, the study folder must be on a filesystem every node shares (units read checkpoints and
 write results there).
 """
@@ -15,7 +16,7 @@ from typing import Callable, Sequence
 from scalenas.errors import ScaleNASError
 from scalenas.search.parallel import import_ray, start_local_ray
 from scalenas.study.units import execute, unit_path
-from scalenas.utils.runtime import usable_cores
+from scalenas.utils.runtime import torch_threads, usable_cores
 
 
 def threads_per_worker(workers: int) -> int:
@@ -32,21 +33,22 @@ def run_units(root: str, cfg_dict: dict, units: Sequence[dict], workers: int = 1
     todo = pending(root, units)
     if not todo:
         return
+    fixed = cfg_dict["study"].get("threads")
     if ray:
-        _run_ray(root, cfg_dict, todo, workers, ray, say)
+        _run_ray(root, cfg_dict, todo, workers, ray, fixed or threads_per_worker(workers), say)
     elif workers <= 1:
         for i, u in enumerate(todo):
-            execute(root, cfg_dict, u)
+            with torch_threads(fixed):
+                execute(root, cfg_dict, u, fixed)
             say(f"{u['key']} done ({i + 1}/{len(todo)})")
     else:
-        _run_local(root, cfg_dict, todo, workers, say)
+        _run_local(root, cfg_dict, todo, workers, fixed or threads_per_worker(workers), say)
 
 
-def _run_local(root: str, cfg_dict: dict, todo: list[dict], workers: int, say) -> None:
+def _run_local(root: str, cfg_dict: dict, todo: list[dict], workers: int, threads: int, say) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    threads = threads_per_worker(workers)
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")) as ex:
         futures = {ex.submit(execute, root, cfg_dict, u, threads): u["key"] for u in todo}
         for n, f in enumerate(as_completed(futures)):
@@ -63,9 +65,8 @@ def _result(future, key: str):
         raise ScaleNASError(f"study unit {key} failed in a worker process: {type(e).__name__}: {e}") from e
 
 
-def _run_ray(root: str, cfg_dict: dict, todo: list[dict], workers: int, address: str, say) -> None:
+def _run_ray(root: str, cfg_dict: dict, todo: list[dict], workers: int, address: str, threads: int, say) -> None:
     ray = import_ray()
-    threads = threads_per_worker(workers)
     started = False
     if not ray.is_initialized():
         if address == "local":

@@ -72,8 +72,11 @@ def plot_images(path: str, doc: dict) -> str:
         ax.plot([r["images"] for r in fi[kind]], [r["kendall_tau"] for r in fi[kind]], "o-", label=label)
     ax.axhline(fi["halving"]["kendall_tau"], color="tab:red", ls="--",
                label=f"successive halving ({fi['halving']['cost_ratio']:.1f}x cheaper)")
-    ax.set_xscale("log")
-    ax.set_xlabel("images")
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("images (log scale)")
     ax.set_ylabel("Kendall tau vs full evaluation")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

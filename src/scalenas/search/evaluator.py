@@ -92,7 +92,6 @@ class Evaluator:
         return {"hash": arch.hash, "metric": value, "metrics": _scalars(metrics), "calib_bn": n_bn,
                 "eval_s": round(time.perf_counter() - t0, 4)}
 
-
     def _calibrate(self, arch: Arch, cache: bool) -> int:
         """BN recalibration of the active ``arch``. With ``cache`` (evaluations on a stated number of
         images: successive halving's rungs), the recalibrated statistics are kept by arch hash and

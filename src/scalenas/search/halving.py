@@ -11,7 +11,7 @@ the candidates that could matter:
 "Best" is the strategy's own order: successive Pareto layers of the objectives (cheapest first within
 a layer), so among candidates of equal cost it is the metric. Every candidate's record is the
 one of the last rung it reached, with ``eval_images`` saying on how many images it was scored. With
-``min_images >= `` the split size there is one rung: plain full evaluation. The rungs are nested
+``min_images`` at least the split size there is one rung: plain full evaluation. The rungs are nested
 (the first n images of the split), and every step is a pure function of the scores, so the outcome
 is deterministic and independent of the number of workers.
 

@@ -81,6 +81,11 @@ def _reading(doc: dict) -> list[str]:
         if abs(e["mean"] - r["mean"]) <= max(e["std"], r["std"]):
             out.append("- Evolution and random search differ by less than one seed-to-seed standard deviation: "
                        "at this budget the strategies are not distinguishable.")
+    h = doc["fidelity_vs_images"]["halving"]
+    if h["cost_ratio_bound"] < 3:
+        out.append(f"- Calibration is {100 / h['cost_ratio_bound']:.0f}% of a full evaluation's images here, so "
+                   f"halving the scored images cannot cut the cost more than {h['cost_ratio_bound']:.1f}x; with a "
+                   f"search split much larger than the calibration set (or larger images) that share is smaller.")
     fs = doc["from_scratch"]
     if fs["searched"] is not None:
         s, h = fs["searched"], fs["hrnet"]

@@ -156,6 +156,8 @@ def _images(plan: Plan, out: str) -> dict:
                       "eval_images_ratio": n * plan.search_images / h["images_scored"],
                       # calibrated once per arch: the evaluator keeps each arch's BN statistics between rungs
                       "cost_ratio": full_cost / (h["images_scored"] + n * calib),
+                      # what calibration alone allows: no halving of the scored images can cut more
+                      "cost_ratio_bound": full_cost / (n * calib),
                       "evaluations": h["evaluations"], "eval_images": h["eval_images"]}
     return doc
 

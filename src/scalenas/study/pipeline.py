@@ -10,6 +10,7 @@ import statistics
 import time
 from typing import Callable
 
+import torch
 import yaml
 
 from scalenas.config import load_yaml
@@ -26,7 +27,7 @@ from scalenas.tasks.base import build_task
 from scalenas.train.config import RunConfig
 from scalenas.train.engine import time_steps
 from scalenas.utils.io import atomic_write_json, atomic_write_text, make_output_dir, read_json
-from scalenas.utils.runtime import setup_process
+from scalenas.utils.runtime import setup_process, torch_threads
 
 
 def say(msg: str) -> None:
@@ -129,26 +130,30 @@ PROBE_FILE = "probe.json"
 UNIT_OVERHEAD_S = 1.2
 
 
-def probe(plan: Plan, out: str, steps: int) -> dict:
-    """Seconds per training step of each sampler (and of a fixed arch) and per search evaluation,
-    measured once on this machine and kept in ``out/probe.json`` (a rerun reuses it)."""
+def probe(plan: Plan, out: str, steps: int, threads: int | None) -> dict:
+    """Seconds per training step of each sampler (and of a fixed arch) and per search evaluation with
+    the units' ``threads``, measured once on this machine and kept in ``out/probe.json`` (a rerun with
+    the same threads reuses it)."""
     path = os.path.join(out, PROBE_FILE)
-    if os.path.exists(path):
-        return read_json(path, "study probe")
-    cfg, n = plan.cfg, steps + 1  # the first step (start-up) is left out
-    steps = {}
-    for kind in list(cfg.study.samplers) + ["fixed"]:
-        sampler = {"kind": kind, **({"arch": plan.arch_of("hrnet")["arch"]} if kind == "fixed" else {})}
-        rc = RunConfig.model_validate(run_config_dict(cfg, os.path.join(out, "probe"), 0, sampler, 10 ** 6, None))
-        steps[kind] = statistics.fmean(time_steps(rc, n)[1:])
-    task = build_task(cfg.task)
-    s = cfg.search
-    ev = Evaluator(SuperScaleNet(cfg.space.build(), task.head), task,
-                   EvalSpec(checkpoint="", task=cfg.task, calib_images=s.get("calib_images", 64),
-                            calib_batch_size=s.get("calib_batch_size", 16), device=s.get("device", "auto")))
-    ev.evaluate(Arch.from_dict(plan.arch_of("hrnet")["arch"]))  # the first evaluation warms up
-    evals = [ev.evaluate(Arch.from_dict(a["arch"]))["eval_s"] for a in plan.archs[:3]]
-    res = {"step_s": steps, "eval_s": statistics.fmean(evals)}
+    with torch_threads(threads):
+        threads = torch.get_num_threads()
+        if os.path.exists(path) and read_json(path, "study probe").get("threads") == threads:
+            return read_json(path, "study probe")
+        cfg, n = plan.cfg, steps + 1  # the first step (start-up) is left out
+        step_s = {}
+        for kind in list(cfg.study.samplers) + ["fixed"]:
+            sampler = {"kind": kind, **({"arch": plan.arch_of("hrnet")["arch"]} if kind == "fixed" else {})}
+            rc = RunConfig.model_validate(run_config_dict(cfg, os.path.join(out, "probe"), 0, sampler, 10 ** 6,
+                                                          threads))
+            step_s[kind] = statistics.fmean(time_steps(rc, n)[1:])
+        task = build_task(cfg.task)
+        s = cfg.search
+        ev = Evaluator(SuperScaleNet(cfg.space.build(), task.head), task,
+                       EvalSpec(checkpoint="", task=cfg.task, calib_images=s.get("calib_images", 64),
+                                calib_batch_size=s.get("calib_batch_size", 16), device=s.get("device", "auto")))
+        ev.evaluate(Arch.from_dict(plan.arch_of("hrnet")["arch"]))  # the first evaluation warms up
+        evals = [ev.evaluate(Arch.from_dict(a["arch"]))["eval_s"] for a in plan.archs[:3]]
+    res = {"threads": threads, "step_s": step_s, "eval_s": statistics.fmean(evals)}
     atomic_write_json(path, res)
     return res
 
@@ -156,7 +161,8 @@ def probe(plan: Plan, out: str, steps: int) -> dict:
 def estimate(plan: Plan, out: str, workers: int, probe_steps: int, log) -> float:
     """Seconds the whole study should take from ``probe`` figures: per wave, the units' summed time
     spread over the workers (never less than its longest unit)."""
-    p = probe(plan, out, probe_steps)
+    threads = plan.cfg.study.threads or (threads_per_worker(workers) if workers > 1 else None)
+    p = probe(plan, out, probe_steps, threads)
     cfg, st = plan.cfg, plan.cfg.study
     bs = cfg.train.batch_size
     s = cfg.search
@@ -176,7 +182,7 @@ def estimate(plan: Plan, out: str, workers: int, probe_steps: int, log) -> float
 
     waves = [plan.wave_a(), plan.wave_b(), [plan.standalone(plan.arch_of("hrnet"), s) for s in range(st.seeds)]]
     total = sum(max(sum(map(unit_s, w)) / workers, max(map(unit_s, w))) for w in waves if w)
-    log(f"estimate: {total / 60:.1f} min with {workers} worker(s) of {threads_per_worker(workers)} thread(s) "
+    log(f"estimate: {total / 60:.1f} min with {workers} worker(s) of {p['threads']} thread(s) "
         f"(measured {1e3 * p['step_s']['grouped']:.0f} ms per grouped step, {1e3 * p['eval_s']:.0f} ms per "
         f"evaluation; {len(plan.wave_a()) + len(plan.wave_b()) + st.seeds} units)")
     return total

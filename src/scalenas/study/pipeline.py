@@ -43,9 +43,10 @@ def run_study(config: str, out: str, quick: bool = False, workers: int = 1, ray:
     setup_process()
     cfg = load_study_config(config, overrides, quick)
     out = os.path.abspath(make_output_dir(out, "study folder"))
-    cfg = prepare_data(cfg, out, log)
+    cfg = with_data_root(cfg, out)
     cfg_dict = cfg.model_dump(mode="json")
-    _check_or_write_config(out, cfg_dict)
+    _check_or_write_config(out, cfg_dict)  # before anything is written: a folder of another study is refused
+    make_data(cfg, log)
     plan = Plan.build(cfg)
     est = estimate(plan, out, workers, 3 if quick else 12, log)
     if dry_run:
@@ -64,12 +65,19 @@ def run_study(config: str, out: str, quick: bool = False, workers: int = 1, ray:
     return {**res, "estimate_s": est}
 
 
-def prepare_data(cfg: StudyConfig, out: str, log) -> StudyConfig:
-    """Generate ``study.data`` into ``out/data`` once (a marker file says it finished) and point the task at it."""
+def with_data_root(cfg: StudyConfig, out: str) -> StudyConfig:
+    """With ``study.data``, the task reads the data generated into ``out/data``."""
+    if cfg.study.data is None:
+        return cfg
+    return cfg.model_copy(update={"task": {**cfg.task, "root": os.path.join(out, "data")}})
+
+
+def make_data(cfg: StudyConfig, log) -> None:
+    """Generate ``study.data`` into ``task.root`` once (a marker file says that it finished, and how)."""
     d = cfg.study.data
     if d is None:
-        return cfg
-    root = os.path.join(out, "data")
+        return
+    root = cfg.task["root"]
     marker = os.path.join(root, ".study-data.json")
     want = d.model_dump(mode="json")
     if not (os.path.exists(marker) and read_json(marker) == want):
@@ -79,7 +87,6 @@ def prepare_data(cfg: StudyConfig, out: str, log) -> StudyConfig:
             from scalenas.data.synth_pose import generate
         log(generate(root, train=d.train, val=d.val, test=d.test, size=tuple(d.size), seed=d.seed))
         atomic_write_json(marker, want)
-    return cfg.model_copy(update={"task": {**cfg.task, "root": root}})
 
 
 def _check_or_write_config(out: str, cfg_dict: dict) -> None:

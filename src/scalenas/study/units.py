@@ -35,7 +35,7 @@ from scalenas.train.checkpoint import load_supernet
 from scalenas.train.config import RunConfig
 from scalenas.train.engine import train_supernet
 from scalenas.utils.io import atomic_write_json, read_json
-from scalenas.utils.runtime import setup_process
+from scalenas.utils.runtime import resolve_device, setup_process
 
 
 def unit_path(root: str, key: str) -> str:
@@ -82,11 +82,13 @@ def supernet_unit(root: str, cfg: StudyConfig, p: dict, threads) -> dict:
 
 def standalone_unit(root: str, cfg: StudyConfig, p: dict, threads) -> dict:
     out = _train(root, cfg, p["key"], p["seed"], {"kind": "fixed", "arch": p["arch"]}, p["images"], threads)
+    device = resolve_device(cfg.search.get("device", "auto"), "search.device")
     net, _ = load_supernet(os.path.join(root, out["checkpoint"]))
     arch = Arch.from_dict(p["arch"])
     net.set_active(arch)
     task = build_task(cfg.task)
-    metric = float(task.evaluate(net, "test")[task.metric_name])  # BN statistics from its own training
+    # BN statistics from its own training (no recalibration: nothing else trained them)
+    metric = float(task.evaluate(net.to(device), "test", device)[task.metric_name])
     return {**out, "hash": arch.hash, "seed": p["seed"], "metric": metric}
 
 

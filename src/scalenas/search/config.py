@@ -64,6 +64,15 @@ class GramCfg(Strict):
     budgets: int = Field(8, ge=0, description="models pruned from the meta-graph per batch, at a ladder of budgets")
 
 
+class HalvingCfg(Strict):
+    """Successive halving of each batch's evaluations (``search/halving.py``): every candidate scored on
+    the first ``min_images`` images of the split, the best 1/eta re-scored on eta times more, up to the
+    whole split (or ``eval_max_images``)."""
+
+    min_images: int = Field(..., ge=1)
+    eta: int = Field(3, ge=2)
+
+
 class SearchCfg(Strict):
     strategy: str = Field("evolution", description="a strategy registered in search.strategies.STRATEGIES")
     seed: int = 0
@@ -92,6 +101,8 @@ class SearchCfg(Strict):
     # ---- evaluation ----
     eval_split: str = Field("search", description="split that ranks candidates (held out from training)")
     eval_max_images: Optional[int] = Field(None, ge=1)
+    #: None (default): every candidate scored on the whole split
+    halving: Optional[HalvingCfg] = None
     calib_images: int = Field(64, ge=1, description="training images for BN recalibration")
     calib_batch_size: int = Field(16, ge=1)
     calib_seed: int = CALIB_SEED

@@ -2,7 +2,7 @@
 of its imports, top-level or inside a function, is mapped to the layer it reaches. An import from a
 layer into a later-listed one fails, naming the file, the line and the edge.
 
-    errors, utils, config -> space -> nets -> data -> viz -> tasks -> train -> search -> deploy -> demo -> cli
+    errors, utils, config -> space -> nets -> data -> viz -> tasks -> train -> search -> deploy -> study -> demo -> cli
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ SRC = os.path.join(os.path.dirname(__file__), os.pardir, "src")
 PACKAGE = "scalenas"
 # Lowest first; the names in one tuple form one layer and may import each other.
 LAYERS = [("errors", "utils", "config"), ("space",), ("nets",), ("data",), ("viz",), ("tasks",), ("train",),
-          ("search",), ("deploy",), ("demo",), ("cli",)]
+          ("search",), ("deploy",), ("study",), ("demo",), ("cli",)]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 # Pydantic config bases belong to the config layer: a task's or a search's schema that takes its base
 # from ``train.config`` ties that schema to training (the search one is not a back-up edge by rank).
@@ -163,5 +163,5 @@ def test_checker_allows_downward_and_same_layer_and_flags_config_bases_and_unkno
     base = violations(imports_of("scalenas/search/config.py", "from scalenas.train.config import Strict\n"))
     assert base == ["scalenas/search/config.py:1: scalenas.search.config -> scalenas.train.config: "
                     "config base ['Strict'] not taken from scalenas.config"]
-    (unknown,) = violations(imports_of("scalenas/study/run.py", "from scalenas.search import x\n"))
-    assert "layer 'study' is not in the layer order" in unknown
+    (unknown,) = violations(imports_of("scalenas/benchmarks/run.py", "from scalenas.search import x\n"))
+    assert "layer 'benchmarks' is not in the layer order" in unknown

@@ -89,7 +89,13 @@ def test_recipe_configs_validate():
     files = [f for f in glob.glob(os.path.join(root, "*.yaml"))]
     assert len(files) >= 6
     for f in files:
-        cfg = validate_section(RunConfig, load_config(f))
+        raw = load_config(f)
+        if "study" in raw:  # a study config: a run config with a study section (scalenas.study.config)
+            from scalenas.study.config import StudyConfig
+
+            validate_section(StudyConfig, load_config(f))
+            raw.pop("study")
+        cfg = validate_section(RunConfig, raw)
         from scalenas.tasks import TASKS
 
         cls = TASKS.get(cfg.task["name"])

@@ -302,3 +302,30 @@ def test_cli_config_file_and_overrides(search_cfg, supernet_ckpt, tmp_path, caps
     assert len(_log(str(run))) == 2 + 4
     assert main(["search", supernet_ckpt, str(cfg), "bogus=1", "-o", str(tmp_path / "x")]) == 2
     assert "search.bogus: unknown key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["autoshrink", "gram"])
+def test_topology_aware_strategies_run_and_resume(name, search_cfg, supernet_ckpt, tmp_path):
+    over = {"strategy": name, "initial": 4, "population": 3, "autoshrink": {"candidates": 3}, "gram": {"budgets": 1}}
+    whole = str(tmp_path / "whole")
+    summary = run_search(supernet_ckpt, whole, search_cfg(**over), progress=False)
+    assert summary["finished"] and summary["strategy"] == name
+    kinds = {r["kind"] for r in _log(whole)}
+    assert kinds == {"reference", "initial", {"autoshrink": "shrink", "gram": "gram"}[name]}
+    run = str(tmp_path / "run")
+    run_search(supernet_ckpt, run, search_cfg(**{**over, "generations": 1}), progress=False)
+    run_search(supernet_ckpt, run, search_cfg(**over), resume=True, progress=False)
+    assert _fingerprint(run) == _fingerprint(whole)
+
+
+def test_a_run_saved_before_new_settings_existed_resumes(search_cfg, straight, supernet_ckpt, tmp_path):
+    import shutil
+
+    run = str(tmp_path / "run")
+    shutil.copytree(straight[0], run)
+    path = os.path.join(run, "config.yaml")
+    meta = yaml.safe_load(open(path))
+    del meta["search"]["autoshrink"], meta["search"]["gram"]  # as written before these settings existed
+    with open(path, "w") as f:
+        yaml.safe_dump(meta, f)
+    assert run_search(supernet_ckpt, run, search_cfg(), resume=True, progress=False)["finished"]

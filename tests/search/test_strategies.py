@@ -1,81 +1,24 @@
-"""Strategies on their own: a fake, analytic objective over a space small enough to enumerate."""
+"""Strategies on their own: a fake, analytic objective over a space small enough to enumerate
+(``search.known_front``)."""
 import random
 
-import numpy as np
 import pytest
 
 from scalenas.config import validate_section
 from scalenas.errors import ScaleNASError
 from scalenas.search.config import SearchCfg
-from scalenas.search.objectives import Constraints, parse_objectives
+from scalenas.search.known_front import OBJ, SPACE, drive, true_front
+from scalenas.search.known_front import values as fake_values
+from scalenas.search.objectives import Constraints
 from scalenas.search.strategies import STRATEGIES, EvolutionStrategy, RandomSearch
-from scalenas.space.arch import Arch, ModuleArch
 from scalenas.space.heads import HeadSpec
 from scalenas.space.profile import profile
 from scalenas.space.space import SearchSpace
-
-# Depth fixed to 1: 2 + 6 + 12 = 20 fusion bits, 2^20 = 1,048,576 archs (enumerable with numpy).
-SPACE = SearchSpace(width=8, modules_per_stage=(1, 1, 1), depth_choices=(1,), stem_channels=16, stage1_blocks=1)
-BITS = [(m, j, k) for m, nb in enumerate(SPACE.module_branches) for j in range(nb) for k in range(nb) if k != j]
-OBJ = parse_objectives(["metric", "gflops"])
 
 
 def strategy_cfg(**settings) -> SearchCfg:
     """A ``search:`` section holding ``settings`` (strategies read theirs from the validated config)."""
     return validate_section(SearchCfg, settings, "search")
-
-
-def _weights():
-    rs = np.random.default_rng(0)
-    # distinct gains, a fifth of them harmful: for each edge count the best arch is unique
-    return rs.uniform(0.2, 1.0, len(BITS)) * np.where(rs.random(len(BITS)) < 0.8, 1, -1)
-
-
-W = _weights()
-
-
-def bits_of(arch: Arch) -> np.ndarray:
-    return np.array([1 if k in arch.modules[m].inputs(j, 0) else 0 for m, j, k in BITS])
-
-
-def fake_values(arch: Arch) -> dict:
-    """metric: a weighted sum of the edges; cost ("gflops"): the number of edges."""
-    b = bits_of(arch)
-    return {"metric": float(b @ W), "gflops": float(b.sum())}
-
-
-def arch_of(bits) -> Arch:
-    mods = []
-    for m, nb in enumerate(SPACE.module_branches):
-        fuse = tuple(("".join("1" if k == j or bits[BITS.index((m, j, k))] else "0" for k in range(nb)),)
-                     for j in range(nb))
-        mods.append(ModuleArch((1,) * nb, fuse))
-    return Arch(tuple(mods))
-
-
-def true_front() -> set[str]:
-    """Exhaustive: evaluate all 2^20 archs, keep the metric-vs-cost staircase."""
-    n = len(BITS)
-    allb = ((np.arange(2 ** n, dtype=np.int64)[:, None] >> np.arange(n)) & 1).astype(np.float32)
-    metric, cost = allb @ W.astype(np.float32), allb.sum(1)
-    front, best = set(), -np.inf
-    for c in range(n + 1):
-        sel = np.flatnonzero(cost == c)
-        i = sel[np.argmax(metric[sel])]
-        if metric[i] > best:
-            best = metric[i]
-            front.add(arch_of(allb[i].astype(int)).hash)
-    return front
-
-
-def drive(strategy) -> int:
-    n = 0
-    while True:
-        batch = strategy.ask()
-        if not batch:
-            return n
-        n += len(batch)
-        strategy.tell([(a, fake_values(a)) for a in batch])
 
 
 def test_evolution_recovers_the_known_front_and_beats_random():
@@ -137,7 +80,7 @@ def test_state_roundtrip_continues_exactly():
         RandomSearch(SPACE, OBJ, settings).load_state_dict(state)
 
 
-@pytest.mark.parametrize("name", ["evolution", "random"])
+@pytest.mark.parametrize("name", ["evolution", "random", "autoshrink", "gram"])
 def test_hard_constraints_are_never_proposed(name):
     space = SearchSpace(width=8, modules_per_stage=(1, 2, 1), depth_choices=(1, 2, 3), stem_channels=16,
                         stage1_blocks=1)
@@ -220,5 +163,5 @@ def test_search_cfg_builds_its_strategy():
     assert len(s.ask()) == 3
     assert not strategy_cfg(freeze_last_module=False).build_strategy(SPACE, OBJ, pose_rule=True).freeze_last_module
     with pytest.raises(ScaleNASError, match=r"search.strategy: unknown strategy 'evolutoin'; choose one of "
-                                            r"evolution, random \(did you mean 'evolution'\?\)"):
+                                            r"autoshrink, evolution, gram, random \(did you mean 'evolution'\?\)"):
         strategy_cfg(strategy="evolutoin")

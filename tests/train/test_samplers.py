@@ -114,3 +114,29 @@ def test_uniform_and_sandwich():
 def test_depth_options_must_be_choices():
     with pytest.raises(ScaleNASError, match="depth_options"):
         GroupedSampler(SearchSpace(depth_choices=(1, 2)), depth_options=[[2, 3]])
+
+
+def test_fixed_sampler_trains_its_arch_alone(tmp_path):
+    """Stand-alone training through the engine: only the fixed arch's weights move; the others keep
+    the supernet's initialisation. The config must name the arch; resuming with another is refused."""
+    import torch
+
+    from scalenas.train.engine import SupernetTrainer
+    from scalenas.train.samplers import FixedSampler
+
+    space = SearchSpace(width=8, modules_per_stage=(1, 1, 1), depth_choices=(1, 2), stem_channels=16,
+                        stage1_blocks=1)
+    arch = space.smallest()
+    cfg = _tiny_run(tmp_path / "run", kind="fixed", arch=arch.to_dict())
+    tr = SupernetTrainer(cfg)
+    assert [a for a, _ in tr.sampler.archs_for(0)] == [arch] == [a for a, _ in tr.sampler.archs_for(7)]
+    before = {k: v.clone() for k, v in tr.net.state_dict().items()}
+    tr.train()
+    tr.close()
+    moved = {k for k, v in tr.net.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])}
+    untouched = {n for n, _ in tr.net.named_parameters() if n not in moved}
+    assert moved and untouched  # the smallest subnet's weights trained, the rest untouched
+    with pytest.raises(ScaleNASError, match="sampler.arch"):
+        SupernetTrainer(_tiny_run(tmp_path / "other", kind="fixed"))
+    with pytest.raises(ScaleNASError, match="settings"):
+        FixedSampler(space, space.largest()).load_state_dict(FixedSampler(space, arch).state_dict())

@@ -81,6 +81,8 @@ def test_steps_still_accepted_and_shown_in_epochs():
     assert s.describe() == ("schedule: 100 steps = 25 epochs x 4 steps/epoch (N=33 train images; 4/process x "
                             "2 processes x accumulate 1); lr drops at epochs 12.5 = steps 50")
     assert TrainCfg().steps == 1000 and TrainCfg(epochs=2).steps is None
+    # top-down tasks train on person crops: N counts them, the hold-out counts images
+    assert "(N=33 train person crops of the images left after 8 held out; 4/process" in s.describe(8, "person crops")
 
 
 @pytest.mark.parametrize("train, message", [

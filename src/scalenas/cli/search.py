@@ -8,11 +8,13 @@ import os
 from scalenas.cli import split_config_and_overrides
 from scalenas.deploy.arch_files import write_arch_file
 from scalenas.errors import ScaleNASError
+from scalenas.search.strategies import STRATEGIES
 from scalenas.space.arch import Arch
 from scalenas.utils.io import dumps_json
 
 USAGE = ("scalenas search SUPERNET_CKPT [CONFIG.yaml] [KEY=VALUE ...] -o RUN [--resume] [--workers N]\n"
-         "                       [--ray auto|local|ADDRESS] [--strategy evolution|random] [--quiet]\n"
+         "                       [--ray auto|local|ADDRESS] [--strategy " + "|".join(STRATEGIES.names())
+         + "] [--quiet]\n"
          "       scalenas search pick RUN [--max-gflops X] [--max-params-m M] [--max-latency-ms L] [-o arch.json]")
 
 DESCRIPTION = """\
@@ -20,6 +22,13 @@ Search a trained supernet for architectures on the accuracy-cost Pareto front (S
 every candidate subnet gets its BN statistics recalibrated on training images, is scored on the
 task's held-out "search" split, and is costed analytically (params, GFLOPs) and optionally by
 latency. Evolution keeps the successive Pareto layers of everything evaluated as parents.
+Other strategies (--strategy): random search (the baseline); autoshrink, a path from the largest
+subnet down to the smallest, keeping at each step the best of K one-move-smaller candidates (one
+fusion edge removed or one branch a block shallower) by metric - lambda*ln(GFLOPs) (AutoShrink,
+Zhang, Cheng et al., AAAI 2020); gram, node-wise resampling from a meta-graph of edge and depth
+weights learnt from who beats each batch's median, plus models pruned from it at a ladder of
+budgets (GRAM/SwiftNet, Cheng et al. 2019). Their settings: search.autoshrink.{candidates, beam,
+score, cost_weight, cost_steps, floor} and search.gram.{lr, moves, budgets}.
 
 CONFIG is a YAML file with a 'search:' section (a training config works: its search section is
 used); without it, the search section stored in the checkpoint's training config is used.
@@ -57,7 +66,10 @@ def add_parser(sub):
     g.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
                    help="evaluate on Ray actors (needs the 'ray' extra): auto = the running cluster or a local "
                         "one, local = a new local one, or a cluster address")
-    g.add_argument("--strategy", choices=["evolution", "random"], default=None, help="overrides search.strategy")
+    g.add_argument("--strategy", choices=STRATEGIES.names(), default=None,
+                   help="overrides search.strategy: evolution (the paper's), random (the baseline), autoshrink "
+                        "(shrinking from the largest subnet, settings search.autoshrink.*), gram (meta-graph "
+                        "search with structure-level pruning, search.gram.*)")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     k = p.add_argument_group("pick (scalenas search pick RUN ...)")
     k.add_argument("--max-gflops", type=float, default=None, metavar="X",

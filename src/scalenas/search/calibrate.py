@@ -37,6 +37,7 @@ class Calibrator:
             self.batches.append(x)
         self.num_images = n
         self.settings = {"num_images": n, "batch_size": batch_size, "seed": seed}
+        self.last_layers: list[_BatchNorm] = []
 
     @torch.no_grad()
     def calibrate(self, model: torch.nn.Module) -> int:
@@ -62,6 +63,7 @@ class Calibrator:
             for bn, mom in seen.items():
                 bn.momentum = mom
             model.train(was_training)
+        self.last_layers = list(seen)  # the BN layers this calibration reset, in forward order
         return len(seen)
 
 

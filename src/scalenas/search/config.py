@@ -41,6 +41,38 @@ class ConstraintsCfg(Strict):
                            min_gflops=lo)
 
 
+class AutoShrinkCfg(Strict):
+    """``search.autoshrink``: progressive shrinking from the largest subnet (``graph_strategies.AutoShrink``)."""
+
+    candidates: int = Field(16, ge=1, description="K: one-move-smaller archs drawn per topology and step")
+    beam: int = Field(1, ge=1, description="topologies kept per step (1: a single path)")
+    score: Literal["efficiency", "cost_step"] = Field(
+        "efficiency", description="efficiency: metric - cost_weight * ln(cost); cost_step: best metric among "
+                                  "the candidates below the next rung of the cost ladder")
+    cost_weight: Optional[float] = Field(None, ge=0, description="lambda of the efficiency score; None: the "
+                                         "slope from the cheapest to the most expensive arch seen")
+    cost_steps: int = Field(20, ge=1, description="rungs of the geometric cost ladder (score: cost_step)")
+    floor: Optional[float] = Field(None, gt=0, description="end a path at this cost (first cost objective)")
+
+
+class GramCfg(Strict):
+    """``search.gram``: meta-graph search with structure-level pruning (``graph_strategies.Gram``)."""
+
+    #: of 0.25, 0.5, 1 and 2, 0.5 recovers the most of the known front (bench/strategies_known_front.py)
+    lr: float = Field(0.5, gt=0, description="meta-graph step per batch (logits)")
+    moves: int = Field(1, ge=1, description="node-wise resamples per candidate")
+    budgets: int = Field(8, ge=0, description="models pruned from the meta-graph per batch, at a ladder of budgets")
+
+
+class HalvingCfg(Strict):
+    """Successive halving of each batch's evaluations (``search/halving.py``): every candidate scored on
+    the first ``min_images`` images of the split, the best 1/eta re-scored on eta times more, up to the
+    whole split (or ``eval_max_images``)."""
+
+    min_images: int = Field(..., ge=1)
+    eta: int = Field(3, ge=2)
+
+
 class SearchCfg(Strict):
     strategy: str = Field("evolution", description="a strategy registered in search.strategies.STRATEGIES")
     seed: int = 0
@@ -59,6 +91,9 @@ class SearchCfg(Strict):
     fusion_options: list[float] = Field(default_factory=lambda: list(FUSION_GRID), min_length=1)
     depth_options: Optional[list[list[int]]] = None  # None: consecutive pairs of the depth choices
     max_tries: int = Field(200, ge=1, description="draws per proposed arch (constraints, duplicates)")
+    # ---- the topology-aware strategies ----
+    autoshrink: AutoShrinkCfg = AutoShrinkCfg()
+    gram: GramCfg = GramCfg()
     # ---- objectives and constraints ----
     objectives: list[str] = Field(default_factory=lambda: ["metric", "gflops"])
     constraints: ConstraintsCfg = ConstraintsCfg()
@@ -66,6 +101,8 @@ class SearchCfg(Strict):
     # ---- evaluation ----
     eval_split: str = Field("search", description="split that ranks candidates (held out from training)")
     eval_max_images: Optional[int] = Field(None, ge=1)
+    #: None (default): every candidate scored on the whole split
+    halving: Optional[HalvingCfg] = None
     calib_images: int = Field(64, ge=1, description="training images for BN recalibration")
     calib_batch_size: int = Field(16, ge=1)
     calib_seed: int = CALIB_SEED

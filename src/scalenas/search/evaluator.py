@@ -25,6 +25,10 @@ from scalenas.train.checkpoint import load_supernet
 from scalenas.utils.runtime import resolve_device, torch_threads
 
 
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+BN_CACHE_SIZE = 512  # archs whose recalibrated BN statistics are kept (a few kB to a few MB each)
+
+
 @dataclass
 class EvalSpec:
     """Everything a worker needs to build its own evaluator (plain, picklable data)."""
@@ -61,6 +65,7 @@ class Evaluator:
         with torch_threads(spec.threads):
             self.calibrator = Calibrator(task, spec.calib_images, spec.calib_batch_size, spec.calib_seed, self.device,
                                          spec.channels_last)
+        self._bn_cache: dict[str, list] = {}  # arch hash -> recalibrated BN buffers (see _calibrate)
         if not task.metric_name:
             raise ScaleNASError(f"task {task.name}: no metric_name to rank archs by")
 
@@ -69,13 +74,15 @@ class Evaluator:
         net, _ = load_supernet(spec.checkpoint)
         return cls(net, build_task(spec.task), spec)
 
-    def evaluate(self, arch: Arch) -> dict[str, Any]:
-        """``{"hash", "metric", "metrics", "calib_bn", "eval_s"}`` for ``arch`` (BN recalibrated first)."""
+    def evaluate(self, arch: Arch, max_images: int | None = None) -> dict[str, Any]:
+        """``{"hash", "metric", "metrics", "calib_bn", "eval_s"}`` for ``arch`` (BN recalibrated first),
+        scored on the first ``max_images`` images of the split (None: the spec's ``max_images``)."""
         t0 = time.perf_counter()
         with torch_threads(self.threads):
             self.net.set_active(arch)
-            n_bn = self.calibrator.calibrate(self.net)
-            metrics = self.task.evaluate(self.net, self.split, self.device, self.max_images)
+            n_bn = self._calibrate(arch, cache=max_images is not None)
+            metrics = self.task.evaluate(self.net, self.split, self.device,
+                                          self.max_images if max_images is None else max_images)
         name = self.task.metric_name
         if name not in metrics:
             raise ScaleNASError(f"task {self.task.name}: evaluate() returned no {name!r} (got {sorted(metrics)})")
@@ -84,6 +91,26 @@ class Evaluator:
             raise ScaleNASError(f"arch {arch.hash}: the metric {name} is NaN on split {self.split!r}")
         return {"hash": arch.hash, "metric": value, "metrics": _scalars(metrics), "calib_bn": n_bn,
                 "eval_s": round(time.perf_counter() - t0, 4)}
+
+    def _calibrate(self, arch: Arch, cache: bool) -> int:
+        """BN recalibration of the active ``arch``. With ``cache`` (evaluations on a stated number of
+        images: successive halving's rungs), the recalibrated statistics are kept by arch hash and
+        restored when the arch is scored again on more images, instead of recalibrating: the result is
+        the same (calibration is deterministic), the cost of a rung is then its images alone."""
+        saved = self._bn_cache.pop(arch.hash, None) if cache else None
+        if saved is not None:
+            for bn, buffers in saved:
+                for name, value in buffers.items():
+                    getattr(bn, name).copy_(value)
+            self._bn_cache[arch.hash] = saved
+            return len(saved)
+        n_bn = self.calibrator.calibrate(self.net)
+        if cache:
+            self._bn_cache[arch.hash] = [(bn, {k: getattr(bn, k).clone() for k in BN_BUFFERS})
+                                         for bn in self.calibrator.last_layers]
+            while len(self._bn_cache) > BN_CACHE_SIZE:
+                self._bn_cache.pop(next(iter(self._bn_cache)))  # the least recently used
+        return n_bn
 
 
 def _scalars(d: dict) -> dict:

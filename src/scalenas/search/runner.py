@@ -35,8 +35,10 @@ from scalenas.errors import ScaleNASError
 from scalenas.search.config import RESUMABLE_CHANGES, SearchCfg
 from scalenas.search.costs import COST_KEYS, build_costs
 from scalenas.search.evaluator import EvalSpec, Evaluator
+from scalenas.search.halving import successive_halving
 from scalenas.search.objectives import objective_values, parse_objectives
 from scalenas.search.parallel import make_pool
+from scalenas.search.pareto import select_by_layers
 from scalenas.search.pareto_doc import (
     PARETO_JSON,
     PARETO_PNG,
@@ -152,7 +154,8 @@ class SearchRun:
         if self.task.head != self.head:
             raise ScaleNASError(f"search.task: the task's head {self.task.head.to_dict()} does not match the "
                                 f"supernet's {self.head.to_dict()} ({ckpt})")
-        _check_split(self.task, cfg.eval_split)
+        n_split = _check_split(self.task, cfg.eval_split)
+        self.split_images = min(n_split, cfg.eval_max_images or n_split)
         self.input_hw = tuple(cfg.input_hw) if cfg.input_hw else self.task.input_hw
         self.objectives = parse_objectives(cfg.objectives)
         self.constraints = cfg.constraints.build()
@@ -229,8 +232,7 @@ class SearchRun:
             self.say(f"generation {gen}: no new feasible arch could be proposed; stopping")
             return False
         cached = sum(a.hash in log for a in archs)
-        self._evaluate(archs, "initial" if gen == 0 else ("offspring" if strategy.name == "evolution" else "random"),
-                       gen)
+        self._evaluate(archs, "initial" if gen == 0 else strategy.batch_kind, gen)
         strategy.tell([(a, objective_values(log[a.hash], self.objectives)) for a in archs])
         self.state["fronts"].append({"generation": gen, "hashes": self._front_hashes()})
         self._save_state()
@@ -285,14 +287,37 @@ class SearchRun:
         todo = [a for a in archs if a.hash not in self.log]
         if not todo:
             return
-        for i, res in self._pool_().imap(todo):
+        for i, res in self._results(todo):
             a = todo[i]
             c = self.costs(a)
             viol = self.constraints.violations(c)
             self.log.append({"hash": a.hash, "kind": kind, "generation": generation, "metric": res["metric"],
                              "metric_name": self.task.metric_name, **{k: c[k] for k in COST_KEYS},
                              "feasible": not viol, "violations": viol, "metrics": res.get("metrics", {}),
-                             "calib_bn": res.get("calib_bn"), "eval_s": res.get("eval_s"), "arch": a.to_dict()})
+                             "calib_bn": res.get("calib_bn"), "eval_s": res.get("eval_s"),
+                             **{k: res[k] for k in ("eval_images", "rung") if k in res}, "arch": a.to_dict()})
+
+    def _results(self, archs: list[Arch]):
+        """``(index, record)`` of each arch: as the pool yields them, or with ``search.halving`` all at
+        once after the last rung (a killed generation is then re-scored whole)."""
+        h = self.cfg.halving
+        if h is None:
+            yield from self._pool_().imap(archs)
+            return
+
+        def score(batch: list[Arch], n: int) -> list[dict]:
+            out: list[dict | None] = [None] * len(batch)
+            for i, res in self._pool_().imap(batch, n):
+                out[i] = res
+            return out
+
+        def select(records: list[dict], k: int) -> list[int]:
+            by_hash = {a.hash: a for a in archs}
+            values = [objective_values({**r, **self.costs(by_hash[r["hash"]])}, self.objectives) for r in records]
+            return select_by_layers(values, self.objectives, k)
+
+        records, _ = successive_halving(archs, score, self.split_images, h.min_images, h.eta, select)
+        yield from enumerate(records)
 
     def _front_hashes(self) -> list[str]:
         return [a.hash for a, _ in self.strategy.front()]
@@ -311,7 +336,8 @@ class SearchRun:
 
 
 def _check_resume(saved: dict, cfg: SearchCfg, meta_now: dict, where: str) -> None:
-    old = saved.get("search", {})
+    # a setting added after the run started (absent from its config.yaml) had its default then
+    old = {**SearchCfg().model_dump(mode="json"), **saved.get("search", {})}
     new = cfg.model_dump(mode="json")
     diff = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
     if diff:
@@ -324,7 +350,7 @@ def _check_resume(saved: dict, cfg: SearchCfg, meta_now: dict, where: str) -> No
                                 f"({saved.get(key)!r} vs {meta_now.get(key)!r})")
 
 
-def _check_split(task, split: str) -> None:
+def _check_split(task, split: str) -> int:
     """Fail early, in this process, when the split that ranks candidates is missing or empty."""
     try:
         n = len(task.build_dataset(split, train=False))
@@ -333,6 +359,7 @@ def _check_split(task, split: str) -> None:
     if n == 0:
         raise ScaleNASError(f"search.eval_split: the task's {split!r} split is empty; hold out training images for it "
                             f"(e.g. task.search_holdout=N) or rank candidates on another split (search.eval_split=val)")
+    return n
 
 
 def _reference_archs(space: SearchSpace, pose_rule: bool) -> dict[str, Arch]:

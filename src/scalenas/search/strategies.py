@@ -1,4 +1,5 @@
-"""Search strategies: evolution (method §6.1) and a random-search baseline, behind one interface.
+"""Search strategies: evolution (method §6.1) and a random-search baseline, behind one interface
+(the topology-aware AutoShrink and GRAM live in ``graph_strategies``).
 
 A strategy knows the search space and the objectives' names and directions, nothing else (no
 datasets, no models; NNI/Archai style):
@@ -52,6 +53,8 @@ class Strategy:
     """
 
     name = ""
+    #: the ``kind`` of the evaluation records of its batches after generation 0
+    batch_kind = ""
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], settings: "SearchCfg",
                  seed: int = 0, pose_rule: bool = False, feasible: Callable[[Arch], bool] | None = None):
@@ -189,6 +192,7 @@ class EvolutionStrategy(Strategy):
     of a parent with a random parent, then bit mutation (and optional depth mutation)."""
 
     name = "evolution"
+    batch_kind = "offspring"
 
     @property
     def frozen(self) -> tuple[int, ...]:
@@ -221,6 +225,7 @@ class RandomSearch(Strategy):
     constraints, deduplication and budget as evolution."""
 
     name = "random"
+    batch_kind = "random"
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -237,3 +242,8 @@ class RandomSearch(Strategy):
 
     def _load_extra(self, state: dict) -> None:
         self.drawn = int(state.get("drawn", 0))
+
+
+# Strategies defined in other modules register when imported; importing them here makes every member
+# known wherever the registry is (the config's choices, the CLI's --strategy, the study's loop).
+from scalenas.search import graph_strategies  # noqa: E402,F401  (registers autoshrink and gram)

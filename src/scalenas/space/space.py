@@ -232,6 +232,51 @@ class SearchSpace:
         out = Arch(tuple(mods))
         return self.apply_pose_rule(out) if pose_rule else out
 
+    # ---- graph edits (the topology-aware strategies: AutoShrink, GRAM) ---------------------------
+    def with_mask(self, arch: Arch, m: int, j: int, s: int, mask: str, pose_rule: bool = False) -> Arch:
+        """``arch`` with branch ``j`` of module ``m`` fusing ``mask`` after step ``s``."""
+        ma = arch.modules[m]
+        steps = list(ma.fuse[j])
+        steps[s] = mask
+        return self._with_branch(arch, m, j, ma.depth[j], tuple(steps), pose_rule)
+
+    def with_depth(self, arch: Arch, m: int, j: int, depth: int, new_masks: Sequence[str] = (),
+                   pose_rule: bool = False) -> Arch:
+        """``arch`` with branch ``j`` of module ``m`` at ``depth``: a shallower branch drops its trailing steps,
+        a deeper one appends ``new_masks`` (self-only masks where none are given)."""
+        ma = arch.modules[m]
+        nb, old = ma.num_branches, ma.depth[j]
+        extra = [new_masks[t] if t < len(new_masks) else _self_only(nb, j) for t in range(max(0, depth - old))]
+        return self._with_branch(arch, m, j, depth, tuple(ma.fuse[j][:depth]) + tuple(extra), pose_rule)
+
+    def _with_branch(self, arch: Arch, m: int, j: int, depth: int, steps: tuple[str, ...], pose_rule: bool) -> Arch:
+        ma = arch.modules[m]
+        mod = ModuleArch(ma.depth[:j] + (depth,) + ma.depth[j + 1:], ma.fuse[:j] + (steps,) + ma.fuse[j + 1:])
+        out = Arch(arch.modules[:m] + (mod,) + arch.modules[m + 1:])
+        return self.apply_pose_rule(out) if pose_rule and m == arch.num_modules - 1 else out
+
+    def fixed_step(self, arch: Arch, m: int, j: int, s: int, pose_rule: bool) -> bool:
+        """Whether the pose rule fixes the mask of branch ``j`` of module ``m`` after step ``s``."""
+        return pose_rule and m == arch.num_modules - 1 and s == arch.modules[m].depth[j] - 1
+
+    def shrink_moves(self, arch: Arch, pose_rule: bool = False) -> list[Arch]:
+        """Every arch one move smaller (AutoShrink's shrink space), in a fixed order: one active cross-branch
+        edge removed, or one branch lowered to the next smaller depth choice (its trailing steps dropped).
+        Masks the pose rule fixes are never edited; a lowered last-module branch gets its fixed mask back."""
+        out = []
+        for m, ma in enumerate(arch.modules):
+            for j in range(ma.num_branches):
+                for s in range(ma.depth[j]):
+                    if self.fixed_step(arch, m, j, s, pose_rule):
+                        continue
+                    for k in ma.inputs(j, s):
+                        mask = ma.fuse[j][s]
+                        out.append(self.with_mask(arch, m, j, s, mask[:k] + "0" + mask[k + 1:], pose_rule))
+                lower = [d for d in self.depth_choices if d < ma.depth[j]]
+                if lower:
+                    out.append(self.with_depth(arch, m, j, lower[-1], pose_rule=pose_rule))
+        return out
+
     def num_edges_available(self, arch: Arch) -> int:
         """Cross-branch edges that could be on at the arch's depths (the '/216' in 'edges 130/216')."""
         return sum((m.num_branches - 1) * sum(m.depth) for m in arch.modules)

@@ -29,6 +29,8 @@ class Task(abc.ABC):
     name: str = ""
     #: name of the primary metric in ``evaluate``'s result (higher is better), e.g. "mIoU" or "AP"
     metric_name: str = ""
+    #: what one training sample is, for the run header's epoch arithmetic ("images"; top-down: person crops)
+    sample_unit: str = "images"
 
     @classmethod
     def from_config(cls, cfg: dict | Any) -> "Task":

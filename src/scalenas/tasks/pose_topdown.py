@@ -140,6 +140,7 @@ class TopDownPoseTask(KeypointSplits, Task):
     Config = TopDownPoseConfig
     name = "pose-topdown"
     metric_name = "AP"
+    sample_unit = "person crops"  # an epoch is one pass over the people, as in HRNet
 
     def __init__(self, cfg: TopDownPoseConfig):
         self.cfg = cfg

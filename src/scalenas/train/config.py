@@ -64,6 +64,8 @@ class SamplerCfg(Strict):
     restart_every_epoch: bool = False
     fusion_prob: float = 0.5  # uniform / sandwich
     num_random: int = 2  # sandwich
+    #: fixed: the one architecture trained at every step (an arch dict, as ``Arch.to_dict`` writes it)
+    arch: Optional[dict[str, Any]] = None
 
     @field_validator("kind")
     @classmethod

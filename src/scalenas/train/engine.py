@@ -166,7 +166,8 @@ class SupernetTrainer:
         logger = _Logger(self.cfg, info, self.step)
         self._start_steps()
         if info.is_main:
-            print(self.schedule.describe(int(self.cfg.task.get("search_holdout", 0) or 0)), flush=True)
+            print(self.schedule.describe(int(self.cfg.task.get("search_holdout", 0) or 0), self.task.sample_unit),
+                  flush=True)
             print(f"threads: {self.threads} (cores {usable_cores()}, loader workers {t.workers}, "
                   f"bf16: {'yes' if self.amp == 'bf16' else 'no'})", flush=True)
             print(f"precision: {self.amp_why}", flush=True)

@@ -203,3 +203,29 @@ class SandwichSampler(UniformSampler):
 
     def _settings(self) -> dict:
         return {"fusion_prob": self.fusion_prob, "num_random": self.num_random}
+
+
+@SAMPLERS.register
+class FixedSampler(Sampler):
+    """One architecture at every step (``sampler.arch``): the supernet then trains that subnet alone,
+    from the supernet's own initialisation, with the run's recipe. This is stand-alone training of
+    the arch (the other paths never receive a gradient), used by ``scalenas study`` to compare
+    inherited-weight scores with from-scratch ones under the same optimiser, schedule and data."""
+
+    kind = "fixed"
+
+    def __init__(self, space: SearchSpace, arch: Arch, seed: int = 0, pose_rule: bool = False):
+        super().__init__(space, seed, pose_rule)
+        self.arch = space.validate(arch, pose_rule, where="sampler.arch")
+
+    @classmethod
+    def from_cfg(cls, cfg, space, seed, pose_rule, steps_per_epoch):
+        if cfg.arch is None:
+            raise ScaleNASError("sampler.arch: sampler kind 'fixed' needs the architecture to train (an arch dict)")
+        return cls(space, Arch.from_dict(cfg.arch, where="sampler.arch"), seed, pose_rule)
+
+    def archs_for(self, step: int) -> list[tuple[Arch, str]]:
+        return [(self.arch, "fixed")]
+
+    def _settings(self) -> dict:
+        return {"arch": self.arch.hash}

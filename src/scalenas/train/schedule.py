@@ -48,15 +48,19 @@ class Schedule:
                                                   "warmup_steps": self.warmup_steps, "warmup_epochs": 0.0})
         return train.model_copy(update={"steps": self.steps, "epochs": None, "schedule": sched})
 
-    def describe(self, held_out: int = 0) -> str:
-        """The one-line resolution printed in the run header."""
+    def describe(self, held_out: int = 0, unit: str = "images") -> str:
+        """The one-line resolution printed in the run header; ``unit`` names what N counts (the task's
+        ``sample_unit``), ``held_out`` the images kept for the search split."""
         spe = _num(self.steps_per_epoch)
         if self.in_epochs:
             head = f"{_num(self.epochs)} epochs x {spe} steps/epoch = {self.steps:,} steps"
         else:
             head = f"{self.steps:,} steps = {_num(self.epochs)} epochs x {spe} steps/epoch"
-        held = f" after {held_out:,} held out" if held_out else ""
-        line = (f"schedule: {head} (N={self.n_train:,} train images{held}; {self.batch_size}/process x "
+        if unit == "images":
+            held = f" after {held_out:,} held out" if held_out else ""
+        else:
+            held = f" of the images left after {held_out:,} held out" if held_out else ""
+        line = (f"schedule: {head} (N={self.n_train:,} train {unit}{held}; {self.batch_size}/process x "
                 f"{self.world_size} process{'es' if self.world_size != 1 else ''} x accumulate {self.accumulate})")
         if self.milestones:
             line += (f"; lr drops at epochs {', '.join(_num(e) for e in self.milestone_epochs)} = steps "

@@ -1,0 +1,136 @@
+"""Why bottom-up pose does not generalise on a CPU: a controlled one-factor-at-a-time sweep.
+
+Every run trains the same W16 bottom-up supernet (grouped sampling) on synthetic stick figures for the
+same number of steps, changing one setting of a base configuration: the number of training images,
+the augmentation strength, σ, the learning rate, the associative-embedding (tag) loss weight and the
+input size. Each run reports, for the hrnet subnet after BN recalibration, AP on *unseen* validation
+images and AP on the images it trained on (no augmentation): a large train/val gap says memorisation
+(more data or augmentation helps), two low numbers say the run is too short or the signal too weak.
+
+    python bench/bottomup_sweep.py --steps 2000                     # the full sweep (hours on 2 cores)
+    python bench/bottomup_sweep.py --steps 300 --only base,lr       # a subset
+    python bench/bottomup_sweep.py --steps 2000 --out docs/results/bottomup-sweep   # JSON + .md
+
+Each finished run is written to OUT/runs/<name>.json, so an interrupted sweep continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import machine, print_table  # noqa: E402
+from quickrun import quick_supernet_run  # noqa: E402
+from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+from scalenas.utils.runtime import setup_process  # noqa: E402
+
+SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16, "stage1_blocks": 1,
+         "width": 16}
+HHR_AUG = {"max_rotation": 30, "min_scale": 0.75, "max_scale": 1.5, "max_translate": 40, "flip_prob": 0.5}
+WEAK_AUG = {"max_rotation": 0, "min_scale": 1.0, "max_scale": 1.0, "max_translate": 0, "flip_prob": 0.5}
+STRONG_AUG = {"max_rotation": 45, "min_scale": 0.5, "max_scale": 2.0, "max_translate": 60, "flip_prob": 0.5}
+BASE = {"train_images": 240, "size": 128, "sigma": 2.0, "lr": 3e-3, "tag_weight": 1e-3, "augment": "hhr"}
+
+#: one factor at a time: name -> the settings that differ from BASE
+VARIANTS = {
+    "base": {},
+    "images_60": {"train_images": 60}, "images_960": {"train_images": 960},
+    "aug_weak": {"augment": "weak"}, "aug_strong": {"augment": "strong"},
+    "sigma_1": {"sigma": 1.0}, "sigma_3": {"sigma": 3.0},
+    "lr_1e-3": {"lr": 1e-3}, "lr_1e-2": {"lr": 1e-2},
+    "tag_1e-4": {"tag_weight": 1e-4}, "tag_1e-2": {"tag_weight": 1e-2},
+    "size_256": {"size": 256},
+}
+
+
+def run_config(s: dict, data: str, run_dir: str, steps: int) -> dict:
+    split = {"images": "images/{}", "annotations": "annotations/{}.json"}
+    aug = {"hhr": HHR_AUG, "weak": WEAK_AUG, "strong": STRONG_AUG}[s["augment"]]
+    task = {"name": "pose-bottomup", "root": data, "keypoints": "coco", "input_size": s["size"], "sigma": s["sigma"],
+            "augment": aug, "loss": {"push_factor": s["tag_weight"], "pull_factor": s["tag_weight"]},
+            "search_holdout": 16, "workers": 0, "vis_images": 0,
+            **{k: {a: b.format(k) for a, b in split.items()} for k in ("train", "val", "test")}}
+    train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": 0, "progress": False, "tensorboard": False,
+             "optimizer": {"name": "adam", "lr": s["lr"], "weight_decay": 0.0},
+             "schedule": {"name": "poly", "warmup_steps": 20}, "amp": "auto"}
+    return {"run_dir": run_dir, "seed": 0, "space": SPACE, "task": task, "sampler": {"kind": "grouped",
+            "smallest_fusion": 0.0}, "train": train}
+
+
+def dataset(root: str, s: dict) -> str:
+    """The synthetic data of a variant's size and image count (generated once, shared by variants)."""
+    from scalenas.data.synth_pose import generate
+
+    path = os.path.join(root, f"data_{s['size']}_{s['train_images']}")
+    if not os.path.exists(path):
+        generate(path, train=s["train_images"], val=40, test=8, size=(s["size"], s["size"]), seed=0)
+    return path
+
+
+def train_ap(cfg: dict, checkpoint: str, images: int = 40) -> float:
+    """AP of the hrnet subnet on the first ``images`` images it trained on, without augmentation."""
+    from scalenas.search.calibrate import Calibrator
+    from scalenas.tasks.base import build_task
+    from scalenas.train.checkpoint import load_supernet
+
+    task = build_task(cfg["task"])
+    net, _ = load_supernet(checkpoint)
+    net.set_active(net.space.hrnet(True))
+    Calibrator(task, num_images=32, batch_size=16).calibrate(net)
+    return task.evaluate(net, "train", max_images=images)["AP"]
+
+
+def one_run(name: str, out: str, steps: int) -> dict:
+    s = {**BASE, **VARIANTS[name]}
+    data = dataset(os.path.join(out, "data"), s)
+    cfg = run_config(s, data, os.path.join(out, "work", name), steps)
+    t0 = time.time()
+    r = quick_supernet_run(copy.deepcopy(cfg), calib_images=32)
+    return {"name": name, "settings": s, "steps": steps, "val_ap": r["after"], "train_ap_hrnet": train_ap(cfg, r["checkpoint"]),
+            "loss_first": r["losses"][0], "loss_last": r["losses"][-1], "wall_s": time.time() - t0}
+
+
+def report(results: list[dict], steps: int) -> tuple[list[str], list[list]]:
+    headers = ["variant", "changed", "val AP hrnet", "val AP largest", "val AP smallest", "train AP hrnet", "loss last", "min"]
+    rows = [[r["name"], ", ".join(f"{k}={v}" for k, v in VARIANTS[r["name"]].items()) or "(base)", r["val_ap"]["hrnet"],
+             r["val_ap"]["largest"], r["val_ap"]["smallest"], r["train_ap_hrnet"], r["loss_last"], r["wall_s"] / 60]
+            for r in results]
+    return headers, rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--only", default="", help="comma-separated variants (default: all): " + ", ".join(VARIANTS))
+    ap.add_argument("--out", default="runs/bottomup_sweep")
+    args = ap.parse_args()
+    setup_process()
+    names = [n for n in args.only.split(",") if n] or list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        sys.exit(f"bottomup_sweep: error: unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    results = []
+    for name in names:
+        path = os.path.join(args.out, "runs", f"{name}_{args.steps}.json")
+        if not os.path.exists(path):  # finished runs are kept: an interrupted sweep continues
+            atomic_write_json(path, one_run(name, args.out, args.steps))
+        results.append(json.load(open(path)))
+        print(f"{name}: val AP hrnet {results[-1]['val_ap']['hrnet']:.2f}, train AP {results[-1]['train_ap_hrnet']:.2f}",
+              flush=True)
+    headers, rows = report(results, args.steps)
+    title = (f"bottom-up W16 supernet, {args.steps} steps, batch 8, grouped sampling, BN recalibrated on 32 train "
+             f"images; val = 40 unseen images, train = 40 training images without augmentation ({machine()})")
+    print_table(headers, rows, title)
+    atomic_write_json(os.path.join(args.out, "sweep.json"), {"steps": args.steps, "base": BASE, "runs": results})
+    md = [f"# Bottom-up sweep\n\n{title}\n", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    md += ["| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |" for row in rows]
+    atomic_write_text(os.path.join(args.out, "sweep.md"), "\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""``scalenas study --quick`` end to end: every section of study.json with finite numbers, the report
+and plots; then a study stopped between (and inside) stages continues to the same study.json."""
+import json
+import math
+import os
+import shutil
+
+import pytest
+
+from scalenas.cli import main
+from scalenas.errors import ScaleNASError
+from scalenas.study.config import load_study_config
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "study_seg_synth.yaml")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _check_sections(doc: dict) -> None:
+    for name in ("grouped", "uniform", "sandwich"):
+        t = doc["fidelity"][name]["kendall_tau"]
+        assert _finite(t["value"]) and all(map(_finite, t["ci95"])) and t["ci95"][0] <= t["ci95"][1]
+        for key in ("spearman_rho", "top3_overlap", "top5_overlap"):
+            assert _finite(doc["fidelity"][name][key]["value"])
+        s = doc["samplers"][name]
+        assert _finite(s["hypervolume"]["mean"]) and _finite(s["hypervolume"]["std"]) and s["hypervolume"]["mean"] > 0
+        assert len(s["hypervolume"]["per_seed"]) == 2
+    for name in ("evolution", "random"):
+        h = doc["strategies"][name]
+        assert _finite(h["hypervolume"]["mean"]) and _finite(h["hypervolume"]["std"])
+        assert len(h["hv_vs_evaluations"]["mean"]) == h["evaluations"] > 3
+    for name in ("searched", "hrnet"):
+        fs = doc["from_scratch"][name]
+        assert _finite(fs["mean"]) and _finite(fs["std"]) and len(fs["per_seed"]) == 2
+    assert doc["from_scratch"]["searched"]["gflops"] <= doc["from_scratch"]["hrnet"]["gflops"]
+    fi = doc["fidelity_vs_images"]
+    for kind in ("search_images", "calib_images"):
+        assert fi[kind] and all(_finite(r["kendall_tau"]) for r in fi[kind]) and fi[kind][-1]["kendall_tau"] == 1.0
+    assert _finite(fi["halving"]["kendall_tau"]) and fi["halving"]["cost_ratio"] > 0
+    assert {a["name"] for a in doc["archs"]} >= {"smallest", "largest", "hrnet"} and len(doc["archs"]) == 5
+    assert len(doc["aims"]) == 6 and all(isinstance(a["met"], bool) for a in doc["aims"])
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    """The quick study, run once for the tests below (which stop and continue it)."""
+    out = tmp_path_factory.mktemp("study") / "quick"
+    assert main(["study", CONFIG, "--quick", "-o", str(out)]) == 0
+    return out, json.loads((out / "study.json").read_text())
+
+
+def _unit(out, key):
+    return json.loads((out / "units" / f"{key}.json").read_text())["result"]
+
+
+@pytest.mark.slow
+def test_quick_study_has_every_section(quick_study):
+    out, doc = quick_study
+    _check_sections(doc)
+    md = (out / "study.md").read_text()
+    assert "## Reading" in md and ("**met**" in md or "**not met**" in md)
+    for png in ("fidelity.png", "hypervolume.png", "fidelity_vs_images.png"):
+        assert (out / png).stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_the_same_study(quick_study):
+    """Stop the study "between stages" (unit results of every wave gone, with their runs) and "inside"
+    one (a supernet whose result was not written yet, its checkpoint already saved), then continue it."""
+    out, doc = quick_study
+    searched = doc["from_scratch"]["searched"]["hash"]
+    gone = ["supernet/uniform-s1", "scores/inherited-uniform-s1", "search/evolution-uniform-s1-s0",
+            "search/random-grouped-s0-s1", "scores/images-2", "halving/main", f"standalone/{searched}-s1"]
+    for key in gone:
+        os.unlink(out / "units" / f"{key}.json")
+        shutil.rmtree(out / "runs" / key, ignore_errors=True)
+    os.unlink(out / "units" / "supernet" / "grouped-s1.json")
+    os.unlink(out / "study.json")
+    assert main(["study", CONFIG, "--quick", "-o", str(out)]) == 0
+    assert json.loads((out / "study.json").read_text()) == doc
+
+
+@pytest.mark.slow
+def test_units_on_two_worker_processes(quick_study):
+    """Units re-run on 2 spawned worker processes (one thread each) give the in-process results."""
+    out, _ = quick_study
+    keys = ["scores/images-2", "scores/calib-2"]
+    before = {k: _unit(out, k) for k in keys}
+    for k in keys:
+        os.unlink(out / "units" / f"{k}.json")
+    assert main(["study", CONFIG, "--quick", "-o", str(out), "--workers", "2"]) == 0
+    for k in keys:
+        assert _unit(out, k)["metrics"] == pytest.approx(before[k]["metrics"], abs=1e-3)
+
+
+def test_a_folder_with_other_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "study"
+    os.makedirs(out)
+    (out / "config.yaml").write_text("seed: 5\n")
+    assert main(["study", CONFIG, "--quick", "-o", str(out), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a study with other settings (seed: 5 -> 0)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_study_config_errors_name_the_key():
+    with pytest.raises(ScaleNASError, match="study.samplers"):
+        load_study_config(CONFIG, ["study.samplers=[uniform]"])
+    with pytest.raises(ScaleNASError, match="study.strategies"):
+        load_study_config(CONFIG, ["study.strategies=[evolutoin]"])
+    with pytest.raises(ScaleNASError, match="study.seedz: unknown key"):
+        load_study_config(CONFIG, ["study.seedz=2"])
+    quick = load_study_config(CONFIG, quick=True)
+    assert quick.study.archs == 5 and quick.train.batch_size == 4 and load_study_config(CONFIG).study.archs == 16

@@ -87,9 +87,12 @@ def test_every_shipped_recipe_dry_runs_on_fake_official_data(name, tmp_path, cap
     out = capsys.readouterr().out.splitlines()
     assert rc == 0 and not run_dir.exists()
     epochs, drops = recipe_schedule(name)
-    assert "world size: 2 processes on cpu" in out and "images per step: 2 (1/process x 2 x accumulate 1)" in out
-    head = (f"schedule: {epochs} epochs x 12 steps/epoch = {epochs * 12:,} steps (N=24 train images after 2 held "
-            f"out; 1/process x 2 processes x accumulate 1)")
+    unit = "person crops" if "_td_" in name else "images"
+    assert "world size: 2 processes on cpu" in out and f"{unit} per step: 2 (1/process x 2 x accumulate 1)" in out
+    # top-down trains on person crops (one per fake image): N counts them, the hold-out counts images
+    n = f"{unit} of the images left after 2 held out" if "_td_" in name else "images after 2 held out"
+    head = (f"schedule: {epochs} epochs x 12 steps/epoch = {epochs * 12:,} steps (N=24 train {n}; 1/process x "
+            f"2 processes x accumulate 1)")
     assert head + drops in out
     assert f"precision: {resolve_amp('auto', 'cpu')[1]} (train.amp=auto)" in out
     # every full-scale recipe says what the paper starts from, so a run without it warns in one line

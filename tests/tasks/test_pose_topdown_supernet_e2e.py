@@ -1,12 +1,15 @@
 """A short CPU top-down pose supernet run through the engine (grouped sampling with the pose rule, BN
 recalibration on training crops, flip test, OKS-NMS, pycocotools): the AP of the largest and smallest
-subnets on **unseen** images (the val split, generated apart from the training images) rises from ~0
+subnets on **unseen** images (the val split, generated apart from the training images) rises from 0
 untrained to at least 20.
 
 Top-down learns far faster per CPU-minute than bottom-up (tests/tasks/test_pose_supernet_e2e.py reaches
-AP 12 only on its own training images): each crop holds one person at a fixed scale, so the network
-learns where joints are, not also how many people there are and which joint belongs to whom.
-Settings: SETTINGS below; measured timings and APs are in the test's docstring of record (README, bench).
+AP ~12 only on its own training images): each crop holds one person at a fixed scale, so the network
+learns where joints are, not also how many people there are and which joint is whose. The people are
+0.3-0.95 of the 256-px image (77-243 px): tiny people's crops are blurs that minutes of training do not
+read. Measured on the loaded 2-core machine (bf16 where native): AP 0.0 -> 23.1 (largest) / 23.6
+(smallest), 221 s, 3.6 CPU-minutes with the loader workers; 32-crop batches reached 29.0 / 27.0 in 4.5
+CPU-minutes, W8 crops of 128 px images (people 10-122 px) only ~2 in 500 steps (resolution matters most).
 """
 import numpy as np
 import pytest
@@ -22,18 +25,18 @@ def test_short_topdown_supernet_run_raises_ap_on_unseen_images(tmp_path):
     data = tmp_path / "data"
     generate(str(data), train=120, val=16, test=0, size=(256, 256), seed=0, heights=(0.3, 0.95))
     cfg = {"run_dir": str(tmp_path / "run"), "seed": 0,
-           "space": {"width": 8, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3], "stem_channels": 16,
+           "space": {"width": 16, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3], "stem_channels": 16,
                      "stage1_blocks": 1},
            "task": {"name": "pose-topdown", "root": str(data), "keypoints": "coco", "input_hw": [128, 96],
                     "workers": 0, "vis_images": 0,
                     "augment": {"rotation_factor": 0, "scale_factor": 0.25, "half_body_prob": 0.0},
                     **{s: {k: v.format(s) for k, v in SPLIT.items()} for s in ("train", "val")}},
            "sampler": {"kind": "grouped", "smallest_fusion": 0.0},
-           "train": {"steps": 1000, "batch_size": 16, "workers": 2, "ckpt_every": 0, "progress": False,
-                     "tensorboard": False, "optimizer": {"name": "adam", "lr": 0.005, "weight_decay": 0.0},
+           "train": {"steps": 400, "batch_size": 16, "workers": 2, "ckpt_every": 0, "progress": False, "amp": "auto",
+                     "tensorboard": False, "optimizer": {"name": "adam", "lr": 0.004, "weight_decay": 0.0},
                      "schedule": {"name": "poly", "warmup_steps": 20}}}
     r = quick_supernet_run(cfg, calib_images=32)
     assert np.mean(r["losses"][-5:]) < 0.5 * np.mean(r["losses"][:5])
     for name in ("largest", "smallest"):
         assert r["before"][name] < 1.0, r
-        assert r["after"][name] >= 20.0, r
+        assert r["after"][name] >= 20.0, {k: r[k] for k in ("before", "after")}

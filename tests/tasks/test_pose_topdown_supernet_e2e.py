@@ -9,7 +9,7 @@ learns where joints are, not also how many people there are and which joint is w
 0.3-0.95 of the 256-px image (77-243 px): tiny people's crops are blurs that minutes of training do not
 read. Measured on the loaded 2-core machine (bf16 where native): AP 0.0 -> 23.1 (largest) / 23.6
 (smallest), 221 s, 3.6 CPU-minutes with the loader workers; 32-crop batches reached 29.0 / 27.0 in 4.5
-CPU-minutes, W8 crops of 128 px images (people 10-122 px) only ~2 in 500 steps (resolution matters most).
+CPU-minutes; W8 on 96x64 crops of 128-px images (people 10-122 px) only ~2 after 500 steps.
 """
 import numpy as np
 import pytest

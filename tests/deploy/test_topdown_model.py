@@ -147,3 +147,17 @@ def test_person_boxes_match_by_file_name_then_by_the_id_in_the_name(tmp_path):
     assert boxes.for_image("/x/000000397133.jpg") == ([[1.0, 2.0, 3.0, 4.0, 0.5]], "image id 397133")
     assert boxes.for_image("photo.jpg") == ([[5.0, 6.0, 7.0, 8.0, 1.0]], "file name photo.jpg")
     assert boxes.for_image("other.jpg")[0] == [] and boxes.for_image("000000000007.jpg")[0] == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model: {init: hrnet}\n", "a fine-tuning config needs a 'train' section"),
+    ("train: {epochs: 20, optimiser: {name: adam}}\n", "train.optimiser"),
+])
+def test_a_bad_finetune_recipe_is_one_line_before_any_work(tmp_path, h, capsys, text, message):
+    recipe = tmp_path / "ft.yaml"
+    recipe.write_text(text)
+    (tmp_path / "arch.json").write_text(h.sample_arch(0, pose=True).to_json())
+    assert h.cli("extract", tmp_path / "missing.pt", tmp_path / "arch.json", "-o", tmp_path / "m",
+                 "--finetune", recipe) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"scalenas extract: error: {recipe}: ") and message in err and "\n" not in err

@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from scalenas.config import load_config, load_yaml
+from scalenas.config import load_config, load_yaml, validate_section
 from scalenas.deploy import model_dir as md
 from scalenas.deploy.arch_files import arch_file_origin
 from scalenas.deploy.card import build_card, render_markdown
@@ -44,6 +44,7 @@ from scalenas.search.pareto_doc import pick
 from scalenas.space.arch import Arch
 from scalenas.tasks.base import build_task
 from scalenas.train.checkpoint import load_supernet
+from scalenas.train.config import TrainCfg
 from scalenas.utils.io import package_versions
 from scalenas.utils.runtime import resolve_device
 
@@ -198,6 +199,7 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
     {"model_dir", "meta", "card"}."""
     out_dir = os.path.abspath(opts.out)
     md.check_target(out_dir, opts.overwrite)  # fail before any expensive work
+    recipe = finetune_recipe(opts.finetune_config) if opts.finetune_config else None
     if (opts.arch_file is None) == (opts.pick_run is None):
         raise ScaleNASError("give exactly one of ARCH.json or --pick RUN_DIR")
     device = resolve_device(opts.device)
@@ -207,7 +209,7 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
     calib, calibrator = calibrate(opts, supernet, choice, task, device, log)
     net = supernet.extract(choice.arch).eval()
     del supernet
-    ft = fine_tune(opts, net, task, (ck.get("config") or {}).get("train"), calibrator, device, log)
+    ft = fine_tune(opts, net, task, recipe or (ck.get("config") or {}).get("train"), calibrator, device, log)
     del calibrator
     metric = evaluate(opts, net, task, choice, calib is not None, device, log)
     input_hw, latency = measure(opts, net, task, choice, device, log)
@@ -284,8 +286,6 @@ def fine_tune(opts: ExtractOptions, net, task, train_cfg: dict | None, calibrato
     ``--finetune CONFIG``), then recalibrate it on its final weights."""
     if not _finetunes(opts):
         return None
-    if opts.finetune_config is not None:
-        train_cfg = finetune_recipe(opts.finetune_config)
     ft = finetune(net, task, train_cfg, opts.finetune_epochs or None, device, opts.seed, opts.finetune_lr, log)
     if opts.finetune_config is not None:
         ft["config"] = os.path.abspath(opts.finetune_config)
@@ -296,11 +296,16 @@ def fine_tune(opts: ExtractOptions, net, task, train_cfg: dict | None, calibrato
 
 
 def finetune_recipe(path: str) -> dict:
-    """The ``train`` section of a fine-tuning config (``_base_`` and all, as ``load_config`` reads it)."""
+    """The ``train`` section of a fine-tuning config (``_base_`` and all, as ``load_config`` reads it),
+    validated (``extract`` reads it before any model is loaded)."""
     cfg = load_config(path)
     if not isinstance(cfg.get("train"), dict):
         raise ScaleNASError(f"{path}: a fine-tuning config needs a 'train' section (epochs, batch_size, optimizer, "
                             f"schedule)")
+    try:
+        validate_section(TrainCfg, cfg["train"], "train")
+    except ScaleNASError as e:
+        raise ScaleNASError(f"{path}: {e}") from None
     return cfg["train"]
 
 

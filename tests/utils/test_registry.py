@@ -60,7 +60,7 @@ def test_task_modules_register_without_an_import_list():
     # a fresh interpreter: the first lookup imports every module of scalenas.tasks
     code = "from scalenas.tasks import TASKS; print(','.join(TASKS.names()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "pose-bottomup,segmentation,synthetic-regression"
+    assert out.strip() == "pose-bottomup,pose-topdown,segmentation,synthetic-regression"
 
 
 def test_every_head_kind_has_a_module():

@@ -1,0 +1,254 @@
+"""The ``hrnas`` family's modules: the multi-kernel inverted-residual block, the network, the shrink step.
+
+Block (HR-NAS's ``InvertedResidualChannels``, read from ``models/mobilenet_base.py``): one path per
+kernel size k, each ``1x1 expand -> BN -> ReLU -> kxk depthwise (stride) -> BN -> ReLU -> 1x1
+project``; the paths' projections are **summed**, then one shared BN, then the shortcut is added
+(identity when stride 1 and cin == cout, else a 1x1 conv grouped by gcd(cin, cout), with the stride).
+A path with 0 hidden channels does not exist; a block with no path is its shortcut alone.
+
+Network (``models/hrnet.py``): stem (3x3 s2 conv-BN-ReLU twice), then per stage a fuse module
+(output branch i = ReLU(sum of its neighbour edges), each edge a block; an up edge runs at the
+input's resolution and is upsampled, nearest; a new branch is a stride-2 block on the fused branch
+above) and a parallel module (blocks per branch). Our heads read the last stage's branches.
+
+Shrink (HR-NAS's ``train.py:shrink_model``): HR-NAS scores hidden channels by the gamma of the BN
+after the depthwise conv and removes those with small |gamma|. With gamma = 0 a channel still emits
+the constant ``ReLU(beta)``, which its projection turns into a per-output-channel constant
+``W_proj . ReLU(beta)`` before the shared BN; :func:`shrink` folds that constant into the shared BN's
+running mean, so removing gamma = 0 channels is exact whatever beta is (in eval mode; in training
+mode the BN's batch mean absorbs a constant anyway). A block that loses every path is left as its
+shortcut, as in HR-NAS (the shared BN's constant output is then dropped).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scalenas.nets.blocks import init_weights
+from scalenas.nets.heads import build_head
+from scalenas.nets.scalenet import check_input
+from scalenas.space.heads import HeadSpec
+from scalenas.space.hrnas import BlockArch, HRNASArch, HRNASSpace, Slot
+from scalenas.space.hrnas_profile import channel_macs, level_pixels
+
+
+def conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, momentum: float = 0.1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(cout, momentum=momentum), nn.ReLU(inplace=True))
+
+
+class IRPath(nn.Module):
+    """One kernel path: expand (1x1) -> dw (kxk, stride) -> project (1x1, no BN: the block's BN follows the sum)."""
+
+    def __init__(self, cin: int, hidden: int, cout: int, k: int, stride: int, momentum: float = 0.1):
+        super().__init__()
+        self.expand = conv_bn_relu(cin, hidden, 1, momentum=momentum)
+        self.dw = conv_bn_relu(hidden, hidden, k, stride, groups=hidden, momentum=momentum)
+        self.project = nn.Conv2d(hidden, cout, 1, bias=False)
+
+    @property
+    def dw_bn(self) -> nn.BatchNorm2d:
+        """The BN whose gamma scores the hidden channels (HR-NAS's ``get_depthwise_bn``)."""
+        return self.dw[1]
+
+    def forward(self, x):
+        return self.project(self.dw(self.expand(x)))
+
+
+class MultiKernelIR(nn.Module):
+    """Parallel inverted-residual paths (one per kernel with hidden > 0), summed, BN, plus the shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int, kernel_sizes, hidden, momentum: float = 0.1):
+        super().__init__()
+        self.paths = nn.ModuleDict({f"k{k}": IRPath(cin, h, cout, k, stride, momentum)
+                                    for k, h in zip(kernel_sizes, hidden) if h > 0})
+        self.bn = nn.BatchNorm2d(cout, momentum=momentum) if len(self.paths) else None
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Conv2d(cin, cout, 1, stride, groups=math.gcd(cin, cout), bias=False)
+
+    def forward(self, x):
+        short = x if self.shortcut is None else self.shortcut(x)
+        if self.bn is None:
+            return short
+        return short + self.bn(sum(p(x) for p in self.paths.values()))
+
+
+def build_block(space: HRNASSpace, sl: Slot, blk: BlockArch, momentum: float = 0.1) -> MultiKernelIR:
+    return MultiKernelIR(sl.cin, sl.cout, sl.stride, space.kernel_sizes, blk.hidden, momentum)
+
+
+class FuseModule(nn.Module):
+    """A stage's fuse module: branch i = ReLU(sum of its edge blocks); then each new branch, a stride-2
+    block on the (activated) fused branch above it."""
+
+    def __init__(self, space: HRNASSpace, slots: list[Slot], blocks: list[BlockArch], momentum: float = 0.1):
+        super().__init__()
+        self.edges = nn.ModuleList(build_block(space, sl, b, momentum) for sl, b in zip(slots, blocks))
+        self.plan = [(sl.branch, sl.src, sl.new, sl.src > sl.branch) for sl in slots]
+
+    def forward(self, xs):
+        sums: dict[int, torch.Tensor] = {}
+        out: list[torch.Tensor] = []
+        for edge, (i, j, new, up) in zip(self.edges, self.plan):
+            if new:
+                if not out:
+                    out = [F.relu(sums[b]) for b in sorted(sums)]
+                out.append(edge(out[j]))
+                continue
+            y = edge(xs[j])
+            if up:  # (B, C_i, H_j, W_j) -> (B, C_i, H_i, W_i)
+                y = F.interpolate(y, size=xs[i].shape[-2:], mode="nearest")
+            sums[i] = y if i not in sums else sums[i] + y
+        return out or [F.relu(sums[b]) for b in sorted(sums)]
+
+
+class ParallelModule(nn.Module):
+    """A stage's blocks per branch (``nb`` branches; a branch may have none)."""
+
+    def __init__(self, space: HRNASSpace, nb: int, slots: list[Slot], blocks: list[BlockArch],
+                 momentum: float = 0.1):
+        super().__init__()
+        rows: list[list[nn.Module]] = [[] for _ in range(nb)]
+        for sl, b in zip(slots, blocks):
+            rows[sl.branch].append(build_block(space, sl, b, momentum))
+        self.branches = nn.ModuleList(nn.Sequential(*r) for r in rows)
+
+    def forward(self, xs):
+        return [self.branches[i](x) if i < len(self.branches) else x for i, x in enumerate(xs)]
+
+
+class HRNASNet(nn.Module):
+    """A static network of the hrnas family. Outputs as ``ScaleNet`` (seg logits at 1/4, pose heatmaps)."""
+
+    def __init__(self, space: HRNASSpace, arch: HRNASArch, head: HeadSpec | str = "seg",
+                 bn_momentum: float = 0.1, init: str = "kaiming"):
+        super().__init__()
+        self.space, self.arch, self.head_spec = space, space.validate(arch), HeadSpec.of(head)
+        self.bn_momentum = bn_momentum
+        s0, s1 = space.stem
+        self.stem = nn.Sequential(conv_bn_relu(3, s0, 3, 2, momentum=bn_momentum),
+                                  conv_bn_relu(s0, s1, 3, 2, momentum=bn_momentum))
+        pairs = list(zip(space.slots(), arch.blocks()))
+        self.stages = nn.ModuleList()
+        for s in range(len(space.stages)):
+            fuse = [(sl, b) for sl, b in pairs if sl.stage == s and sl.kind == "fuse"]
+            par = [(sl, b) for sl, b in pairs if sl.stage == s and sl.kind == "block"]
+            nb = len(space.stage_channels(s))
+            self.stages.append(nn.ModuleDict({
+                "fuse": FuseModule(space, [x for x, _ in fuse], [y for _, y in fuse], bn_momentum),
+                "parallel": ParallelModule(space, nb, [x for x, _ in par], [y for _, y in par], bn_momentum)}))
+        self.head = build_head(self.head_spec, space.out_channels, bn_momentum)
+        init_weights(self, init)
+
+    def blocks(self) -> list[MultiKernelIR]:
+        """The blocks in ``space.slots()`` order."""
+        out: list[MultiKernelIR] = []
+        for st in self.stages:
+            out += list(st["fuse"].edges)
+            out += [b for row in st["parallel"].branches for b in row]
+        return out
+
+    def backbone(self, x):
+        xs = [self.stem(x)]
+        for st in self.stages:
+            xs = st["parallel"](st["fuse"](xs))
+        return xs
+
+    def forward(self, x):
+        check_input(x)
+        return self.head(self.backbone(x))
+
+
+# ---- the shrink step ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PrunableUnit:
+    """One kernel path of one block: its hidden channels are scored by ``bn.weight`` (gamma).
+
+    ``key`` indexes the keep masks of :func:`shrink`; ``channel_macs``: multiply-adds one hidden
+    channel costs at the input size given to :func:`prunable_units` (the weight of the FLOPs-aware
+    L1 penalty); ``where`` names stage, branch, block and path for messages."""
+
+    key: str
+    where: str
+    slot: Slot
+    kernel: int
+    bn: nn.BatchNorm2d
+    channel_macs: int
+
+    @property
+    def hidden(self) -> int:
+        return self.bn.num_features
+
+
+def prunable_units(net: HRNASNet, input_hw) -> list[PrunableUnit]:
+    """Every existing path of ``net``, in slot then kernel order."""
+    res = level_pixels(input_hw, net.space.num_levels)
+    out = []
+    for n, (sl, block) in enumerate(zip(net.space.slots(), net.blocks())):
+        for name, path in block.paths.items():
+            k = int(name[1:])
+            out.append(PrunableUnit(f"{n}.{name}", f"{sl.where} path {name}", sl, k, path.dw_bn,
+                                    channel_macs(sl, k, res)))
+    return out
+
+
+def _keep_indices(net: HRNASNet, keep: dict) -> list[dict[str, torch.Tensor]]:
+    """Per block, per existing path name: the hidden channel indices kept (all where ``keep`` has no entry)."""
+    out = []
+    for n, block in enumerate(net.blocks()):
+        kept = {}
+        for name, path in block.paths.items():
+            mask = keep.get(f"{n}.{name}")
+            if mask is None:
+                kept[name] = torch.arange(path.dw_bn.num_features)
+                continue
+            mask = torch.as_tensor(mask, dtype=torch.bool).flatten().cpu()
+            if mask.numel() != path.dw_bn.num_features:
+                raise ValueError(f"keep[{n}.{name}]: {mask.numel()} entries for {path.dw_bn.num_features} channels")
+            kept[name] = mask.nonzero().flatten()
+        out.append(kept)
+    return out
+
+
+def shrink(net: HRNASNet, keep: dict) -> HRNASNet:
+    """The physically smaller network that keeps, for every path ``key`` (:func:`prunable_units`), the
+    hidden channels where ``keep[key]`` is true; the kept weights are copied, and each removed
+    channel's constant output ``W_proj . ReLU(beta)`` is folded into the block's BN running mean (exact
+    for gamma = 0). ``net.arch`` of the result is the new :class:`HRNASArch`."""
+    kept = _keep_indices(net, keep)
+    ks = net.space.kernel_sizes
+    blocks = [BlockArch(tuple(len(kp[f"k{k}"]) if f"k{k}" in kp else 0 for k in ks)) for kp in kept]
+    arch = HRNASArch.from_blocks(net.space, blocks)
+    p = next(net.parameters())
+    new = HRNASNet(net.space, arch, net.head_spec, net.bn_momentum, init="none").to(device=p.device, dtype=p.dtype)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    prefix = {id(m): name for name, m in net.named_modules()}
+    with torch.no_grad():
+        for block, kp in zip(net.blocks(), kept):
+            _shrink_block_state(state, prefix[id(block)], block, kp)
+    new_keys = set(new.state_dict())
+    new.load_state_dict({k: v for k, v in state.items() if k in new_keys})
+    return new.train(net.training)
+
+
+def _shrink_block_state(state: dict, pre: str, block: MultiKernelIR, kept: dict[str, torch.Tensor]) -> None:
+    """Slice one block's path tensors in ``state`` to the kept channels; fold the removed ones' constant."""
+    shift = None
+    for name, path in block.paths.items():
+        idx = kept[name].to(path.dw_bn.weight.device)
+        drop = torch.ones(path.dw_bn.num_features, dtype=torch.bool, device=idx.device)
+        drop[idx] = False
+        if drop.any():
+            c = path.project.weight[:, drop, 0, 0] @ F.relu(path.dw_bn.bias[drop])  # (cout,)
+            shift = c if shift is None else shift + c
+        p = f"{pre}.paths.{name}."
+        for key in [k for k in state if k.startswith(p) and not k.endswith("num_batches_tracked")]:
+            state[key] = state[key].index_select(1 if key.endswith("project.weight") else 0, idx)
+    if shift is not None and block.bn is not None:
+        state[f"{pre}.bn.running_mean"] = state[f"{pre}.bn.running_mean"] - shift

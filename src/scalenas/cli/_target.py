@@ -11,9 +11,10 @@ import os
 from dataclasses import dataclass, field
 
 from scalenas.errors import ScaleNASError
-from scalenas.nets.registry import PRESETS, get_preset, list_presets
+from scalenas.nets.registry import HRNAS_PRESETS, PRESETS, get_preset, list_presets
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HEAD_KINDS, HeadSpec
+from scalenas.space.hrnas import HRNASArch, HRNASSpace, arch_family
 from scalenas.space.legacy import load_official_mask
 from scalenas.space.space import SearchSpace
 from scalenas.utils.io import read_json
@@ -27,6 +28,45 @@ class Target:
     input_hw: tuple[int, int]
     published: dict | None = None  # only when the preset is shown exactly as published
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HRNASTarget:
+    """A target of the ``hrnas`` family (HR-NAS's space): an ``HRNASSpace`` and an ``HRNASArch``."""
+
+    name: str
+    space: HRNASSpace
+    arch: HRNASArch
+    head: HeadSpec
+    input_hw: tuple[int, int]
+
+
+def resolve_hrnas_target(target: str, head: str | None = None, input_hw=None,
+                         width: int | None = None) -> HRNASTarget | None:
+    """The target if it is an hrnas preset or a file whose arch is tagged ``scalenas.hrnas-arch/1``, else None."""
+    if target.lower() in HRNAS_PRESETS and not os.path.isfile(target):
+        p = get_preset(target)
+        name, space, arch, spec, hw = p.name, p.space, p.arch, p.head, p.input_hw
+    elif os.path.isfile(target) and not target.lower().endswith(".npy"):
+        d = read_json(target, "architecture or preset file")
+        if arch_family(d) != "hrnas":
+            return None
+        name = (d.get("name") if "stages" not in d else None) or os.path.splitext(os.path.basename(target))[0]
+        space = HRNASSpace.from_dict(d["space"], f"{target}: space") if "space" in d else HRNASSpace()
+        spec = HeadSpec.of(d["head"]) if "head" in d else HeadSpec()
+        hw = tuple(d["input_hw"]) if "input_hw" in d else spec.default_input_hw
+        ad = d if "stages" in d else d["arch"]
+        arch = HRNASArch.from_dict({k: v for k, v in ad.items() if k != "origin"}, where=target)
+    else:
+        return None
+    if width is not None:
+        raise ScaleNASError(f"--width: {name} is of the hrnas family, whose widths are fixed by its space")
+    if head is not None and head != spec.kind:
+        spec = HeadSpec(kind=head)
+        hw = spec.default_input_hw
+    hw = tuple(input_hw) if input_hw is not None else hw
+    space.validate(arch, where=target)
+    return HRNASTarget(name, space, arch, spec, (int(hw[0]), int(hw[1])))
 
 
 def parse_hw(text: str) -> tuple[int, int]:
@@ -85,7 +125,7 @@ def resolve_target(target: str, head: str | None = None, input_hw=None, width: i
         hw = hw or spec.default_input_hw
     else:
         raise ScaleNASError(f"{target!r} is neither a preset name nor an existing file; presets: "
-                            f"{', '.join(list_presets())}")
+                            f"{', '.join(list_presets() + list_presets('hrnas'))}")
     if width is not None:
         if width < 1:
             raise ScaleNASError(f"--width {width}: must be positive")

@@ -1,7 +1,7 @@
 """``scalenas draw``: a picture of an architecture (branches x block steps, fusion edges, caption with cost)."""
 from __future__ import annotations
 
-from scalenas.cli._target import add_target_args, resolve_target
+from scalenas.cli._target import add_target_args, resolve_hrnas_target, resolve_target
 
 
 def add_parser(sub):
@@ -22,6 +22,15 @@ def add_parser(sub):
 def run(args) -> int:
     from scalenas.viz.arch_drawing import save_arch_drawing
 
+    h = resolve_hrnas_target(args.target, args.head, args.input, args.width)
+    if h is not None:
+        from scalenas.viz.hrnas_drawing import save_hrnas_drawing
+
+        out = args.output or f"{h.name}.png"
+        title = args.title or f"{h.name}  (arch {h.arch.hash})"
+        save_hrnas_drawing(out, h.space, h.arch, h.head, h.input_hw, title=title, dpi=args.dpi)
+        print(f"wrote {out}")
+        return 0
     t = resolve_target(args.target, args.head, args.input, args.width)
     out = args.output or f"{t.name}.png"
     title = args.title or f"{t.name}  (arch {t.arch.hash})"

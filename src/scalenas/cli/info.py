@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 
-from scalenas.cli._target import Target, add_target_args, resolve_target
+from scalenas.cli._target import HRNASTarget, Target, add_target_args, resolve_hrnas_target, resolve_target
 from scalenas.errors import ScaleNASError
 from scalenas.nets.registry import get_preset, list_presets
+from scalenas.space.hrnas_profile import hrnas_profile
 from scalenas.space.profile import Profile, profile
 from scalenas.utils.io import dumps_json
 
@@ -50,6 +51,41 @@ def target_info(t: Target, prof: Profile) -> dict:
     if t.notes:
         out["notes"] = t.notes
     return out
+
+
+def hrnas_info(t: HRNASTarget, prof: Profile) -> dict:
+    """The figures of an hrnas-family target (HR-NAS's space): costs, blocks, hidden channels per stage."""
+    slots, blocks = t.space.slots(), t.arch.blocks()
+    per_stage = []
+    for s in range(len(t.space.stages)):
+        pairs = [(sl, b) for sl, b in zip(slots, blocks) if sl.stage == s]
+        per_stage.append({"stage": s, "branches": len(t.space.stage_channels(s)),
+                          "channels": list(t.space.stage_channels(s)),
+                          "hidden": sum(sum(b.hidden) for _, b in pairs),
+                          "hidden_max": sum(t.space.max_hidden(sl.cin) * len(t.space.kernel_sizes) for sl, _ in pairs),
+                          "paths": sum(h > 0 for _, b in pairs for h in b.hidden)})
+    return {"name": t.name, "family": "hrnas", "arch_hash": t.arch.hash, "head": t.head.kind,
+            "head_spec": t.head.to_dict(), "input": f"{t.input_hw[0]}x{t.input_hw[1]}", "input_hw": list(t.input_hw),
+            "space": t.space.to_dict(), "params": prof.params, "params_m": round(prof.params / 1e6, 4),
+            "macs": prof.macs, "gflops_2p30": round(prof.gflops_2p30, 4), "gflops_1e9": round(prof.gflops_1e9, 4),
+            "blocks": len(blocks), "hidden": t.arch.total_hidden(), "stages": per_stage}
+
+
+def _print_hrnas(info: dict) -> None:
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"[bold]{info['name']}[/bold]  hrnas arch {info['arch_hash']}  |  {info['head']} head  |  input "
+              f"{info['input']}  |  kernels {info['space']['kernel_sizes']}, expansion {info['space']['expand_ratio']:g}")
+    con.print(f"params {info['params'] / 1e6:.2f}M ({info['params']:,})   GFLOPs {info['gflops_2p30']:.2f} "
+              f"(MACs/2^30, ScaleNAS/HRNet)   {info['gflops_1e9']:.2f} (MACs/1e9)   blocks {info['blocks']}")
+    t = Table(title="hidden channels kept per stage (all blocks, all kernel paths)", title_justify="left")
+    for col in ("stage", "branches", "channels", "hidden kept", "of", "paths"):
+        t.add_column(col, justify="right")
+    for r in info["stages"]:
+        t.add_row(str(r["stage"]), str(r["branches"]), "/".join(map(str, r["channels"])), str(r["hidden"]),
+                  str(r["hidden_max"]), str(r["paths"]))
+    con.print(t)
 
 
 def _dead_note(prof: Profile) -> str:
@@ -148,16 +184,48 @@ def _print_presets(rows: list[dict]) -> None:
               "omit the dead compute the published convention counts). 'scalenas info NAME' for details.")
 
 
+def hrnas_preset_rows() -> list[dict]:
+    """The hrnas family's presets (HR-NAS's supernets before shrinking): nothing published to compare."""
+    rows = []
+    for name in list_presets("hrnas"):
+        p = get_preset(name)
+        prof = hrnas_profile(p.space, p.arch, p.head, p.input_hw)
+        rows.append({"name": name, "task": p.task, "input": f"{p.input_hw[0]}x{p.input_hw[1]}",
+                     "params": prof.params, "params_m": round(prof.params / 1e6, 2), "macs": prof.macs,
+                     "gflops_2p30": round(prof.gflops_2p30, 2), "gflops_1e9": round(prof.gflops_1e9, 2),
+                     "arch_hash": p.arch.hash})
+    return rows
+
+
+def _print_hrnas_presets(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    t = Table(title="hrnas family (HR-NAS's space): supernets before shrinking", title_justify="left")
+    for col in ("name", "task", "input", "params (M)", "GFLOPs (MACs/2^30)", "GFLOPs (MACs/1e9)"):
+        t.add_column(col, justify="left" if col in ("name", "task") else "right")
+    for r in rows:
+        t.add_row(r["name"], r["task"], r["input"], f"{r['params_m']:.2f}", f"{r['gflops_2p30']:.2f}",
+                  f"{r['gflops_1e9']:.2f}")
+    _console().print(t)
+
+
 def run(args) -> int:
     if args.target is None:
         if args.head or args.input or args.width:
             raise ScaleNASError("--head/--input/--width need a NAME or ARCH argument")
         rows = preset_rows()
+        hr = hrnas_preset_rows()
         if args.json:
             rows_out = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-            print(dumps_json({"presets": rows_out}, indent=None))
+            print(dumps_json({"presets": rows_out, "hrnas_presets": hr}, indent=None))
         else:
             _print_presets(rows)
+            _print_hrnas_presets(hr)
+        return 0
+    h = resolve_hrnas_target(args.target, args.head, args.input, args.width)
+    if h is not None:
+        info = hrnas_info(h, hrnas_profile(h.space, h.arch, h.head, h.input_hw))
+        print(dumps_json(info, indent=None)) if args.json else _print_hrnas(info)
         return 0
     t = resolve_target(args.target, args.head, args.input, args.width)
     prof = profile(t.space, t.arch, t.head, t.input_hw)

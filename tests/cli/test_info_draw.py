@@ -140,3 +140,32 @@ def test_draw_preset_and_tiny_space(capsys, tmp_path):
     assert rc == 0
     w2, _ = _png_size(out2)
     assert 0 < w2 < w
+
+
+# ---- the hrnas family (HR-NAS's space) -------------------------------------------------------------
+
+def test_info_and_draw_hrnas(capsys, tmp_path):
+    from scalenas.space.hrnas import HRNASSpace
+    from scalenas.space.hrnas_profile import hrnas_profile
+
+    rc, out, _ = _run(capsys, "info", "hrnas-seg-cityscapes")
+    assert rc == 0 and "MACs/2^30" in out and "MACs/1e9" in out and "8.92M" in out
+    rc, out, _ = _run(capsys, "info", "hrnas-keypoint-coco", "--json")
+    d = json.loads(out)
+    p = get_preset("hrnas-keypoint-coco")
+    prof = hrnas_profile(p.space, p.arch, p.head, p.input_hw)
+    assert (d["family"], d["params"], d["macs"], d["input_hw"]) == ("hrnas", prof.params, prof.macs, [256, 192])
+    assert sum(s["hidden"] for s in d["stages"]) == p.arch.total_hidden()
+    rc, out, _ = _run(capsys, "info", "--json")
+    assert {r["name"] for r in json.loads(out)["hrnas_presets"]} == {"hrnas-seg-cityscapes", "hrnas-keypoint-coco"}
+    arch_file = tmp_path / "a.json"
+    arch_file.write_text(HRNASSpace().largest().to_json())  # a bare hrnas arch: default space, seg head
+    rc, out, _ = _run(capsys, "info", str(arch_file), "--json", "--input", "256x512")
+    assert rc == 0 and json.loads(out)["macs"] == hrnas_profile(HRNASSpace(), HRNASSpace().largest(), "seg",
+                                                                (256, 512)).macs
+    png = tmp_path / "h.png"
+    rc, out, _ = _run(capsys, "draw", "hrnas-keypoint-coco", "-o", str(png))
+    assert rc == 0 and str(png) in out and _png_size(png)[0] > 2 * _png_size(png)[1]
+    rc = main(["info", "hrnas-seg-cityscapes", "--width", "32"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "hrnas family" in err

@@ -20,6 +20,8 @@ from scalenas.errors import ScaleNASError
 from scalenas.utils.io import read_json
 
 ARCH_FORMAT = "scalenas.arch/1"
+#: the ``hrnas`` family's arch (``space/hrnas.py``); named here so that ScaleNAS loaders can refuse it by name
+HRNAS_ARCH_FORMAT = "scalenas.hrnas-arch/1"
 
 
 def _bits_to_str(bits: Any, where: str) -> str:
@@ -137,6 +139,9 @@ class Arch:
 
     @staticmethod
     def from_dict(d: Any, where: str = "arch") -> "Arch":
+        if isinstance(d, dict) and d.get("format") == HRNAS_ARCH_FORMAT:
+            raise ScaleNASError(f"{where}: an hrnas-family arch ({HRNAS_ARCH_FORMAT!r}); this needs a ScaleNAS arch "
+                                f"({ARCH_FORMAT!r})")
         if isinstance(d, dict):
             _reject_unknown(d, ("format", "modules"), where)
         if isinstance(d, dict) and "modules" in d:

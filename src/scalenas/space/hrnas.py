@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from scalenas.errors import ScaleNASError
-from scalenas.space.arch import _reject_unknown
+from scalenas.space.arch import HRNAS_ARCH_FORMAT, _reject_unknown
 from scalenas.utils.io import read_json
 
-HRNAS_ARCH_FORMAT = "scalenas.hrnas-arch/1"
 #: HR-NAS's configs: inverted_residual_setting (blocks per branch, widths per branch) per stage
 HRNAS_STAGES = (((1,), (24,)), ((2, 2), (18, 36)), ((2, 2, 3), (18, 36, 72)),
                 ((2, 2, 3, 4), (18, 36, 72, 144)), ((2, 2, 3, 4), (18, 36, 72, 144)))

@@ -129,3 +129,50 @@ def test_shrink_removes_whole_paths():
     small = shrink(net, keep)
     assert all(b.hidden[2] == 0 for b in small.arch.blocks())
     assert all("k7" not in blk.paths for blk in small.blocks())
+
+
+# ---- HR-NAS's transformer (searchable tokens) -----------------------------------------------------------
+
+TINY_T = HRNASSpace(stem_channels=(8, 8), stages=(((1,), (8,)), ((1, 1), (6, 12)), ((1, 1, 1), (6, 12, 24))),
+                    expand_ratio=2, transformer_tokens=6)
+
+
+def _random_arch_tokens(seed: int) -> HRNASArch:
+    rng = random.Random(seed)
+    blocks = [BlockArch(tuple(rng.choice([0, rng.randint(1, TINY_T.max_hidden(sl.cin))]) for _ in TINY_T.kernel_sizes),
+                        rng.randint(0, 6) if sl.transformer else None) for sl in TINY_T.slots()]
+    return HRNASArch.from_blocks(TINY_T, blocks)
+
+
+def test_transformer_counts_equal_profiler():
+    for seed in range(3):
+        arch = _random_arch_tokens(seed)
+        net = HRNASNet(TINY_T, arch, "seg")
+        prof = hrnas_profile(TINY_T, arch, "seg", (64, 64))
+        assert sum(p.numel() for p in net.parameters()) == prof.params, f"seed {seed}"
+        assert hook_count(net, torch.zeros(1, 3, 64, 64)) == (prof.params, prof.macs), f"seed {seed}"
+        for blk, b in zip(net.blocks(), arch.blocks()):
+            assert (blk.transformer is not None) == bool(b.tokens)  # 0 tokens: no transformer at all
+
+
+def test_transformer_block_output_and_token_shrink():
+    torch.manual_seed(0)
+    net = HRNASNet(TINY_T, TINY_T.largest(), "seg").eval()
+    blk = net.blocks()[-1]
+    x = torch.randn(2, 24, 8, 8)
+    with torch.no_grad():
+        t = blk.transformer(x)
+        torch.testing.assert_close(blk(x), x + t + blk.bn(sum(p(x) for p in blk.paths.values())))
+    assert t.shape == x.shape
+    units = [u for u in prunable_units(net, (64, 64)) if u.kernel is None]
+    assert len(units) == sum(sl.transformer for sl in TINY_T.slots()) and units[0].where.endswith("transformer")
+    assert units[-1].channel_macs == 64 * 26 + 12 * 64 * 64 + 64 * 24
+    keep = {u.key: torch.arange(6) < 2 * (i % 3) for i, u in enumerate(units)}  # 0, 2, 4 tokens kept
+    small = shrink(net, keep)
+    assert [b.tokens for b in small.arch.blocks() if b.tokens is not None] == [2 * (i % 3) for i in range(len(units))]
+    prof = hrnas_profile(TINY_T, small.arch, "seg", (64, 64))
+    assert hook_count(small, torch.zeros(1, 3, 64, 64)) == (prof.params, prof.macs)
+    everything = shrink(net, {u.key: torch.ones(u.hidden, dtype=torch.bool) for u in units})
+    with torch.no_grad():
+        img = torch.randn(1, 3, 64, 64)
+        torch.testing.assert_close(everything(img), net(img))

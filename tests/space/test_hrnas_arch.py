@@ -86,3 +86,20 @@ def test_space_json_round_trip_and_errors():
         HRNASSpace.from_dict({"kernel_size": [3]})
     with pytest.raises(ScaleNASError, match="distinct odd sizes"):
         HRNASSpace(kernel_sizes=(3, 4))
+
+
+def test_tokens_round_trip_and_validation():
+    sp = HRNASSpace(transformer_tokens=64)
+    arch = sp.largest()
+    assert all((b.tokens == 64) == (s.kind == "block") for s, b in zip(sp.slots(), arch.blocks()))
+    assert HRNASArch.from_json(arch.to_json()) == arch and "tokens" not in SPACE.largest().to_json()
+    blocks = arch.blocks()
+    n = next(i for i, s in enumerate(sp.slots()) if s.kind == "block" and s.stage == 4 and s.branch == 1)
+    blocks[n] = BlockArch(blocks[n].hidden, 65)
+    with pytest.raises(ScaleNASError, match=r"stage 4 branch 1 block 0 transformer: 65 tokens, at most 64"):
+        sp.validate(HRNASArch.from_blocks(sp, blocks))
+    blocks[n] = BlockArch(blocks[n].hidden, None)
+    with pytest.raises(ScaleNASError, match=r"stage 4 branch 1 block 0: the block needs 'tokens'"):
+        sp.validate(HRNASArch.from_blocks(sp, blocks))
+    with pytest.raises(ScaleNASError, match=r"stage 0 fuse 0->0 \(branch 0 block f0\): the block has no transformer"):
+        SPACE.validate(HRNASArch.from_blocks(SPACE, [BlockArch((1, 1, 1), 3)] + SPACE.largest().blocks()[1:]))

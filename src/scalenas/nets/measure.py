@@ -3,7 +3,8 @@
 Two independent counts:
 
 * **Hooks** (the HRNet family's ``get_model_summary`` convention, which the published figures use):
-  forward hooks on every Conv / ConvTranspose / BatchNorm / Linear that actually runs. Params are the
+  forward hooks on every Conv / ConvTranspose / BatchNorm / Linear (and LayerNorm / Embedding, for
+  params) that actually runs. Params are the
   parameters of the executed modules (each module once, so blocks and edges that a plan skips are not
   counted). Multiply-adds are ``weight.numel() x output H x W`` per conv call (bias ignored), and the
   same for ``ConvTranspose2d``; for Linear ``weight.numel()`` per output row. BN, ReLU, upsampling and
@@ -25,7 +26,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-_COUNTED = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.Linear)
+#: LayerNorm and Embedding add params only (the hrnas family's transformer has them; ScaleNets do not)
+_COUNTED = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.Linear, nn.LayerNorm, nn.Embedding)
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ class _eval_no_grad:
 
 
 def hook_count(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """(params of executed Conv/BN/Linear modules, conv+linear MACs per image) for one forward of ``x``."""
+    """(params of executed Conv/BN/Linear/LayerNorm/Embedding modules, conv+linear MACs per image) for one
+    forward of ``x``."""
     seen: set[int] = set()
     totals = {"params": 0, "macs": 0}
     batch = x.shape[0]

@@ -13,7 +13,7 @@ by a stride-2 block) and whose sums pass a ReLU.
 :class:`HRNASSpace` is that macro-architecture; :meth:`HRNASSpace.slots` lists every block in a fixed
 order (the one source of truth for the profiler, the network and the shrink step).
 :class:`HRNASArch` holds, per block slot and per kernel path, the hidden channels kept (0 = the path
-is removed). Its JSON is canonical, tagged
+is removed) and, where a block has HR-NAS's transformer, its tokens. Its JSON is canonical, tagged
 ``scalenas.hrnas-arch/1``, strict about keys, and validation errors name stage, branch, block, path.
 """
 from __future__ import annotations
@@ -60,6 +60,7 @@ class Slot:
     in_level: int
     out_level: int
     new: bool = False
+    transformer: bool = False
 
     @property
     def where(self) -> str:
@@ -83,8 +84,9 @@ class HRNASSpace:
     """HR-NAS's macro-architecture; the defaults are its Cityscapes/COCO configs at width multiplier 1.
 
     ``stages``: per stage, (blocks per branch, channels per branch) before the width multiplier.
-    HR-NAS's optional lightweight transformer is off in both configs (``use_transformer: False``, and
-    its ``models/hrnet.py`` never passes the flag to the blocks); this family does not build it yet.
+    ``transformer_tokens``: 0 = no transformer (HR-NAS's configs: ``use_transformer: False``, and its
+    ``models/hrnet.py`` never passes the flag on); n > 0 gives every parallel-module block (the
+    residual blocks) HR-NAS's lightweight transformer with up to n tokens (its default: 64).
     """
 
     stem_channels: tuple[int, int] = (24, 24)
@@ -92,6 +94,7 @@ class HRNASSpace:
     kernel_sizes: tuple[int, ...] = (3, 5, 7)
     expand_ratio: float = 4.0
     width_mult: float = 1.0
+    transformer_tokens: int = 0
 
     def __post_init__(self):
         st = tuple((tuple(int(b) for b in blocks), tuple(int(c) for c in ch)) for blocks, ch in self.stages)
@@ -108,8 +111,8 @@ class HRNASSpace:
         if not self.kernel_sizes or len(set(self.kernel_sizes)) != len(self.kernel_sizes) \
                 or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
             raise ScaleNASError(f"space.kernel_sizes: expected distinct odd sizes, got {list(self.kernel_sizes)}")
-        if self.expand_ratio <= 0 or self.width_mult <= 0:
-            raise ScaleNASError("space: expand_ratio and width_mult must be positive")
+        if self.expand_ratio <= 0 or self.width_mult <= 0 or self.transformer_tokens < 0:
+            raise ScaleNASError("space: expand_ratio and width_mult must be positive, transformer_tokens >= 0")
 
     # ---- structure -----------------------------------------------------------------------------
     def _ch(self, c: int) -> int:
@@ -142,7 +145,8 @@ class HRNASSpace:
             ch = self.stage_channels(s)
             out += self._fuse_slots(s, in_ch, ch)
             for b, n in enumerate(self.stages[s][0]):
-                out += [Slot(s, "block", b, i, b, ch[b], ch[b], 1, b, b) for i in range(n)]
+                out += [Slot(s, "block", b, i, b, ch[b], ch[b], 1, b, b, transformer=self.transformer_tokens > 0)
+                        for i in range(n)]
             in_ch = ch
         return out
 
@@ -163,8 +167,9 @@ class HRNASSpace:
 
     # ---- special points, validation ---------------------------------------------------------
     def largest(self) -> "HRNASArch":
-        """The supernet before shrinking: every path at full width (``round(cin x expand_ratio)``)."""
-        return HRNASArch.from_blocks(self, [BlockArch(tuple(self.max_hidden(sl.cin) for _ in self.kernel_sizes))
+        """The supernet before shrinking: every path at full width (``round(cin x expand_ratio)``), all tokens."""
+        return HRNASArch.from_blocks(self, [BlockArch(tuple(self.max_hidden(sl.cin) for _ in self.kernel_sizes),
+                                                      self.transformer_tokens if sl.transformer else None)
                                             for sl in self.slots()])
 
     def validate(self, arch: "HRNASArch", where: str = "arch") -> "HRNASArch":
@@ -200,18 +205,25 @@ class HRNASSpace:
             if h > cap:
                 raise ScaleNASError(f"{where} {sl.where} path k{k}: {h} hidden channels, at most {cap} "
                                     f"({sl.cin} x expansion {self.expand_ratio:g})")
+        if sl.transformer != (blk.tokens is not None):
+            need = "needs 'tokens' (it has a transformer)" if sl.transformer else "has no transformer: no 'tokens'"
+            raise ScaleNASError(f"{where} {sl.where}: the block {need}")
+        if blk.tokens is not None and blk.tokens > self.transformer_tokens:
+            raise ScaleNASError(f"{where} {sl.where} transformer: {blk.tokens} tokens, at most {self.transformer_tokens}")
 
     # ---- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"family": "hrnas", "stem_channels": list(self.stem_channels),
                 "stages": [[list(b), list(c)] for b, c in self.stages], "kernel_sizes": list(self.kernel_sizes),
-                "expand_ratio": self.expand_ratio, "width_mult": self.width_mult}
+                "expand_ratio": self.expand_ratio, "width_mult": self.width_mult,
+                "transformer_tokens": self.transformer_tokens}
 
     @staticmethod
     def from_dict(d: Any, where: str = "space") -> "HRNASSpace":
         if not isinstance(d, dict):
             raise ScaleNASError(f"{where}: expected an object")
-        keys = ("family", "stem_channels", "stages", "kernel_sizes", "expand_ratio", "width_mult")
+        keys = ("family", "stem_channels", "stages", "kernel_sizes", "expand_ratio", "width_mult",
+                "transformer_tokens")
         _reject_unknown(d, keys, where)
         if d.get("family", "hrnas") != "hrnas":
             raise ScaleNASError(f"{where}.family: expected 'hrnas', got {d['family']!r}")
@@ -223,12 +235,17 @@ class HRNASSpace:
 
 @dataclass(frozen=True)
 class BlockArch:
-    """One block: hidden channels kept per kernel path, in the space's kernel order (0 = path removed)."""
+    """One block: hidden channels kept per kernel path, in the space's kernel order (0 = path removed);
+    ``tokens``: its transformer's tokens (0 = the transformer removed), None where the block has none."""
 
     hidden: tuple[int, ...]
+    tokens: int | None = None
 
     def to_dict(self) -> dict:
-        return {"hidden": list(self.hidden)}
+        d: dict = {"hidden": list(self.hidden)}
+        if self.tokens is not None:
+            d["tokens"] = self.tokens
+        return d
 
     @staticmethod
     def from_dict(d: Any, where: str) -> "BlockArch":
@@ -236,10 +253,11 @@ class BlockArch:
             d = {"hidden": d}
         if not isinstance(d, dict) or "hidden" not in d:
             raise ScaleNASError(f"{where}: expected an object with key 'hidden' (channels per kernel path)")
-        _reject_unknown(d, ("hidden",), where)
+        _reject_unknown(d, ("hidden", "tokens"), where)
         if not isinstance(d["hidden"], (list, tuple)) or not d["hidden"]:
             raise ScaleNASError(f"{where}.hidden: expected a non-empty list of channel counts")
-        return BlockArch(tuple(_count(h, f"{where} path {p}") for p, h in enumerate(d["hidden"])))
+        tokens = None if d.get("tokens") is None else _count(d["tokens"], f"{where} tokens")
+        return BlockArch(tuple(_count(h, f"{where} path {p}") for p, h in enumerate(d["hidden"])), tokens)
 
 
 def _count(v: Any, where: str) -> int:

@@ -10,6 +10,17 @@ residual path with ``h`` hidden channels and kernel ``k`` in a block ``cin -> co
 so one hidden channel's MACs are exactly that bracket (:func:`channel_macs`, the weight of HR-NAS's
 FLOPs-aware L1 penalty). A block with any path adds its shared BN (2 cout); a block whose input and
 output differ in channels or stride adds HR-NAS's grouped 1x1 shortcut (cin cout / gcd params).
+
+HR-NAS's transformer on a C-channel block with L tokens of dimension d = 64 (an 8x8 grid): a 1x1 conv
+(C + 2 position channels -> L) + BN on the grid, a post-norm encoder layer (self-attention q/k/v/out
+and a 2-layer FFN, all d x d without bias, two LayerNorms) and decoder layer (L learnt queries, cross-
+attention, FFN, two LayerNorms), a 1x1 conv L -> C + BN, upsampled back. Linear layers count
+``weight.numel()`` per token (the hooks' convention); the two attention products per layer (2 L^2 d
+MACs) are not module calls and are not counted, like upsampling. So one token costs
+
+    params  (C + 2) + 2 + d + C          MACs  64 (C + 2) + 12 d^2 + 64 C
+
+on top of 12 d^2 + 8 d + 2 C params that do not depend on L (0 tokens removes the transformer).
 """
 from __future__ import annotations
 
@@ -31,6 +42,23 @@ def channel_macs(sl: Slot, k: int, res: list[int]) -> int:
 
 def channel_params(sl: Slot, k: int) -> int:
     return sl.cin + k * k + sl.cout + 4
+
+
+TOKEN_GRID = (8, 8)  # HR-NAS's transformer works on the feature map resized to 8x8: tokens of dimension 64
+TOKEN_DIM = TOKEN_GRID[0] * TOKEN_GRID[1]
+
+
+def token_macs(channels: int) -> int:
+    """Multiply-adds one transformer token costs in a block of ``channels`` channels."""
+    return TOKEN_DIM * (channels + 2) + 12 * TOKEN_DIM**2 + TOKEN_DIM * channels
+
+
+def transformer_cost(c: _Counter, channels: int, tokens: int) -> None:
+    if not tokens:
+        return
+    d = TOKEN_DIM
+    c.params += tokens * (2 * channels + 4 + d) + 12 * d * d + 8 * d + 2 * channels
+    c.macs += tokens * token_macs(channels)
 
 
 def block_cost(c: _Counter, space: HRNASSpace, sl: Slot, hidden, res: list[int]) -> None:
@@ -59,5 +87,6 @@ def hrnas_profile(space: HRNASSpace, arch: HRNASArch, head: HeadSpec | str = "se
     c.conv(s0, s1, 3, res[0]); c.bn(s1)
     for sl, blk in zip(space.slots(), arch.blocks()):
         block_cost(c, space, sl, blk.hidden, res)
+        transformer_cost(c, sl.cout, blk.tokens or 0)
     _head(c, head, space.out_channels, res, h, w)
     return Profile(c.params, c.macs, c.params, c.macs)

@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from scalenas.nets.hrnas import HRNASNet, IRPath, MultiKernelIR, prunable_units, shrink
+from scalenas.nets.hrnas import HRNASNet, MultiKernelIR, prunable_units, shrink
 from scalenas.nets.measure import hook_count, measure
 from scalenas.space.hrnas import BlockArch, HRNASArch, HRNASSpace
 from scalenas.space.hrnas_profile import hrnas_profile
@@ -50,15 +50,21 @@ def test_block_output_shape_and_sum_over_paths():
 
 def test_zero_channel_path_equals_dropping_it():
     torch.manual_seed(0)
-    full = MultiKernelIR(8, 8, 1, (3, 5, 7), (5, 6, 7)).eval()
-    _randomise_bn(full, 2)
-    dropped = MultiKernelIR(8, 8, 1, (3, 7), (5, 7)).eval()
-    dropped.load_state_dict({k: v for k, v in full.state_dict().items() if ".k5." not in k})
+    zero = MultiKernelIR(8, 8, 1, (3, 5, 7), (5, 0, 7)).eval()  # kernel 5 kept 0 channels
+    _randomise_bn(zero, 2)
+    dropped = MultiKernelIR(8, 8, 1, (3, 7), (5, 7)).eval()  # a block that never had kernel 5
+    dropped.load_state_dict(zero.state_dict())  # same names, same shapes: nothing of k5 exists
+    assert sum(p.numel() for p in zero.parameters()) == sum(p.numel() for p in dropped.parameters())
     x = torch.randn(1, 8, 10, 10)
-    # the k5 path's contribution is exactly what removing it takes away
-    torch.testing.assert_close(full(x) - dropped(x), full.bn(sum(p(x) for p in full.paths.values()))
-                               - dropped.bn(full.paths["k3"](x) + full.paths["k7"](x)))
-    assert isinstance(full.paths["k5"], IRPath)
+    with torch.no_grad():
+        torch.testing.assert_close(zero(x), dropped(x), rtol=0, atol=0)
+        y = zero(x)
+        # and removing a path changes the block by exactly that path's (BN-normalised) share
+        three = MultiKernelIR(8, 8, 1, (3, 5, 7), (5, 6, 7)).eval()
+        three.load_state_dict({**three.state_dict(), **zero.state_dict()})
+        inv = three.bn.weight / (three.bn.running_var + three.bn.eps).sqrt()
+        share = three.paths["k5"](x) * inv[None, :, None, None]
+        torch.testing.assert_close(three(x) - y, share, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("head", HEADS)

@@ -120,7 +120,8 @@ def test_shrink_removing_dead_channels_keeps_outputs(head):
     small = shrink(net, keep)
     with torch.no_grad():
         before, after = net(x), small(x)
-    for a, b in zip(before if isinstance(before, tuple) else (before,), after if isinstance(after, tuple) else (after,)):
+    as_tuple = (lambda y: y if isinstance(y, tuple) else (y,))
+    for a, b in zip(as_tuple(before), as_tuple(after)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert small.arch.total_hidden() == sum(int(m.sum()) for m in keep.values())
     prof = hrnas_profile(TINY, small.arch, head, (64, 96))

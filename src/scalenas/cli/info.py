@@ -76,7 +76,8 @@ def _print_hrnas(info: dict) -> None:
 
     con = _console()
     con.print(f"[bold]{info['name']}[/bold]  hrnas arch {info['arch_hash']}  |  {info['head']} head  |  input "
-              f"{info['input']}  |  kernels {info['space']['kernel_sizes']}, expansion {info['space']['expand_ratio']:g}")
+              f"{info['input']}  |  kernels {info['space']['kernel_sizes']}, "
+              f"expansion {info['space']['expand_ratio']:g}")
     con.print(f"params {info['params'] / 1e6:.2f}M ({info['params']:,})   GFLOPs {info['gflops_2p30']:.2f} "
               f"(MACs/2^30, ScaleNAS/HRNet)   {info['gflops_1e9']:.2f} (MACs/1e9)   blocks {info['blocks']}")
     t = Table(title="hidden channels kept per stage (all blocks, all kernel paths)", title_justify="left")

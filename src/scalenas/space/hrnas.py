@@ -209,7 +209,8 @@ class HRNASSpace:
             need = "needs 'tokens' (it has a transformer)" if sl.transformer else "has no transformer: no 'tokens'"
             raise ScaleNASError(f"{where} {sl.where}: the block {need}")
         if blk.tokens is not None and blk.tokens > self.transformer_tokens:
-            raise ScaleNASError(f"{where} {sl.where} transformer: {blk.tokens} tokens, at most {self.transformer_tokens}")
+            raise ScaleNASError(f"{where} {sl.where} transformer: {blk.tokens} tokens, "
+                                f"at most {self.transformer_tokens}")
 
     # ---- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -3,7 +3,8 @@
 Branches are rows (1/4 at the top); each stage is a band holding its fuse module (edges from input
 branch to output branch, up edges solid orange, down and new-branch edges dashed blue, same-branch
 grey; each edge is a block, drawn more opaque the more hidden channels it keeps) and then its blocks.
-Every block is a box of one bar per kernel path, filled to the fraction of hidden channels kept (empty frame: the path is removed). The caption gives params and GFLOPs with both conventions.
+Every block is a box of one bar per kernel path, filled to the fraction of hidden channels kept
+(empty frame: the path is removed). The caption gives params and GFLOPs with both conventions.
 Agg canvas only (no pyplot), as ``viz/arch_drawing.py``.
 """
 from __future__ import annotations

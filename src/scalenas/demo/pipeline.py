@@ -31,7 +31,10 @@ from scalenas.utils.io import atomic_write_json, package_versions
 from scalenas.utils.runtime import setup_process
 
 STATE_FILE = "demo_state.json"
-PROBE_STEPS = 12  # one step to start the loader, then a round of the grouped sampler's 11 groups
+#: one step to start the loader, then two rounds of the grouped sampler's 11 groups: only the second is timed,
+#: because the first builds each subnet's kernels once (the top-down demo's first round ran 1.47x the real mean)
+PROBE_STEPS = 23
+PROBE_TIMED = 11
 TRAIN_MARGIN = 1.1  # real / probed step time: 1.07 measured (seg, 60 steps; checkpoints, logging) on 2 loaded cores
 
 
@@ -81,6 +84,7 @@ def run_demo(out: str = "demo-out", task: str = "seg", budget_minutes: float = 1
 
 def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState) -> dict:
     """One task's demo: data, supernet, search, deploy; each step is skipped when ``state`` says it is done."""
+    t_start = time.time()
     s = settings_for(kind, budget_s)
     budgets = phase_budgets(budget_s, kind)
     os.makedirs(tdir, exist_ok=True)
@@ -90,7 +94,9 @@ def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState) -> di
     cfg = RunConfig.model_validate({**cfg_dict, "train": {**cfg_dict["train"], "steps": steps}})
     ckpt_path = train(kind, cfg, state)
     search_dir = os.path.join(tdir, "search")
-    search_cfg = search_settings(kind, ckpt_path, cfg_dict["task"], s["search"], budgets["search"], state)
+    # the search gets its share, or all the time that data and training left before the deploy share
+    search_s = max(budgets["search"], budget_s - budgets["deploy"] - (time.time() - t_start))
+    search_cfg = search_settings(kind, ckpt_path, cfg_dict["task"], s["search"], search_s, state)
     search(kind, ckpt_path, search_dir, search_cfg, state)
     models = state.get(kind, "models")
     if models is None:
@@ -138,9 +144,9 @@ def train_steps(kind: str, cfg_dict: dict, budget_s: float, state: DemoState) ->
 
 def _probe_step_seconds(cfg: RunConfig) -> float:
     """Mean seconds of one engine training step on this machine, over one round of the grouped
-    sampler's 11 groups (smallest to largest subnet); the first step, which also starts the loader
-    workers, is left out."""
-    return statistics.fmean(time_steps(cfg, PROBE_STEPS)[1:])
+    sampler's 11 groups (smallest to largest subnet), timed after a first round that starts the loader
+    workers and builds every group's kernels."""
+    return statistics.fmean(time_steps(cfg, PROBE_STEPS)[-PROBE_TIMED:])
 
 
 def train(kind: str, cfg: RunConfig, state: DemoState) -> str:

@@ -118,16 +118,16 @@ def test_predict_with_and_without_boxes(topdown, tmp_path, h, capsys):
     (tmp_path / "bad.json").write_text(json.dumps([{"image_id": 1, "bbox": [1, 2, 0, 5], "score": 1}]))
     assert h.cli("predict", out, path, "-o", tmp_path / "b", "--boxes", tmp_path / "bad.json") == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"scalenas predict: error: {tmp_path / 'bad.json'}: entry 0 (image_id 1): degenerate box")
+    assert err.startswith(f"scalenas predict: error: {tmp_path / 'bad.json'}: detection 0 (image 1) has a degenerate box")
     assert "\n" not in err
 
 
 @pytest.mark.parametrize("doc, message", [
     ({"image_id": 1}, "expected a list of detections"),
-    ([{"bbox": [0, 0, 5, 5], "score": 1}], "entry 0: missing 'image_id' (or 'file_name')"),
-    ([{"image_id": 3, "bbox": [0, 0, 5], "score": 1}], "entry 0 (image_id 3): 'bbox' must be [x, y, w, h]"),
-    ([{"image_id": 3, "bbox": [0, 0, 5, float("nan")], "score": 1}], "entry 0 (image_id 3): degenerate box"),
-    ([{"image_id": "x", "bbox": [0, 0, 5, 5], "score": 1}], "entry 0: image_id 'x' is not an integer"),
+    ([{"bbox": [0, 0, 5, 5], "score": 1}], "detection 0 has no 'image_id' (or 'file_name')"),
+    ([{"image_id": 3, "bbox": [0, 0, 5], "score": 1}], "detection 0 (image 3) has a degenerate box [0, 0, 5]"),
+    ([{"image_id": 3, "bbox": [0, 0, 5, float("nan")], "score": 1}], "detection 0 (image 3) has a degenerate box"),
+    ([{"image_id": "x", "bbox": [0, 0, 5, 5], "score": 1}], "detection 0: image_id 'x' is not an integer"),
 ])
 def test_person_boxes_refuse_bad_files_in_one_line(tmp_path, doc, message):
     path = tmp_path / "dets.json"

@@ -26,7 +26,7 @@ from scalenas.train.distributed import (DistInfo, all_finite, all_reduce_mean, c
                                         sync_buffers, wrap_ddp)
 from scalenas.train.optim import build_optimizer, build_scheduler
 from scalenas.train.schedule import resolve_schedule
-from scalenas.train.step import forward_loss, to_device, tree_float
+from scalenas.train.step import autocast, forward_loss, to_device, tree_float
 from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, package_versions
 from scalenas.utils.runtime import resolve_amp, setup_process, usable_cores
 
@@ -213,8 +213,7 @@ class SupernetTrainer:
 
     def _start_steps(self) -> None:
         self.amp, self.amp_why = resolve_amp(self.cfg.train.amp, self.device)
-        dtype = torch.float16 if self.amp == "fp16" else torch.bfloat16
-        self._autocast = torch.autocast(self.device.type, dtype=dtype, enabled=self.amp != "none")
+        self._autocast = autocast(self.amp, self.device)
         self._scaler = self._make_scaler()
         self._largest = self.space.largest(self.head.pose_rule)
         self.net.train()

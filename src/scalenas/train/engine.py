@@ -64,7 +64,7 @@ class SupernetTrainer:
         self.optimizer = build_optimizer(self.net.parameters(), t.optimizer)
         self.dataset = self.task.build_dataset("train", train=True)
         # epochs become steps here; the rest of the run sees the resolved config (train.schedule)
-        self.schedule = resolve_schedule(t, len(self.dataset), self.info.world_size)
+        self.schedule = resolve_schedule(t, len(self.dataset), self.info.world_size, self.task.sample_unit)
         self.cfg = cfg = cfg.model_copy(update={"train": self.schedule.apply(t)})
         t = cfg.train
         self.scheduler = build_scheduler(self.optimizer, t.schedule, t.steps)
@@ -207,7 +207,7 @@ class SupernetTrainer:
     def _loader(self):
         t, info = self.cfg.train, self.info
         bs = StepBatchSampler(len(self.dataset), t.batch_size, t.steps, self.step, t.accumulate, self.cfg.seed,
-                              info.rank, info.world_size)
+                              info.rank, info.world_size, self.task.sample_unit)
         return make_loader(self.dataset, self.task.collate, bs, self.cfg.seed, t.workers,
                            pin_memory=self.device.type == "cuda")
 

@@ -18,22 +18,17 @@ from scalenas.train.config import RunConfig
 from scalenas.train.engine import train_supernet
 from scalenas.utils.io import read_json
 
-SPLIT = {"images": "images/{}", "annotations": "annotations/{}.json"}
-
 
 @pytest.fixture(scope="module")
-def topdown(tmp_path_factory, h):
+def topdown(tmp_path_factory, h, pose_run_config):
     """(checkpoint, search run dir, data root) of a briefly trained top-down supernet and a tiny search."""
     d = tmp_path_factory.mktemp("topdown")
     root = str(d / "data")
     generate(root, train=6, val=2, test=0, size=(96, 96), seed=0)
     task = {"name": "pose-topdown", "root": root, "keypoints": "coco", "input_hw": [64, 64], "search_holdout": 2,
-            "workers": 0, "vis_images": 0, "inference": {"batch_size": 8},
-            **{s: {k: v.format(s) for k, v in SPLIT.items()} for s in ("train", "val")}}
-    cfg = {"run_dir": str(d / "run"), "seed": 0, "space": dict(h.TINY), "task": task,
-           "sampler": {"kind": "grouped", "smallest_fusion": 0.0},
-           "train": {"steps": 4, "batch_size": 4, "workers": 0, "ckpt_every": 0, "progress": False,
-                     "tensorboard": False, "optimizer": {"name": "adam", "lr": 0.002, "weight_decay": 0.0}}}
+            "workers": 0, "vis_images": 0, "inference": {"batch_size": 8}}
+    cfg = pose_run_config(d / "run", task, h.TINY, {"steps": 4, "batch_size": 4, "workers": 0,
+                                                    "optimizer": {"lr": 0.002}}, synth_splits=("train", "val"))
     ckpt = train_supernet(RunConfig.model_validate(cfg))["checkpoint"]
     run = str(d / "search")
     run_search(ckpt, run, {"initial": 3, "population": 2, "parents": 2, "generations": 0, "calib_images": 8,

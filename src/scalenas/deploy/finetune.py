@@ -50,8 +50,8 @@ def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int | N
     bs = tc.batch_size
     per_epoch = len(ds) // bs
     if per_epoch < 1:
-        raise ScaleNASError(f"fine-tuning: the train split has {len(ds)} {task.sample_unit}, fewer than one batch of {bs} "
-                            f"(train.batch_size of the fine-tuning recipe)")
+        raise ScaleNASError(f"fine-tuning: the train split has {len(ds)} {task.sample_unit}, fewer than one batch "
+                            f"of {bs} (train.batch_size of the fine-tuning recipe)")
     total, sched_cfg = _schedule(tc, epochs, len(ds))
     device = torch.device(device)
     net.to(device)

@@ -61,7 +61,8 @@ def _scratch_table(doc: dict) -> list[str]:
         if v is None:
             rows.append([name, "-", "-", "none found at ≤ hrnet GFLOPs", "-"])
             continue
-        rows.append([name, f"`{v['hash']}`", f"{v['gflops']:.4f}", _ms(v, 2), ", ".join(f"{x:.2f}" for x in v["per_seed"])])
+        rows.append([name, f"`{v['hash']}`", f"{v['gflops']:.4f}", _ms(v, 2),
+                     ", ".join(f"{x:.2f}" for x in v["per_seed"])])
     return markdown_table(["arch", "hash", "GFLOPs (2^30)", f"test {m}, from scratch (mean ± std)", "per seed"], rows)
 
 

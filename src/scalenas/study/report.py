@@ -172,7 +172,8 @@ def aims(doc: dict) -> list[dict]:
     if "uniform" in smp:
         gt, ut = smp["grouped"]["kendall_tau"]["mean"], smp["uniform"]["kendall_tau"]["mean"]
         gh, uh = smp["grouped"]["hypervolume"]["mean"], smp["uniform"]["hypervolume"]["mean"]
-        out.append({"aim": "grouped >= uniform in tau", "met": gt >= ut, "numbers": f"{fmt_stat(gt)} vs {fmt_stat(ut)}"})
+        out.append({"aim": "grouped >= uniform in tau", "met": gt >= ut,
+                    "numbers": f"{fmt_stat(gt)} vs {fmt_stat(ut)}"})
         out.append({"aim": "grouped >= uniform in hypervolume", "met": gh >= uh, "numbers": f"{gh:.4f} vs {uh:.4f}"})
     if "random" in strat:
         e, r = strat["evolution"]["hypervolume"], strat["random"]["hypervolume"]

@@ -17,9 +17,8 @@ def _log(run):
 def test_kept_bn_statistics_give_the_recalibrated_result(supernet_ckpt):
     """A rung re-scores an arch with the BN statistics kept from its first calibration, after other
     archs were calibrated in between: the same numbers as a fresh calibration."""
-    # one thread, as the searches run: two spin at barriers on a shared 2-core machine (tiny tensors)
     spec = EvalSpec(checkpoint=supernet_ckpt, task=load_supernet(supernet_ckpt)[1]["meta"]["task"], calib_images=16,
-                    calib_batch_size=8, threads=1)
+                    calib_batch_size=8)
     ev = Evaluator.from_spec(spec)
     space = ev.net.space
     a, b = (space.sample(random.Random(i), 0.5) for i in (1, 2))

@@ -5,6 +5,8 @@ import statistics
 import time
 from typing import Callable
 
+from scalenas.utils.markdown import markdown_table
+
 
 def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int = 7, warmup: int = 2) -> dict[str, float]:
     """Run each function ``warmup`` times, then ``repeats`` rounds in alternating order; median seconds.
@@ -47,13 +49,7 @@ def interleaved_times(fns: dict[str, Callable[[], None]], repeats: int, warmup: 
 def print_table(headers: list[str], rows: list[list], title: str | None = None) -> None:
     if title:
         print(f"\n{title}")
-    cols = [[str(h)] + [_fmt(r[i]) for r in rows] for i, h in enumerate(headers)]
-    widths = [max(len(x) for x in c) for c in cols]
-    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
-    print(line)
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(_fmt(v).ljust(w) for v, w in zip(r, widths)) + " |")
+    print("\n".join(markdown_table(headers, rows, _fmt, pad=True)))
 
 
 def _fmt(v) -> str:

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import machine, print_table  # noqa: E402
 from quickrun import quick_supernet_run  # noqa: E402
 from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+from scalenas.utils.markdown import markdown_table  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
 
 SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16, "stage1_blocks": 1,
@@ -127,8 +128,8 @@ def main():
              f"images; val = 40 unseen images, train = 40 training images without augmentation ({machine()})")
     print_table(headers, rows, title)
     atomic_write_json(os.path.join(args.out, "sweep.json"), {"steps": args.steps, "base": BASE, "runs": results})
-    md = [f"# Bottom-up sweep\n\n{title}\n", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    md += ["| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |" for row in rows]
+    md = [f"# Bottom-up sweep\n\n{title}\n"] + markdown_table(
+        headers, rows, lambda v: f"{v:.2f}" if isinstance(v, float) else str(v))
     atomic_write_text(os.path.join(args.out, "sweep.md"), "\n".join(md) + "\n")
 
 

@@ -18,22 +18,17 @@ from scalenas.train.config import RunConfig
 from scalenas.train.engine import train_supernet
 from scalenas.utils.io import read_json
 
-SPLIT = {"images": "images/{}", "annotations": "annotations/{}.json"}
-
 
 @pytest.fixture(scope="module")
-def topdown(tmp_path_factory, h):
+def topdown(tmp_path_factory, h, pose_run_config):
     """(checkpoint, search run dir, data root) of a briefly trained top-down supernet and a tiny search."""
     d = tmp_path_factory.mktemp("topdown")
     root = str(d / "data")
     generate(root, train=6, val=2, test=0, size=(96, 96), seed=0)
     task = {"name": "pose-topdown", "root": root, "keypoints": "coco", "input_hw": [64, 64], "search_holdout": 2,
-            "workers": 0, "vis_images": 0, "inference": {"batch_size": 8},
-            **{s: {k: v.format(s) for k, v in SPLIT.items()} for s in ("train", "val")}}
-    cfg = {"run_dir": str(d / "run"), "seed": 0, "space": dict(h.TINY), "task": task,
-           "sampler": {"kind": "grouped", "smallest_fusion": 0.0},
-           "train": {"steps": 4, "batch_size": 4, "workers": 0, "ckpt_every": 0, "progress": False,
-                     "tensorboard": False, "optimizer": {"name": "adam", "lr": 0.002, "weight_decay": 0.0}}}
+            "workers": 0, "vis_images": 0, "inference": {"batch_size": 8}}
+    cfg = pose_run_config(d / "run", task, h.TINY, {"steps": 4, "batch_size": 4, "workers": 0,
+                                                    "optimizer": {"lr": 0.002}}, synth_splits=("train", "val"))
     ckpt = train_supernet(RunConfig.model_validate(cfg))["checkpoint"]
     run = str(d / "search")
     run_search(ckpt, run, {"initial": 3, "population": 2, "parents": 2, "generations": 0, "calib_images": 8,
@@ -118,16 +113,16 @@ def test_predict_with_and_without_boxes(topdown, tmp_path, h, capsys):
     (tmp_path / "bad.json").write_text(json.dumps([{"image_id": 1, "bbox": [1, 2, 0, 5], "score": 1}]))
     assert h.cli("predict", out, path, "-o", tmp_path / "b", "--boxes", tmp_path / "bad.json") == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"scalenas predict: error: {tmp_path / 'bad.json'}: entry 0 (image_id 1): degenerate box")
+    assert err.startswith(f"scalenas predict: error: {tmp_path / 'bad.json'}: detection 0 (image 1) has a degenerate box")
     assert "\n" not in err
 
 
 @pytest.mark.parametrize("doc, message", [
     ({"image_id": 1}, "expected a list of detections"),
-    ([{"bbox": [0, 0, 5, 5], "score": 1}], "entry 0: missing 'image_id' (or 'file_name')"),
-    ([{"image_id": 3, "bbox": [0, 0, 5], "score": 1}], "entry 0 (image_id 3): 'bbox' must be [x, y, w, h]"),
-    ([{"image_id": 3, "bbox": [0, 0, 5, float("nan")], "score": 1}], "entry 0 (image_id 3): degenerate box"),
-    ([{"image_id": "x", "bbox": [0, 0, 5, 5], "score": 1}], "entry 0: image_id 'x' is not an integer"),
+    ([{"bbox": [0, 0, 5, 5], "score": 1}], "detection 0 has no 'image_id' (or 'file_name')"),
+    ([{"image_id": 3, "bbox": [0, 0, 5], "score": 1}], "detection 0 (image 3) has a degenerate box [0, 0, 5]"),
+    ([{"image_id": 3, "bbox": [0, 0, 5, float("nan")], "score": 1}], "detection 0 (image 3) has a degenerate box"),
+    ([{"image_id": "x", "bbox": [0, 0, 5, 5], "score": 1}], "detection 0: image_id 'x' is not an integer"),
 ])
 def test_person_boxes_refuse_bad_files_in_one_line(tmp_path, doc, message):
     path = tmp_path / "dets.json"

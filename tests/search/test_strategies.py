@@ -165,3 +165,15 @@ def test_search_cfg_builds_its_strategy():
     with pytest.raises(ScaleNASError, match=r"search.strategy: unknown strategy 'evolutoin'; choose one of "
                                             r"autoshrink, evolution, gram, random \(did you mean 'evolution'\?\)"):
         strategy_cfg(strategy="evolutoin")
+
+
+def test_the_registry_knows_every_strategy_from_the_registry_module_alone():
+    """Members in other modules register on the first lookup (the registry imports ``scalenas.search``'s
+    modules), so a fresh process that imports only ``search.strategies`` sees all of them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from scalenas.search.strategies import STRATEGIES; "
+            "assert 'scalenas.search.graph_strategies' not in sys.modules; print(' '.join(STRATEGIES.names()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["autoshrink", "evolution", "gram", "random"]

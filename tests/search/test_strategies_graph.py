@@ -167,3 +167,21 @@ def test_settings_are_validated():
         cfg(gram={"lrr": 1.0})
     with pytest.raises(ScaleNASError, match="search.autoshrink.score"):
         cfg(autoshrink={"score": "best"})
+
+
+def test_progress_counts_what_bounds_the_run():
+    """AutoShrink's steps have no fixed end (a step asks K x beam archs, not a population), so its
+    progress is the evaluation budget, never a step count over ``generations`` ("37/6")."""
+    settings = cfg(**SMALL)  # budget 12 + 8 x 6 = 60 archs
+    s = STRATEGIES.build("autoshrink", DSPACE, OBJ, settings, seed=0, pose_rule=True)
+    lines, asked = [], [0]
+    while b := s.ask():
+        asked.append(asked[-1] + len(b))
+        lines.append(s.progress())
+        s.tell([(a, toy_values(a)) for a in b])
+    assert len(lines) > settings.generations + 1  # more steps than generations: a "g/6" would overrun
+    assert lines == [f"step {i} ({n}/60 archs of the budget)" for i, n in enumerate(asked[1:])]
+    assert asked[-1] >= 60
+    e = STRATEGIES.build("evolution", DSPACE, OBJ, settings, seed=0, pose_rule=True)
+    e.ask()
+    assert e.progress() == "generation 0/6"

@@ -48,7 +48,7 @@ def _agreement(n: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     alone = rng.normal(size=n)
     inherited = [alone + rng.normal(0, 0.8, n) for _ in range(2)]
-    return stats.rank_agreement(inherited, alone, resamples=400, seed=0)
+    return stats.rank_agreement(inherited, alone, resamples=200, seed=0)
 
 
 def test_bootstrap_interval_contains_the_estimate_and_narrows_with_n():

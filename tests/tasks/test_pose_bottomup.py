@@ -23,44 +23,6 @@ skeleton: [[ear_left, eye_left], [ear_right, eye_right], [eye_left, nose], [eye_
            [nose, paw_left], [nose, paw_right]]
 joint_order: [nose, eye_left, eye_right, ear_left, ear_right, paw_left, paw_right]
 """
-# a critter's joints relative to its centre, in units of its size (left parts on screen right)
-SHAPE = np.array([[0.3, -0.45], [-0.3, -0.45], [0.15, -0.2], [-0.15, -0.2], [0, 0], [0.35, 0.45], [-0.35, 0.45]])
-
-
-def _write_k7(root, n_train=5, n_val=3, size=128, seed=0):
-    rng = np.random.default_rng(seed)
-    (root / "info.yaml").write_text(K7_INFO)
-    aid = 0
-    for split, n in (("train", n_train), ("val", n_val)):
-        os.makedirs(root / split, exist_ok=True)
-        images, anns = [], []
-        for i in range(n):
-            img = np.full((size, size, 3), rng.integers(60, 200, 3), np.uint8)
-            iid = 500 + 10 * i + (split == "val")
-            for c in range(int(rng.integers(1, 3))):
-                s = rng.uniform(30, 50)
-                ctr = np.array([rng.uniform(30, 98), rng.uniform(30, 98)])
-                pts = ctr + SHAPE * s
-                cv2.ellipse(img, tuple(int(v) for v in ctr), (int(s * 0.4), int(s * 0.5)), 0, 0, 360,
-                            (40, 90, 160), -1)
-                for j, (x, y) in enumerate(pts):
-                    cv2.circle(img, (int(x), int(y)), 3, (255 - 30 * j, 30 * j, 128), -1)
-                kp = np.concatenate([pts, np.full((7, 1), 2.0)], 1)
-                x0, y0 = pts.min(0)
-                x1, y1 = pts.max(0)
-                aid += 1
-                anns.append({"id": aid, "image_id": iid, "category_id": 1, "iscrowd": 0, "num_keypoints": 7,
-                             "area": float((x1 - x0) * (y1 - y0) * 0.6), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                             "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-                             "keypoints": [round(float(v), 2) for v in kp.reshape(-1)]})
-            name = f"{split}_{i}.png"
-            cv2.imwrite(str(root / split / name), img)
-            images.append({"id": iid, "file_name": name, "height": size, "width": size})
-        doc = {"images": images, "annotations": anns,
-               "categories": [{"id": 1, "name": "critter", "keypoints": ["k"] * 7}]}
-        (root / f"{split}.json").write_text(json.dumps(doc))
-
-
 def _cfg(root, **kw):
     cfg = {"name": "pose-bottomup", "root": str(root), "keypoints": "info.yaml", "input_size": 128,
            "train": {"images": "train", "annotations": "train.json"},
@@ -77,9 +39,10 @@ def _tiny_net(head):
 
 
 @pytest.fixture(scope="module")
-def k7(tmp_path_factory):
+def k7(tmp_path_factory, write_k7):
     root = tmp_path_factory.mktemp("k7")
-    _write_k7(root)
+    (root / "info.yaml").write_text(K7_INFO)
+    write_k7(root, n_train=5)
     return root
 
 

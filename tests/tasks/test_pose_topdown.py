@@ -23,41 +23,6 @@ K7_INFO = {"name": "critter", "keypoints": ["ear_left", "ear_right", "eye_left",
            "skeleton": [["eye_left", "nose"], ["eye_right", "nose"], ["nose", "paw_left"], ["nose", "paw_right"]],
            "upper_body_ids": ["ear_left", "ear_right", "eye_left", "eye_right", "nose"],
            "lower_body_ids": ["paw_left", "paw_right"]}
-# a critter's joints relative to its centre, in units of its size (left parts on screen right)
-SHAPE = np.array([[0.3, -0.45], [-0.3, -0.45], [0.15, -0.2], [-0.15, -0.2], [0, 0], [0.35, 0.45], [-0.35, 0.45]])
-
-
-def _write_k7(root, n_train=6, n_val=3, size=128, seed=0):
-    """Critters of 30-50 px, one or two per image, in COCO keypoint format with boxes and areas."""
-    rng = np.random.default_rng(seed)
-    (root / "info.json").write_text(json.dumps(K7_INFO))
-    aid = 0
-    for split, n in (("train", n_train), ("val", n_val)):
-        os.makedirs(root / split, exist_ok=True)
-        images, anns = [], []
-        for i in range(n):
-            img = np.full((size, size, 3), rng.integers(60, 200, 3), np.uint8)
-            iid = 500 + 10 * i + (split == "val")
-            for _ in range(int(rng.integers(1, 3))):
-                s = rng.uniform(30, 50)
-                ctr = np.array([rng.uniform(30, 98), rng.uniform(30, 98)])
-                pts = ctr + SHAPE * s
-                cv2.ellipse(img, tuple(int(v) for v in ctr), (int(s * 0.4), int(s * 0.5)), 0, 0, 360,
-                            (40, 90, 160), -1)
-                for j, (x, y) in enumerate(pts):
-                    cv2.circle(img, (int(x), int(y)), 3, (255 - 30 * j, 30 * j, 128), -1)
-                x0, y0 = pts.min(0) - 3
-                x1, y1 = pts.max(0) + 3
-                aid += 1
-                anns.append({"id": aid, "image_id": iid, "category_id": 1, "iscrowd": 0, "num_keypoints": 7,
-                             "area": float((x1 - x0) * (y1 - y0) * 0.6), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                             "keypoints": [round(float(v), 2) for v in np.c_[pts, np.full(7, 2.0)].ravel()]})
-            cv2.imwrite(str(root / split / f"{split}_{i}.png"), img)
-            images.append({"id": iid, "file_name": f"{split}_{i}.png", "height": size, "width": size})
-        doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "critter"}]}
-        (root / f"{split}.json").write_text(json.dumps(doc))
-
-
 def _cfg(root, **kw):
     cfg = {"name": "pose-topdown", "root": str(root), "keypoints": "info.json", "input_hw": "128x96",
            "train": {"images": "train", "annotations": "train.json"},
@@ -73,9 +38,10 @@ def _tiny_net(head):
 
 
 @pytest.fixture(scope="module")
-def k7(tmp_path_factory):
+def k7(tmp_path_factory, write_k7):
     root = tmp_path_factory.mktemp("k7td")
-    _write_k7(root)
+    (root / "info.json").write_text(json.dumps(K7_INFO))
+    write_k7(root, n_train=6, box_pad=3)
     return root
 
 

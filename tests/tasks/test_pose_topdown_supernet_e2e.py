@@ -17,24 +17,17 @@ import pytest
 from scalenas.data.synth_pose import generate
 from quickrun import quick_supernet_run
 
-SPLIT = {"images": "images/{}", "annotations": "annotations/{}.json"}
-
-
 @pytest.mark.slow
-def test_short_topdown_supernet_run_raises_ap_on_unseen_images(tmp_path):
+def test_short_topdown_supernet_run_raises_ap_on_unseen_images(tmp_path, pose_run_config):
     data = tmp_path / "data"
     generate(str(data), train=120, val=16, test=0, size=(256, 256), seed=0, heights=(0.3, 0.95))
-    cfg = {"run_dir": str(tmp_path / "run"), "seed": 0,
-           "space": {"width": 16, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3], "stem_channels": 16,
-                     "stage1_blocks": 1},
-           "task": {"name": "pose-topdown", "root": str(data), "keypoints": "coco", "input_hw": [128, 96],
-                    "workers": 0, "vis_images": 0,
-                    "augment": {"rotation_factor": 0, "scale_factor": 0.25, "half_body_prob": 0.0},
-                    **{s: {k: v.format(s) for k, v in SPLIT.items()} for s in ("train", "val")}},
-           "sampler": {"kind": "grouped", "smallest_fusion": 0.0},
-           "train": {"steps": 400, "batch_size": 16, "workers": 2, "ckpt_every": 0, "progress": False, "amp": "auto",
-                     "tensorboard": False, "optimizer": {"name": "adam", "lr": 0.004, "weight_decay": 0.0},
-                     "schedule": {"name": "poly", "warmup_steps": 20}}}
+    cfg = pose_run_config(
+        tmp_path / "run",
+        {"name": "pose-topdown", "root": str(data), "keypoints": "coco", "input_hw": [128, 96], "workers": 0,
+         "vis_images": 0, "augment": {"rotation_factor": 0, "scale_factor": 0.25, "half_body_prob": 0.0}},
+        {"width": 16, "modules_per_stage": [1, 2, 1], "depth_choices": [2, 3], "stem_channels": 16, "stage1_blocks": 1},
+        {"steps": 400, "batch_size": 16, "workers": 2, "amp": "auto", "optimizer": {"lr": 0.004},
+         "schedule": {"name": "poly", "warmup_steps": 20}}, synth_splits=("train", "val"))
     r = quick_supernet_run(cfg, calib_images=32)
     assert np.mean(r["losses"][-5:]) < 0.5 * np.mean(r["losses"][:5])
     for name in ("largest", "smallest"):

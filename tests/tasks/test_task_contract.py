@@ -42,12 +42,13 @@ def test_a_task_without_a_size_names_the_search_key_and_extract_falls_back_to_th
     assert HeadSpec(kind="pose-bottomup").default_input_hw == (512, 512)
 
 
-def test_pose_reads_root_and_the_old_data_root_with_one_deprecation_line(tmp_path):
+@pytest.mark.parametrize("name", ["pose-bottomup", "pose-topdown"])
+def test_pose_reads_root_and_the_old_data_root_with_one_deprecation_line(tmp_path, name):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the new key warns about nothing
-        assert build_task({"name": "pose-bottomup", "root": str(tmp_path)}).cfg.root == str(tmp_path)
+        assert build_task({"name": name, "root": str(tmp_path)}).cfg.root == str(tmp_path)
     with pytest.warns(FutureWarning) as rec:
-        task = build_task({"name": "pose-bottomup", "data_root": str(tmp_path)})
+        task = build_task({"name": name, "data_root": str(tmp_path)})
     assert task.cfg.root == str(tmp_path)
     (w,) = rec
     assert str(w.message) == "task.data_root is deprecated: rename it to task.root"
@@ -55,7 +56,7 @@ def test_pose_reads_root_and_the_old_data_root_with_one_deprecation_line(tmp_pat
     assert warnings.formatwarning(w.message, w.category, w.filename, w.lineno) == (
         "scalenas:0: FutureWarning: task.data_root is deprecated: rename it to task.root\n")
     with pytest.raises(ScaleNASError, match=r"task: .*data_root is the old name of root; give only root"):
-        build_task({"name": "pose-bottomup", "data_root": "/a", "root": "/b"})
+        build_task({"name": name, "data_root": "/a", "root": "/b"})
 
 
 def test_a_bare_data_path_sets_root_for_every_task():

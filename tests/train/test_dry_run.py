@@ -103,6 +103,16 @@ def test_every_shipped_recipe_dry_runs_on_fake_official_data(name, tmp_path, cap
         == epochs * 12
 
 
+@pytest.mark.parametrize("name, unit", [("coco_w32_512", "images"), ("coco_td_w32_256x192", "person crops")])
+def test_a_batch_larger_than_the_train_split_names_the_task_unit(name, unit, tmp_path, capsys):
+    fake_coco(str(tmp_path / "data"))
+    rc = main(["train-supernet", os.path.join(CONFIGS, f"{name}.yaml"), f"task.root={tmp_path / 'data'}",
+               "task.search_holdout=2", "train.batch_size=30", f"run_dir={tmp_path / 'run'}", "--dry-run"])
+    assert rc == 2 and capsys.readouterr().err.strip() == (
+        f"scalenas train-supernet: error: train split: 24 {unit} cannot fill one batch of 30 x 1 process(es); "
+        f"lower train.batch_size or add data")
+
+
 def test_dry_run_refuses_missing_files_in_one_line(tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"task": {"name": "synthetic-regression", "size": 64, "num_train": 16},

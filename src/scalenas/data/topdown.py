@@ -107,19 +107,27 @@ def gt_instances(index: CocoKeypoints, image_ids, aspect_ratio: float, padding: 
     return out
 
 
-def _detection_box(path: str, i: int, d) -> tuple[list[float], float]:
+def detection_box(d, path: str, i: int, file_name_ok: bool = False,
+                  default_score: float | None = None) -> tuple[list[float], float]:
+    """``([x, y, w, h], score)`` of entry ``i`` of the COCO results-format detections file ``path``; a
+    missing key, a non-number or a degenerate box is one line naming the file and the entry.
+    ``file_name_ok``: an entry may name its image by ``file_name`` instead of ``image_id`` (predict's
+    ``--boxes``); ``default_score``: the score of an entry without one (None: the score is required)."""
     if not isinstance(d, dict):
         raise ScaleNASError(f"{path}: detection {i} is not a mapping (expected image_id, category_id, bbox, score)")
-    for key in ("image_id", "bbox", "score"):
+    where = f"{path}: detection {i}" + (f" (image {d['image_id']})" if "image_id" in d else "")
+    if "image_id" not in d and not (file_name_ok and "file_name" in d):
+        raise ScaleNASError(f"{where} has no 'image_id'" + (" (or 'file_name')" if file_name_ok else ""))
+    for key in ("bbox",) + (("score",) if default_score is None else ()):
         if key not in d:
-            raise ScaleNASError(f"{path}: detection {i} (image {d.get('image_id', '?')}) has no {key!r}")
-    bb, score = d["bbox"], d["score"]
+            raise ScaleNASError(f"{where} has no {key!r}")
+    bb, score = d["bbox"], d.get("score", default_score)
     ok = isinstance(bb, list) and len(bb) == 4 and all(isinstance(v, (int, float)) for v in bb)
     if not ok or not all(math.isfinite(v) for v in bb) or bb[2] <= 0 or bb[3] <= 0:
-        raise ScaleNASError(f"{path}: detection {i} (image {d['image_id']}) has a degenerate box {bb!r}; "
-                            f"expected [x, y, w, h] with finite values and w, h > 0")
+        raise ScaleNASError(f"{where} has a degenerate box {bb!r}; expected [x, y, w, h] with finite values "
+                            f"and w, h > 0")
     if not isinstance(score, (int, float)) or not math.isfinite(score):
-        raise ScaleNASError(f"{path}: detection {i} (image {d['image_id']}) has a non-numeric score {score!r}")
+        raise ScaleNASError(f"{where} has a non-numeric score {score!r}")
     return [float(v) for v in bb], float(score)
 
 
@@ -136,7 +144,7 @@ def detection_instances(path: str, index: CocoKeypoints, aspect_ratio: float, sc
     keep = None if image_ids is None else set(image_ids)
     out, other = [], 0
     for i, d in enumerate(data):
-        bb, score = _detection_box(path, i, d)
+        bb, score = detection_box(d, path, i)
         iid = d["image_id"]
         if iid not in index.coco.imgs:
             raise ScaleNASError(f"{path}: detection {i} refers to image id {iid!r}, which is not in "

@@ -12,31 +12,11 @@ files by id: ``000000397133.jpg`` is image 397133). An image the file has no box
 """
 from __future__ import annotations
 
-import math
 import os
 
+from scalenas.data.topdown import detection_box
 from scalenas.errors import ScaleNASError
 from scalenas.utils.io import read_json
-
-
-def _box(entry, path: str, i: int) -> list[float]:
-    """``[x, y, w, h, score]`` of entry ``i``; a missing key, a non-number or a degenerate box is one line
-    naming the file and the entry."""
-    if not isinstance(entry, dict):
-        raise ScaleNASError(f"{path}: entry {i} is not an object with image_id, bbox and score")
-    where = f"{path}: entry {i}" + (f" (image_id {entry['image_id']})" if "image_id" in entry else "")
-    if "image_id" not in entry and "file_name" not in entry:
-        raise ScaleNASError(f"{where}: missing 'image_id' (or 'file_name')")
-    bbox = entry.get("bbox")
-    try:
-        x, y, w, h = (float(v) for v in bbox)
-        score = float(entry.get("score", 1.0))
-    except (TypeError, ValueError):
-        raise ScaleNASError(f"{where}: 'bbox' must be [x, y, w, h] numbers and 'score' a number "
-                            f"(got bbox {bbox!r})") from None
-    if not all(math.isfinite(v) for v in (x, y, w, h, score)) or w <= 0 or h <= 0:
-        raise ScaleNASError(f"{where}: degenerate box {bbox!r} (width and height must be positive and finite)")
-    return [x, y, w, h, score]
 
 
 class PersonBoxes:
@@ -51,7 +31,8 @@ class PersonBoxes:
         self.by_id: dict[int, list[list[float]]] = {}
         self.by_name: dict[str, list[list[float]]] = {}
         for i, entry in enumerate(doc):
-            box = _box(entry, path, i)
+            bbox, score = detection_box(entry, path, i, file_name_ok=True, default_score=1.0)
+            box = bbox + [score]
             if entry.get("category_id", category_id) != category_id:
                 continue
             if "file_name" in entry:
@@ -60,7 +41,7 @@ class PersonBoxes:
                 try:
                     self.by_id.setdefault(int(entry["image_id"]), []).append(box)
                 except (TypeError, ValueError):
-                    raise ScaleNASError(f"{path}: entry {i}: image_id {entry['image_id']!r} is not an "
+                    raise ScaleNASError(f"{path}: detection {i}: image_id {entry['image_id']!r} is not an "
                                         f"integer") from None
 
     def for_image(self, image_path: str) -> tuple[list[list[float]], str]:

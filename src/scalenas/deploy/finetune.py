@@ -1,7 +1,8 @@
 """Optional fine-tuning of an extracted (static) ScaleNet with the task's own recipe.
 
 The supernet run's ``train`` section supplies the optimiser (SGD / Adam / AdamW with its settings),
-the schedule, batch size, bf16 autocast, channels_last, gradient clipping and loader workers. The
+the schedule, batch size, precision (``train.amp``, resolved as training resolves it, so ``auto`` and a
+fallback from ``bf16`` mean the same here), channels_last, gradient clipping and loader workers. The
 schedule is re-laid over the fine-tuning length: milestones and warm-up, given in supernet steps,
 are scaled by (fine-tune steps / supernet steps), so "decay at 2/3 of training" keeps its meaning.
 Data order and augmentation are deterministic given the seed (the seeded step sampler of ``train.data``).
@@ -19,7 +20,8 @@ from scalenas.train.config import TrainCfg
 from scalenas.train.data import StepBatchSampler, make_loader
 from scalenas.train.optim import build_optimizer, build_scheduler
 from scalenas.train.schedule import resolve_schedule
-from scalenas.train.step import forward_loss, to_device
+from scalenas.train.step import autocast, forward_loss, to_device
+from scalenas.utils.runtime import resolve_amp
 
 
 def _schedule(tc: TrainCfg, epochs: int, n: int):
@@ -48,8 +50,8 @@ def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int | N
     bs = tc.batch_size
     per_epoch = len(ds) // bs
     if per_epoch < 1:
-        raise ScaleNASError(f"fine-tuning: the train split has {len(ds)} images, fewer than one batch of {bs} "
-                            f"(train.batch_size of the fine-tuning recipe)")
+        raise ScaleNASError(f"fine-tuning: the train split has {len(ds)} {task.sample_unit}, fewer than one batch "
+                            f"of {bs} (train.batch_size of the fine-tuning recipe)")
     total, sched_cfg = _schedule(tc, epochs, len(ds))
     device = torch.device(device)
     net.to(device)
@@ -60,7 +62,9 @@ def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int | N
     sched = build_scheduler(opt, sched_cfg, total)
     loader = make_loader(ds, task.collate, StepBatchSampler(len(ds), bs, total, seed=seed), seed, tc.workers,
                          pin_memory=device.type == "cuda")
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.amp == "bf16")
+    precision, _ = resolve_amp(tc.amp, device)  # the trainer's decision: ``amp: auto`` means the same here
+    amp = autocast(precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     net.train()
     epoch_losses, running, step = [], 0.0, 0
     try:
@@ -70,10 +74,12 @@ def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int | N
             if not bool(torch.isfinite(loss.detach())):
                 raise ScaleNASError(f"fine-tuning: non-finite loss at step {step}; lower --finetune-lr")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if tc.grad_clip:
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             step += 1
             running += float(loss.detach())
@@ -87,5 +93,5 @@ def finetune(net: torch.nn.Module, task, train_cfg: dict | None, epochs: int | N
         if tc.channels_last:
             net.to(memory_format=torch.contiguous_format)
     return {"epochs": epochs, "steps": step, "batch_size": bs, "optimizer": opt_cfg.name, "lr": opt_cfg.lr,
-            "schedule": sched_cfg.name, "amp": tc.amp, "seed": seed, "epoch_losses": epoch_losses,
+            "schedule": sched_cfg.name, "amp": precision, "seed": seed, "epoch_losses": epoch_losses,
             "final_loss": epoch_losses[-1] if epoch_losses else None}

@@ -139,6 +139,11 @@ class AutoShrink(_GraphStrategy):
     def done(self) -> bool:
         return self.exhausted or self.asked >= self.budget
 
+    def progress(self) -> str:
+        # a step asks about K x beam archs, far fewer than evolution's population, so the number of steps
+        # has no fixed end (``generations`` is not one): the evaluation budget is what bounds the path
+        return f"step {self.generation - 1} ({self.asked}/{self.budget} archs of the budget)"
+
     def path(self) -> list[tuple[Arch, dict[str, float]]]:
         """The kept topologies that were evaluated, in path order (the start may be the only unevaluated one)."""
         known = self._by_hash()

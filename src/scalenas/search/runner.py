@@ -241,7 +241,7 @@ class SearchRun:
             self._plot()
         front, name = self.doc["front"], self.task.metric_name
         best = max((m["metric"] for m in front), default=float("nan"))
-        self.say(f"generation {gen}/{self.cfg.generations}: {len(archs)} archs ({cached} from the log), "
+        self.say(f"{strategy.progress()}: {len(archs)} archs ({cached} from the log), "
                  f"front {len(front)}, best {name} {best:.3f}, {len(log)} evaluated, {time.perf_counter() - t0:.1f}s")
         return True
 

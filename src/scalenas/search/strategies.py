@@ -94,6 +94,10 @@ class Strategy:
             self.exhausted = True
         return batch
 
+    def progress(self) -> str:
+        """Where the run stands after the last ask, for the runner's progress line."""
+        return f"generation {self.generation - 1}/{self.settings.generations}"
+
     def tell(self, results: Sequence[tuple[Arch, Mapping[str, float]]]) -> None:
         for arch, values in results:
             h = arch.hash
@@ -182,7 +186,7 @@ class Strategy:
 
 
 #: strategies by ``Strategy.name`` (the ``search.strategy`` config key)
-STRATEGIES = Registry("strategy", "search.strategy")
+STRATEGIES = Registry("strategy", "search.strategy", package="scalenas.search")
 
 
 @STRATEGIES.register
@@ -242,8 +246,3 @@ class RandomSearch(Strategy):
 
     def _load_extra(self, state: dict) -> None:
         self.drawn = int(state.get("drawn", 0))
-
-
-# Strategies defined in other modules register when imported; importing them here makes every member
-# known wherever the registry is (the config's choices, the CLI's --strategy, the study's loop).
-from scalenas.search import graph_strategies  # noqa: E402,F401  (registers autoshrink and gram)

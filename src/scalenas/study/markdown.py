@@ -3,68 +3,80 @@ issue's aims said to be met or not, plainly, with the numbers and whether the ga
 seed-to-seed spread)."""
 from __future__ import annotations
 
+import math
+
+from scalenas.utils.markdown import markdown_table
+
+
+UNDEFINED = "undefined (ties)"  # a rank correlation with all ties on one side (e.g. a 4-image null) has no value
+
+
+def fmt_stat(v, digits: int = 3) -> str:
+    """A statistic, or UNDEFINED where it has none (NaN in memory, null in study.json)."""
+    return UNDEFINED if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
 
 def _ci(ci) -> str:
     return "undefined" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def _ms(d: dict, digits: int = 3) -> str:
-    return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f}"
+    m, s = d["mean"], d["std"]
+    return UNDEFINED if fmt_stat(m) == UNDEFINED else f"{m:.{digits}f} ± {fmt_stat(s, digits)}"
 
 
 def _fidelity_table(doc: dict) -> list[str]:
-    rows = ["| sampler (view) | Kendall τ [95% CI] | Spearman ρ [95% CI] | top-3 overlap | top-5 overlap | τ per seed |",
-            "|---|---|---|---|---|---|"]
+    rows = []
     for name, f in doc["fidelity"].items():
         t, r = f["kendall_tau"], f["spearman_rho"]
-        rows.append(f"| {name} | {t['value']:.3f} {_ci(t['ci95'])} | {r['value']:.3f} {_ci(r['ci95'])} | "
-                    f"{f['top3_overlap']['value']:.2f} | {f['top5_overlap']['value']:.2f} | "
-                    f"{', '.join(f'{v:.2f}' for v in t['per_seed'])} |")
-    return rows
+        rows.append([name, f"{fmt_stat(t['value'])} {_ci(t['ci95'])}", f"{fmt_stat(r['value'])} {_ci(r['ci95'])}",
+                     fmt_stat(f["top3_overlap"]["value"], 2), fmt_stat(f["top5_overlap"]["value"], 2),
+                     ", ".join(fmt_stat(v, 2) for v in t["per_seed"])])
+    return markdown_table(["sampler (view)", "Kendall τ [95% CI]", "Spearman ρ [95% CI]", "top-3 overlap",
+                           "top-5 overlap", "τ per seed"], rows)
 
 
 def _sampler_table(doc: dict) -> list[str]:
-    rows = ["| sampler | steps | images seen | subnet passes | Kendall τ (mean ± std) | hypervolume, test (mean ± std) |",
-            "|---|---|---|---|---|---|"]
+    rows = []
     for name, s in doc["samplers"].items():
         for label, v in [(name, s)] + ([(f"{name}, equal compute", s["equal_compute"])] if "equal_compute" in s else []):
-            rows.append(f"| {label} | {v['steps']} | {v['images_seen']} | {v['subnet_passes']} | "
-                        f"{_ms(v['kendall_tau'])} | {_ms(v['hypervolume'], 4)} |")
-    return rows
+            rows.append([label, v["steps"], v["images_seen"], v["subnet_passes"], _ms(v["kendall_tau"]),
+                         _ms(v["hypervolume"], 4)])
+    return markdown_table(["sampler", "steps", "images seen", "subnet passes", "Kendall τ (mean ± std)",
+                           "hypervolume, test (mean ± std)"], rows)
 
 
 def _strategy_table(doc: dict) -> list[str]:
-    rows = ["| strategy | evaluations | hypervolume, search split (mean ± std) | final front on test (mean ± std) |",
-            "|---|---|---|---|"]
-    for name, s in doc["strategies"].items():
-        rows.append(f"| {name} | {s['evaluations']} | {_ms(s['hypervolume'], 4)} | {_ms(s['hypervolume_test'], 4)} |")
-    return rows
+    rows = [[name, s["evaluations"], _ms(s["hypervolume"], 4), _ms(s["hypervolume_test"], 4)]
+            for name, s in doc["strategies"].items()]
+    return markdown_table(["strategy", "evaluations", "hypervolume, search split (mean ± std)",
+                           "final front on test (mean ± std)"], rows)
 
 
 def _scratch_table(doc: dict) -> list[str]:
     fs, m = doc["from_scratch"], doc["metric"]
-    rows = [f"| arch | hash | GFLOPs (2^30) | test {m}, from scratch (mean ± std) | per seed |", "|---|---|---|---|---|"]
+    rows = []
     for name in ("searched", "hrnet"):
         v = fs[name]
         if v is None:
-            rows.append(f"| {name} | - | - | none found at ≤ hrnet GFLOPs | - |")
+            rows.append([name, "-", "-", "none found at ≤ hrnet GFLOPs", "-"])
             continue
-        rows.append(f"| {name} | `{v['hash']}` | {v['gflops']:.4f} | {_ms(v, 2)} | "
-                    f"{', '.join(f'{x:.2f}' for x in v['per_seed'])} |")
-    return rows
+        rows.append([name, f"`{v['hash']}`", f"{v['gflops']:.4f}", _ms(v, 2),
+                     ", ".join(f"{x:.2f}" for x in v["per_seed"])])
+    return markdown_table(["arch", "hash", "GFLOPs (2^30)", f"test {m}, from scratch (mean ± std)", "per seed"], rows)
 
 
 def _images_table(doc: dict) -> list[str]:
     fi = doc["fidelity_vs_images"]
-    rows = ["| varied | images | Kendall τ vs full | Spearman ρ vs full |", "|---|---|---|---|"]
+    rows = []
     for kind, label in (("search_images", "search-split images"), ("calib_images", "BN-calibration images")):
         for r in fi[kind]:
-            rows.append(f"| {label} | {r['images']} | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} |")
+            rows.append([label, r["images"], fmt_stat(r["kendall_tau"]), fmt_stat(r["spearman_rho"])])
     h = fi["halving"]
-    rows += ["", f"Successive halving (min_images {h['min_images']}, eta {h['eta']}): τ {h['kendall_tau']:.3f} "
-             f"against full evaluation, {h['cost_ratio']:.2f}x cheaper counting calibration "
-             f"({h['eval_images_ratio']:.2f}x fewer scored images, {h['evaluations']} evaluations)."]
-    return rows
+    return markdown_table(["varied", "images", "Kendall τ vs full", "Spearman ρ vs full"], rows) + [
+        "", f"Successive halving (min_images {h['min_images']}, eta {h['eta']}): τ {fmt_stat(h['kendall_tau'])} "
+        f"against full evaluation, {h['cost_ratio']:.2f}x cheaper counting calibration "
+        f"({h['eval_images_ratio']:.2f}x fewer scored images, {h['evaluations']} evaluations)."]
 
 
 def _reading(doc: dict) -> list[str]:

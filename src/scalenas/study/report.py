@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from scalenas.study import stats
-from scalenas.study.markdown import study_markdown
+from scalenas.study.markdown import fmt_stat, study_markdown
 from scalenas.study.plan import MAIN, Plan
 from scalenas.study.plots import plot_fidelity, plot_hv_curves, plot_images
 from scalenas.study.units import load_result, unit_path
@@ -168,11 +168,12 @@ def aims(doc: dict) -> list[dict]:
     out = []
     g = fid["grouped"]["kendall_tau"]
     out.append({"aim": "Kendall tau >= 0.6 for grouped sampling", "met": g["value"] >= 0.6,
-                "numbers": f"tau {g['value']:.3f}, 95% CI {_ci(g['ci95'])}"})
+                "numbers": f"tau {fmt_stat(g['value'])}, 95% CI {_ci(g['ci95'])}"})
     if "uniform" in smp:
         gt, ut = smp["grouped"]["kendall_tau"]["mean"], smp["uniform"]["kendall_tau"]["mean"]
         gh, uh = smp["grouped"]["hypervolume"]["mean"], smp["uniform"]["hypervolume"]["mean"]
-        out.append({"aim": "grouped >= uniform in tau", "met": gt >= ut, "numbers": f"{gt:.3f} vs {ut:.3f}"})
+        out.append({"aim": "grouped >= uniform in tau", "met": gt >= ut,
+                    "numbers": f"{fmt_stat(gt)} vs {fmt_stat(ut)}"})
         out.append({"aim": "grouped >= uniform in hypervolume", "met": gh >= uh, "numbers": f"{gh:.4f} vs {uh:.4f}"})
     if "random" in strat:
         e, r = strat["evolution"]["hypervolume"], strat["random"]["hypervolume"]
@@ -188,7 +189,7 @@ def aims(doc: dict) -> list[dict]:
     hv = doc["fidelity_vs_images"]["halving"]
     out.append({"aim": "successive halving: tau >= 0.9 against full evaluation at >= 3x less cost",
                 "met": hv["kendall_tau"] >= 0.9 and hv["cost_ratio"] >= 3,
-                "numbers": f"tau {hv['kendall_tau']:.3f}, cost {hv['cost_ratio']:.2f}x less with calibration "
+                "numbers": f"tau {fmt_stat(hv['kendall_tau'])}, cost {hv['cost_ratio']:.2f}x less with calibration "
                            f"({hv['eval_images_ratio']:.2f}x in scored images)"})
     return out
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
-from typing import Any, Callable, Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -28,14 +27,12 @@ from scalenas.tasks.base import TASKS, Task
 from scalenas.tasks.pose_decode import DecodeConfig, People, coco_results, decode_image
 from scalenas.tasks.pose_eval import evaluate_keypoints, require_xtcocotools
 from scalenas.tasks.pose_losses import bottomup_loss
-from scalenas.tasks.pose_splits import KeypointSplits, SplitData, collate
+from scalenas.tasks.pose_splits import KeypointSplits, PoseDataConfig, collate, multiples_of_32
 from scalenas.tasks.pose_targets import MAX_NUM_PEOPLE, build_targets
 from scalenas.utils.runtime import loader_workers, rank_and_world
 from scalenas.tasks.pose_targets import OracleForward
 from scalenas.utils.io import atomic_write_json
 from scalenas.viz.pose_overlay import DEFAULT_MIN_SCORE, gt_keypoints, save_overlay
-
-_WARNED: dict = {}  # once per process: the registry ``warnings`` keeps for the deprecation below
 
 
 class AugmentConfig(Strict):
@@ -91,18 +88,8 @@ class InferenceConfig(Strict):
         return v
 
 
-class BottomUpPoseConfig(Strict):
+class BottomUpPoseConfig(PoseDataConfig):
     name: Literal["pose-bottomup"] = "pose-bottomup"
-    #: folder the split paths are relative to (absolute split paths ignore it); ``data_root`` before
-    root: str = ""
-    train: SplitData | None = None
-    val: SplitData | None = None
-    test: SplitData | None = None
-    #: "coco", "crowdpose", a JSON/YAML dataset-info file (relative to root if not found as given),
-    #: or an inline mapping (see scalenas.data.keypoint_info)
-    keypoints: str | dict[str, Any] = "coco"
-    #: which AP implementation: "coco" (pycocotools) or "crowdpose" (xtcocotools); default from keypoints
-    metric: Literal["coco", "crowdpose"] | None = None
     input_size: int = Field(512, ge=64)
     sigma: float = Field(2.0, gt=0)
     max_people: int = Field(MAX_NUM_PEOPLE, ge=1)
@@ -110,32 +97,11 @@ class BottomUpPoseConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
     loss: LossConfig = LossConfig()
     inference: InferenceConfig = InferenceConfig()
-    #: training images held out as the architecture-search split (deterministic from search_seed)
-    search_holdout: int = Field(0, ge=0)
-    search_seed: int = 0
-    #: image-reading processes for evaluate() (training loaders take their count from the train config)
-    workers: int = Field(2, ge=0)
-    #: overlays written by evaluate() when out_dir is given
-    vis_images: int = Field(4, ge=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_root_key(cls, data):
-        # every task names its dataset folder ``root``; pose configs written before said ``data_root``
-        if isinstance(data, dict) and "data_root" in data:
-            if "root" in data:
-                raise ValueError("data_root is the old name of root; give only root")
-            # explicit location: the caller is pydantic's validator, whose file and source line say nothing
-            warnings.warn_explicit("task.data_root is deprecated: rename it to task.root", FutureWarning,
-                                   "scalenas", 0, registry=_WARNED)
-            data = {("root" if k == "data_root" else k): v for k, v in data.items()}
-        return data
 
     @field_validator("input_size")
     @classmethod
     def _mult32(cls, v):
-        if v % 32:
-            raise ValueError(f"input_size must be a multiple of 32 (the backbone's coarsest branch is 1/32), got {v}")
+        multiples_of_32("input_size", (v,))
         return v
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from scalenas.space.heads import HeadSpec
 from scalenas.tasks.base import TASKS, Task
 from scalenas.tasks.pose_eval import evaluate_keypoints, require_xtcocotools
 from scalenas.tasks.pose_losses import joints_mse_loss
-from scalenas.tasks.pose_splits import KeypointSplits, SplitData, collate
+from scalenas.tasks.pose_splits import KeypointSplits, PoseDataConfig, collate, multiples_of_32
 from scalenas.tasks.topdown_decode import (TopDownDecodeConfig, decode_heatmaps, infer_heatmaps, rescore,
                                            topdown_results)
 from scalenas.utils.io import atomic_write_json
@@ -71,16 +71,8 @@ class TopDownInferenceConfig(Strict):
         return v
 
 
-class TopDownPoseConfig(Strict):
+class TopDownPoseConfig(PoseDataConfig):
     name: Literal["pose-topdown"] = "pose-topdown"
-    #: folder the split paths (and a relative keypoints file or detections file) are relative to
-    root: str = ""
-    train: SplitData | None = None
-    val: SplitData | None = None
-    test: SplitData | None = None
-    #: "coco", "crowdpose", a JSON/YAML keypoint-info file, or an inline mapping (scalenas.data.keypoint_info)
-    keypoints: str | dict[str, Any] = "coco"
-    metric: Literal["coco", "crowdpose"] | None = None
     #: (height, width) of the person crop; "256x192" is accepted
     input_hw: tuple[int, int] = (256, 192)
     #: Gaussian σ in heatmap pixels (HRNet: 2 at 256x192, 3 at 384x288)
@@ -88,10 +80,6 @@ class TopDownPoseConfig(Strict):
     augment: TopDownAugment = TopDownAugment()
     loss: TopDownLossConfig = TopDownLossConfig()
     inference: TopDownInferenceConfig = TopDownInferenceConfig()
-    search_holdout: int = Field(0, ge=0)
-    search_seed: int = 0
-    workers: int = Field(2, ge=0)
-    vis_images: int = Field(4, ge=0)
 
     @field_validator("input_hw", mode="before")
     @classmethod
@@ -107,9 +95,7 @@ class TopDownPoseConfig(Strict):
     @field_validator("input_hw")
     @classmethod
     def _mult32(cls, v):
-        if v[0] <= 0 or v[1] <= 0 or v[0] % 32 or v[1] % 32:
-            raise ValueError(f"height and width must be positive multiples of 32 (the backbone's coarsest branch "
-                             f"is 1/32), got {list(v)}")
+        multiples_of_32("height and width", v)
         return v
 
 

@@ -18,12 +18,12 @@ class StepBatchSampler(Sampler):
     """Yields the micro-batches of steps ``start_step .. total_steps-1`` for one rank."""
 
     def __init__(self, n: int, batch_size: int, total_steps: int, start_step: int = 0, accumulate: int = 1,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, unit: str = "images"):
         self.n, self.batch, self.total, self.start = n, batch_size, total_steps, start_step
         self.accum, self.seed, self.rank, self.world = accumulate, seed, rank, world_size
         self.per_epoch = n // (batch_size * world_size)
         if self.per_epoch < 1:
-            raise ScaleNASError(f"train split: {n} images cannot fill one batch of {batch_size} x {world_size} "
+            raise ScaleNASError(f"train split: {n} {unit} cannot fill one batch of {batch_size} x {world_size} "
                                 f"process(es); lower train.batch_size or add data")
 
     def __len__(self):

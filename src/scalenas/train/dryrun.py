@@ -25,7 +25,7 @@ def dry_run(cfg: RunConfig, world_size: int) -> list[str]:
     task.check_dependencies()  # what the run will need (e.g. xtcocotools for CrowdPose AP), checked now
     space = cfg.space.build()
     n_train = len(task.build_dataset("train", train=True))
-    sched = resolve_schedule(t, n_train, world_size)
+    sched = resolve_schedule(t, n_train, world_size, task.sample_unit)
     sampler = cfg.sampler.build(space, cfg.seed, task.head.pose_rule, max(1, sched.batches_per_epoch // t.accumulate))
     device = torch.device("cuda" if (t.device == "cuda" or t.device == "auto" and torch.cuda.is_available())
                           else "cpu")

@@ -26,7 +26,7 @@ from scalenas.train.distributed import (DistInfo, all_finite, all_reduce_mean, c
                                         sync_buffers, wrap_ddp)
 from scalenas.train.optim import build_optimizer, build_scheduler
 from scalenas.train.schedule import resolve_schedule
-from scalenas.train.step import forward_loss, to_device, tree_float
+from scalenas.train.step import autocast, forward_loss, to_device, tree_float
 from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, package_versions
 from scalenas.utils.runtime import resolve_amp, setup_process, usable_cores
 
@@ -64,7 +64,7 @@ class SupernetTrainer:
         self.optimizer = build_optimizer(self.net.parameters(), t.optimizer)
         self.dataset = self.task.build_dataset("train", train=True)
         # epochs become steps here; the rest of the run sees the resolved config (train.schedule)
-        self.schedule = resolve_schedule(t, len(self.dataset), self.info.world_size)
+        self.schedule = resolve_schedule(t, len(self.dataset), self.info.world_size, self.task.sample_unit)
         self.cfg = cfg = cfg.model_copy(update={"train": self.schedule.apply(t)})
         t = cfg.train
         self.scheduler = build_scheduler(self.optimizer, t.schedule, t.steps)
@@ -207,14 +207,13 @@ class SupernetTrainer:
     def _loader(self):
         t, info = self.cfg.train, self.info
         bs = StepBatchSampler(len(self.dataset), t.batch_size, t.steps, self.step, t.accumulate, self.cfg.seed,
-                              info.rank, info.world_size)
+                              info.rank, info.world_size, self.task.sample_unit)
         return make_loader(self.dataset, self.task.collate, bs, self.cfg.seed, t.workers,
                            pin_memory=self.device.type == "cuda")
 
     def _start_steps(self) -> None:
         self.amp, self.amp_why = resolve_amp(self.cfg.train.amp, self.device)
-        dtype = torch.float16 if self.amp == "fp16" else torch.bfloat16
-        self._autocast = torch.autocast(self.device.type, dtype=dtype, enabled=self.amp != "none")
+        self._autocast = autocast(self.amp, self.device)
         self._scaler = self._make_scaler()
         self._largest = self.space.largest(self.head.pose_rule)
         self.net.train()

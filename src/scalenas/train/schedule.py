@@ -76,13 +76,14 @@ def _num(x: float) -> str:
     return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.1f}"
 
 
-def resolve_schedule(train: TrainCfg, n_train: int, world_size: int) -> Schedule:
-    """The steps of ``train``'s length, milestones and warm-up for ``n_train`` training images on
-    ``world_size`` processes (a pure function: the same inputs give the same steps)."""
+def resolve_schedule(train: TrainCfg, n_train: int, world_size: int, unit: str = "images") -> Schedule:
+    """The steps of ``train``'s length, milestones and warm-up for ``n_train`` training samples on
+    ``world_size`` processes (a pure function: the same inputs give the same steps). ``unit`` names the
+    samples in messages (the task's ``sample_unit``: images, or top-down's person crops)."""
     per_step = train.batch_size * world_size
     batches = n_train // per_step
     if batches < 1:
-        raise ScaleNASError(f"train split: {n_train} images cannot fill one batch of {train.batch_size} x "
+        raise ScaleNASError(f"train split: {n_train} {unit} cannot fill one batch of {train.batch_size} x "
                             f"{world_size} process(es); lower train.batch_size or add data")
     accum = train.accumulate
 

@@ -28,6 +28,13 @@ def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context of a precision resolved by ``utils.runtime.resolve_amp`` ("bf16", "fp16" or
+    "none"), so training and fine-tuning decide ``train.amp`` the same way."""
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=precision != "none")
+
+
 def forward_loss(model: torch.nn.Module, task, batch: dict, amp) -> tuple[Any, torch.Tensor, dict[str, float]]:
     """``model`` on ``batch["image"]`` under ``amp`` (a ``torch.autocast``), then the task's loss:
     (float32 outputs, scalar loss, named loss parts)."""

@@ -37,7 +37,7 @@ def shrink_to_model_dir(cfg: ShrinkRunConfig, opts: ExtractOptions, resume: str 
     recipe = finetune_recipe(opts.finetune_config) if opts.finetune_config else None
     net, res = train_shrink(cfg, resume)
     summary = {k: v for k, v in res.items() if k not in ("arch", "losses")}
-    summary["arch"] = res["arch"].to_dict()
+    summary["arch"], summary["arch_hash"] = res["arch"].to_dict(), res["arch"].hash
     atomic_write_json(os.path.join(cfg.run_dir, SUMMARY_FILE), summary)
     opts.checkpoint = res["checkpoint"]
     ck = load_checkpoint(res["checkpoint"])

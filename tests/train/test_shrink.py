@@ -1,5 +1,7 @@
 """The shrink search (HR-NAS's progressive shrinking): penalty, removal with the optimiser state, the
 FLOPs target, exact resume, config errors."""
+import os
+
 import pytest
 import torch
 
@@ -154,3 +156,17 @@ def test_config_errors_name_the_key(patch, key):
 def test_unreachable_target_is_refused(tmp_path):
     with pytest.raises(ScaleNASError, match=r"^shrink.target_gflops: 5.0 is outside"):
         ShrinkTrainer(shrink_cfg(tmp_path / "r", shrink={"target_gflops": 5.0}))
+
+
+@pytest.mark.parametrize("name, hw", [("hrnas_seg_synth", (64, 64)), ("hrnas_seg_cityscapes", (512, 1024))])
+def test_shipped_configs_validate_and_their_targets_are_reachable(name, hw):
+    from scalenas.config import load_config
+    from scalenas.space.heads import HeadSpec
+    from scalenas.space.hrnas import BlockArch, HRNASArch
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+    cfg = validate_section(ShrinkRunConfig, load_config(os.path.join(root, f"{name}.yaml")))
+    space, head = cfg.space.build(), HeadSpec(kind="seg", num_classes=19)
+    empty = HRNASArch.from_blocks(space, [BlockArch((0, 0, 0)) for _ in space.slots()])
+    lo, hi = (hrnas_profile(space, a, head, hw).macs / 1e9 for a in (empty, space.largest()))
+    assert lo < cfg.shrink.target_gflops < hi and cfg.shrink.gflops_convention == "1e9"

@@ -62,7 +62,8 @@ def _calibrate(opts: ExtractOptions, net, task, device, log) -> tuple[dict | Non
     if not opts.calibrate:
         return None, None
     d = SearchCfg()
-    calib = {"num_images": opts.calib_images or d.calib_images, "batch_size": opts.calib_batch_size or d.calib_batch_size,
+    calib = {"num_images": opts.calib_images or d.calib_images,
+             "batch_size": opts.calib_batch_size or d.calib_batch_size,
              "seed": d.calib_seed if opts.calib_seed is None else opts.calib_seed,
              "source": "command line" if opts.calib_images or opts.calib_batch_size else "defaults"}
     calibrator = make_calibrator(task, calib, device)

@@ -3,6 +3,8 @@
 A task supplies datasets, loss and metric; a sampler decides which subnet each step trains; the
 engine does the rest: optimiser and schedule, distillation, bf16 autocast, channels_last, DDP,
 atomic checkpoints with exact resume, a non-finite-loss guard, progress bar, TensorBoard and JSONL.
+HR-NAS's shrink search (``train.shrink.ShrinkTrainer``) trains one network on the same engine through
+its set-up and step hooks (``_build_net``, ``_build_sampler``, ``_activate``, ``_restore``, ``_done``).
 """
 from __future__ import annotations
 

@@ -127,7 +127,7 @@ def penalty_normaliser(space: HRNASSpace, input_hw) -> float:
 
 def l1_penalty(units, normaliser: float) -> torch.Tensor:
     """``sum_u (c_u / normaliser) * |gamma_u|_1`` over the prunable units (rho not applied)."""
-    return sum((u.channel_macs / normaliser) * u.bn.weight.abs().sum() for u in units)
+    return sum(((u.channel_macs / normaliser) * u.bn.weight.abs().sum() for u in units), torch.zeros(()))
 
 
 def rho_at(step: int, rho: float, warmup: int) -> float:

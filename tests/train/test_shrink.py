@@ -136,6 +136,10 @@ def test_kill_and_resume_is_exact(tmp_path):
         assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     finally:
         again.close()
+    # a changed shrink setting would not be the run the checkpoint continues: refused, naming the key
+    with pytest.raises(ScaleNASError, match=r"shrink\.rho is 1\.0 in the config but 2\.0 in the checkpoint"):
+        ShrinkTrainer(shrink_cfg(tmp_path / "c", steps=10, shrink={"target_gflops": 0.0008, "rho": 1.0}),
+                      resume=killed_at)
 
 
 @pytest.mark.parametrize("patch, key", [

@@ -95,12 +95,17 @@ def test_recipe_configs_validate():
 
             validate_section(StudyConfig, load_config(f))
             raw.pop("study")
-        cfg = validate_section(RunConfig, raw)
+        if "shrink" in raw:  # a shrink run (scalenas shrink): the hrnas family's space and a shrink section
+            from scalenas.train.shrink import ShrinkRunConfig
+
+            cfg = validate_section(ShrinkRunConfig, raw)
+        else:
+            cfg = validate_section(RunConfig, raw)
         from scalenas.tasks import TASKS
 
         cls = TASKS.get(cfg.task["name"])
         validate_section(cls.Config, cfg.task, "task")  # the task section validates too (data not needed)
-        if cfg.search:
+        if getattr(cfg, "search", None):
             from scalenas.search.config import SearchCfg
 
             validate_section(SearchCfg, cfg.search, "search")

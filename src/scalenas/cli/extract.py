@@ -38,6 +38,13 @@ def add_parser(sub):
                    help="unit of --max-gflops: MACs/2^30 (ScaleNAS, default) or MACs/1e9 (HigherHRNet)")
     g.add_argument("--max-latency-ms", type=float, metavar="Y", help="latency budget (the search's measurement)")
     g.add_argument("--max-params-m", type=float, metavar="M", help="parameter budget in millions (effective)")
+    add_model_dir_args(p)
+    return p
+
+
+def add_model_dir_args(p: argparse.ArgumentParser) -> None:
+    """The stages after the arch is chosen (calibration, fine-tuning, evaluation, card), which
+    ``scalenas shrink`` shares."""
     c = p.add_argument_group("BN calibration")
     c.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="keep the supernet's shared BN statistics (not recommended)")
@@ -67,21 +74,26 @@ def add_parser(sub):
     o.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     o.add_argument("--name", help="model name (default: the directory name)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing model dir")
-    return p
 
 
-def run(args) -> int:
-    from scalenas.deploy.extract import ExtractOptions, extract
+def model_dir_options(args, **kw):
+    """``ExtractOptions`` from the options of :func:`add_model_dir_args` (and ``kw``)."""
+    from scalenas.deploy.extract import ExtractOptions
 
-    opts = ExtractOptions(
-        checkpoint=args.checkpoint, out=args.out, arch_file=args.arch, pick_run=args.pick,
-        max_gflops=args.max_gflops, gflops_convention=args.gflops_convention, max_latency_ms=args.max_latency_ms,
-        max_params_m=args.max_params_m,
+    return ExtractOptions(
         calibrate=args.calibrate, calib_images=args.calib_images, calib_batch_size=args.calib_batch_size,
         calib_seed=args.calib_seed, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
         finetune_config=args.finetune_config,
         eval_split=args.eval_split, eval_max_images=args.eval_max_images, input_hw=args.input,
         latency_iters=args.latency_iters, device=args.device, data=args.data, overwrite=args.overwrite,
-        name=args.name)
+        name=args.name, **kw)
+
+
+def run(args) -> int:
+    from scalenas.deploy.extract import extract
+
+    opts = model_dir_options(args, checkpoint=args.checkpoint, out=args.out, arch_file=args.arch, pick_run=args.pick,
+                             max_gflops=args.max_gflops, gflops_convention=args.gflops_convention,
+                             max_latency_ms=args.max_latency_ms, max_params_m=args.max_params_m)
     extract(opts)
     return 0

@@ -128,4 +128,8 @@ def describe_origin(origin: dict | None) -> str:
                 f"{origin.get('fusion_prob')}) of the space, written by `scalenas archs`{f}")
     if kind == "model":
         return f"the arch of model `{origin.get('name')}`{f}"
+    if kind == "shrink":
+        reached = "reached" if origin.get("reached") else "not reached"
+        return (f"shrunk during training by `scalenas shrink` (run `{origin.get('run_dir')}`, target "
+                f"{origin.get('target_gflops')} GFLOPs MACs/{origin.get('gflops_convention')}, {reached})")
     return f"arch file `{origin.get('file')}`"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 
 from scalenas.deploy.arch_files import describe_origin
+from scalenas.space.hrnas import HRNASSpace
+from scalenas.space.hrnas_profile import hrnas_profile
 from scalenas.space.profile import profile
 
 CARD_FORMAT = "scalenas.card/1"
@@ -22,7 +24,10 @@ PUBLISHED_NOTE = ("as the HRNet-family papers count: also the blocks and fusion 
 def flops_entry(space, arch, head, input_hw) -> dict:
     """The model's own (effective) figures, and the published convention's, which also counts the
     compute of a pose net's last module that never reaches the head (``space.liveness``)."""
-    p = profile(space, arch, head, tuple(input_hw))
+    if isinstance(space, HRNASSpace):  # its network runs every block: effective = published
+        p = hrnas_profile(space, arch, head, tuple(input_hw))
+    else:
+        p = profile(space, arch, head, tuple(input_hw))
     return {"params": p.effective_params, "params_m": round(p.effective_params_m, 4), "macs": p.effective_macs,
             "gflops_2p30": round(p.effective_gflops_2p30, 4), "gflops_1e9": round(p.effective_gflops_1e9, 4),
             "input_hw": [int(input_hw[0]), int(input_hw[1])], "convention": FLOPS_CONVENTION,
@@ -40,8 +45,7 @@ def build_card(meta: dict, space, arch, head, latency: dict | None, metric: dict
         "task": meta["task"].get("name"),
         "head": head.to_dict(),
         "arch_hash": arch.hash,
-        "depths": arch.depth_string(),
-        "fusion_edges": arch.num_edges(),
+        **_structure(space, arch),
         "input_hw": list(meta["input_hw"]),
         "params": fl["params"],
         "flops": fl,
@@ -53,6 +57,15 @@ def build_card(meta: dict, space, arch, head, latency: dict | None, metric: dict
         "normalisation": meta.get("normalisation"),
         "provenance": meta.get("provenance"),
     }
+
+
+def _structure(space, arch) -> dict:
+    """What the card says of the arch's shape: depths and fusion edges (ScaleNAS), hidden channels (hrnas)."""
+    if isinstance(space, HRNASSpace):
+        blocks = arch.blocks()
+        return {"family": "hrnas", "hidden_channels": arch.total_hidden(),
+                "paths": sum(h > 0 for b in blocks for h in b.hidden), "blocks": len(blocks)}
+    return {"depths": arch.depth_string(), "fusion_edges": arch.num_edges()}
 
 
 def arch_origin(provenance: dict) -> dict | None:
@@ -80,20 +93,28 @@ def _published_rows(fl: dict, h: int, w: int) -> list[str]:
             f"| GFLOPs, MACs/2^30, published convention at {h}x{w} | {pub['gflops_2p30']:.4f} |"]
 
 
+def _structure_rows(card: dict) -> list[str]:
+    if card.get("family") == "hrnas":
+        return [f"| hidden channels kept (all blocks) | {card['hidden_channels']:,} |",
+                f"| kernel paths kept | {card['paths']} (in {card['blocks']} blocks) |"]
+    return [f"| depths (module x branch) | `{card['depths']}` |", f"| active fusion edges | {card['fusion_edges']} |"]
+
+
 def render_markdown(card: dict) -> str:
     fl = card["flops"]
     h, w = card["input_hw"]
+    hrnas = card.get("family") == "hrnas"
+    what = ("A static HR-NAS network shrunk during training (`scalenas shrink`)" if hrnas
+            else "A static ScaleNet extracted from a ScaleNAS supernet")
     lines = [f"# {card.get('name') or 'ScaleNet'} (arch {card['arch_hash']})", "",
-             f"A static ScaleNet extracted from a ScaleNAS supernet for the **{card['task']}** task "
-             f"({card['head']['kind']} head).", "",
+             f"{what} for the **{card['task']}** task ({card['head']['kind']} head).", "",
              "## Size", "",
              "| figure | value |", "|---|---|",
              f"| params | {fl['params'] / 1e6:.3f} M ({fl['params']:,}) |",
              f"| GFLOPs, MACs/2^30 (ScaleNAS/HRNet) at {h}x{w} | {fl['gflops_2p30']:.4f} |",
              f"| GFLOPs, MACs/1e9 (HigherHRNet) at {h}x{w} | {fl['gflops_1e9']:.4f} |",
              *_published_rows(fl, h, w),
-             f"| depths (module x branch) | `{card['depths']}` |",
-             f"| active fusion edges | {card['fusion_edges']} |", "",
+             *_structure_rows(card), "",
              f"FLOPs convention: {fl['convention']}.", ""]
     lat = card.get("latency")
     lines += ["## Latency", ""]
@@ -134,7 +155,8 @@ def render_markdown(card: dict) -> str:
               + (f", mean {n['mean']}, std {n['std']}" if 'mean' in n else "") + ".", ""]
     p = card.get("provenance") or {}
     lines += ["## Provenance", "",
-              f"- supernet checkpoint: `{p.get('supernet_checkpoint')}` (SHA-256 `{p.get('supernet_sha256')}`, "
+              f"- {'shrink run' if card.get('family') == 'hrnas' else 'supernet'} checkpoint: "
+              f"`{p.get('supernet_checkpoint')}` (SHA-256 `{p.get('supernet_sha256')}`, "
               f"step {p.get('supernet_step')})",
               f"- arch: {describe_origin(arch_origin(p))}",
               f"- arch hash: `{card['arch_hash']}`",

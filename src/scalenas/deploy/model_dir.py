@@ -26,9 +26,11 @@ from typing import Any
 import torch
 
 from scalenas.errors import ScaleNASError
+from scalenas.nets.hrnas import HRNASNet
 from scalenas.nets.scalenet import ScaleNet
 from scalenas.space.arch import Arch
 from scalenas.space.heads import HeadSpec
+from scalenas.space.hrnas import HRNASArch, HRNASSpace
 from scalenas.space.liveness import liveness
 from scalenas.space.space import SearchSpace
 from scalenas.utils.io import dumps_json, read_json
@@ -117,10 +119,10 @@ def check_state_dict(expected: dict[str, torch.Tensor], got: dict[str, torch.Ten
 class LoadedModel:
     path: str
     meta: dict
-    space: SearchSpace
-    arch: Arch
+    space: SearchSpace | HRNASSpace
+    arch: Arch | HRNASArch
     head: HeadSpec
-    net: torch.nn.Module  # a ScaleNet in eval mode
+    net: torch.nn.Module  # a ScaleNet (an HRNASNet for the hrnas family) in eval mode
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -147,19 +149,36 @@ def read_meta(model_dir: str) -> dict:
     return meta
 
 
-def parse_meta(meta: dict, path: str) -> tuple[SearchSpace, Arch, HeadSpec]:
+def is_hrnas(meta: dict) -> bool:
+    """A model of the ``hrnas`` family (its space says so; model dirs of the ScaleNAS space have no family)."""
+    return isinstance(meta.get("space"), dict) and meta["space"].get("family") == "hrnas"
+
+
+def parse_meta(meta: dict, path: str) -> tuple[SearchSpace | HRNASSpace, Arch | HRNASArch, HeadSpec]:
+    hrnas = is_hrnas(meta)
     try:
-        space = SearchSpace.from_dict(meta["space"])
+        space = HRNASSpace.from_dict(meta["space"]) if hrnas else SearchSpace.from_dict(meta["space"])
         head = HeadSpec.from_dict(meta["head"])
     except (TypeError, ScaleNASError) as e:
         raise ScaleNASError(f"{path}: invalid 'space' or 'head': {e}") from None
+    if hrnas:
+        return space, space.validate(HRNASArch.from_dict(meta["arch"], where=f"{path} arch"), f"{path} arch"), head
     arch = Arch.from_dict(meta["arch"], where=f"{path} arch")
     space.validate(arch, pose_rule=head.pose_rule)
     return space, arch, head
 
 
+def build_net(meta: dict, space, arch, head) -> torch.nn.Module:
+    """The untrained network a model dir's weights load into (on the meta device: no memory, no init)."""
+    momentum = float(meta.get("bn_momentum", 0.1))
+    with torch.device("meta"):
+        if is_hrnas(meta):
+            return HRNASNet(space, arch, head, bn_momentum=momentum, init="none")
+        return ScaleNet(space, arch, head, bn_momentum=momentum, init="none")
+
+
 def load_model(model_dir: str, device: str | torch.device = "cpu", verify: bool = True) -> LoadedModel:
-    """The ScaleNet of ``model_dir`` (eval mode) with its metadata, loaded strictly (see module doc)."""
+    """The network of ``model_dir`` (eval mode) with its metadata, loaded strictly (see module doc)."""
     from scalenas.nets.modules import is_dead_key
 
     meta = read_meta(model_dir)
@@ -183,10 +202,11 @@ def load_model(model_dir: str, device: str | torch.device = "cpu", verify: bool 
                                 f"or, if you replaced the weights on purpose, update weights.sha256 in model.json)")
     # Model dirs written before dead compute was dropped (pose nets' last module after branch 0's
     # last fusion) hold those tensors; the net no longer has them and never read their results.
-    live = liveness(arch, head)
-    tensors = {k: v for k, v in read_weights(wpath).items() if not is_dead_key(k, arch, live)}
-    with torch.device("meta"):
-        net = ScaleNet(space, arch, head, bn_momentum=float(meta.get("bn_momentum", 0.1)), init="none")
+    tensors = read_weights(wpath)
+    if not is_hrnas(meta):
+        live = liveness(arch, head)
+        tensors = {k: v for k, v in tensors.items() if not is_dead_key(k, arch, live)}
+    net = build_net(meta, space, arch, head)
     expected = net.state_dict()
     sd = check_state_dict(expected, tensors, wpath)
     net.load_state_dict(sd, strict=True, assign=True)

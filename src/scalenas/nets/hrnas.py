@@ -312,14 +312,40 @@ def shrink(net: HRNASNet, keep: dict) -> HRNASNet:
     arch = HRNASArch.from_blocks(net.space, blocks)
     p = next(net.parameters())
     new = HRNASNet(net.space, arch, net.head_spec, net.bn_momentum, init="none").to(device=p.device, dtype=p.dtype)
-    state = {k: v.clone() for k, v in net.state_dict().items()}
+    state = _slice_tensors(net, kept, {k: v.clone() for k, v in net.state_dict().items()})
     prefix = {id(m): name for name, m in net.named_modules()}
     with torch.no_grad():
         for block, kp in zip(net.blocks(), kept):
-            _shrink_block_state(state, prefix[id(block)], block, kp)
+            _fold_removed(state, prefix[id(block)], block, kp)
     new_keys = set(new.state_dict())
     new.load_state_dict({k: v for k, v in state.items() if k in new_keys})
     return new.train(net.training)
+
+
+def shrink_tensors(net: HRNASNet, keep: dict, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` (named and shaped as ``net``'s parameters or buffers, e.g. an optimiser's momentum
+    per parameter) sliced as :func:`shrink` slices the weights with the same ``keep``, so the state of
+    the kept channels follows them. The entries of a removed path come back with 0 channels: keep the
+    names the shrunk network still has."""
+    return _slice_tensors(net, _keep_indices(net, keep), dict(tensors))
+
+
+def _slice_tensors(net: HRNASNet, kept: list[dict[str, torch.Tensor]], state: dict) -> dict:
+    """Slice, in ``state``, every present tensor of a path or transformer to the kept channels (tokens)."""
+    prefix = {id(m): name for name, m in net.named_modules()}
+    for block, kp in zip(net.blocks(), kept):
+        pre = prefix[id(block)]
+        for name in block.paths:
+            p = f"{pre}.paths.{name}."
+            for key in [k for k in state if k.startswith(p) and not k.endswith("num_batches_tracked")]:
+                idx = kp[name].to(state[key].device)
+                state[key] = state[key].index_select(1 if key.endswith("project.weight") else 0, idx)
+        if "tokens" in kp:
+            for suffix, dim in _TOKEN_DIMS.items():
+                key = f"{pre}.transformer.{suffix}"
+                if key in state:
+                    state[key] = state[key].index_select(dim, kp["tokens"].to(state[key].device))
+    return state
 
 
 #: the transformer tensors indexed by token, and the dimension that is
@@ -327,23 +353,14 @@ _TOKEN_DIMS = {"input_proj.weight": 0, "input_norm.weight": 0, "input_norm.bias"
                "input_norm.running_var": 0, "query.weight": 0, "reverse_proj.weight": 1}
 
 
-def _shrink_block_state(state: dict, pre: str, block: MultiKernelIR, kept: dict[str, torch.Tensor]) -> None:
-    """Slice one block's path (and token) tensors in ``state`` to the kept ones; fold the removed channels' constant."""
+def _fold_removed(state: dict, pre: str, block: MultiKernelIR, kept: dict[str, torch.Tensor]) -> None:
+    """Fold the removed hidden channels' constant output ``W_proj . ReLU(beta)`` into the block's BN running mean."""
     shift = None
     for name, path in block.paths.items():
-        idx = kept[name].to(path.dw_bn.weight.device)
-        drop = torch.ones(path.dw_bn.num_features, dtype=torch.bool, device=idx.device)
-        drop[idx] = False
+        drop = torch.ones(path.dw_bn.num_features, dtype=torch.bool, device=path.dw_bn.weight.device)
+        drop[kept[name].to(drop.device)] = False
         if drop.any():
             c = path.project.weight[:, drop, 0, 0] @ F.relu(path.dw_bn.bias[drop])  # (cout,)
             shift = c if shift is None else shift + c
-        p = f"{pre}.paths.{name}."
-        for key in [k for k in state if k.startswith(p) and not k.endswith("num_batches_tracked")]:
-            state[key] = state[key].index_select(1 if key.endswith("project.weight") else 0, idx)
     if shift is not None and block.bn is not None:
         state[f"{pre}.bn.running_mean"] = state[f"{pre}.bn.running_mean"] - shift
-    if "tokens" in kept:
-        idx = kept["tokens"].to(block.transformer.input_norm.weight.device)
-        for suffix, dim in _TOKEN_DIMS.items():
-            key = f"{pre}.transformer.{suffix}"
-            state[key] = state[key].index_select(dim, idx)

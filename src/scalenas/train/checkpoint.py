@@ -106,8 +106,8 @@ def load_teacher_supernet(path: str, space: SearchSpace, head: HeadSpec) -> Supe
 #: The config keys that fix a run's trajectory (its schedule, data order and subnet sampling); a run
 #: resumed with any of them changed would not be the run its config.yaml describes. A resumed run keeps
 #: the checkpoint's optimiser and LR-schedule state (LambdaLR restores its milestones and total), so a
-#: changed value would be recorded but silently not applied.
-TRAJECTORY_KEYS = ("seed", "space", "sampler", "train.steps", "train.epochs", "train.batch_size",
+#: changed value would be recorded but silently not applied. ``shrink`` is a shrink run's section (``train.shrink``).
+TRAJECTORY_KEYS = ("seed", "space", "sampler", "shrink", "train.steps", "train.epochs", "train.batch_size",
                    "train.accumulate", "train.optimizer", "train.schedule", "train.grad_clip")
 #: Schedules whose LR factor does not depend on the total number of steps: extending or shortening such a
 #: run applies the same schedule as a run configured with the new total from the start.

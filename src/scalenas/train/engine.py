@@ -3,6 +3,8 @@
 A task supplies datasets, loss and metric; a sampler decides which subnet each step trains; the
 engine does the rest: optimiser and schedule, distillation, bf16 autocast, channels_last, DDP,
 atomic checkpoints with exact resume, a non-finite-loss guard, progress bar, TensorBoard and JSONL.
+HR-NAS's shrink search (``train.shrink.ShrinkTrainer``) trains one network on the same engine through
+its set-up and step hooks (``_build_net``, ``_build_sampler``, ``_activate``, ``_restore``, ``_done``).
 """
 from __future__ import annotations
 
@@ -53,10 +55,8 @@ class SupernetTrainer:
         t = cfg.train
         self.device = self.info.device
         torch.manual_seed(cfg.seed)
-        self.net = SuperScaleNet(self.space, self.head, bn_momentum=cfg.model.bn_momentum, init=cfg.model.init)
         self.init_report = None
-        if cfg.model.pretrained:
-            self.init_report = init_supernet_from(self.net, cfg.model.pretrained)
+        self.net = self._build_net()
         self.net.to(self.device)
         if t.channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -69,7 +69,7 @@ class SupernetTrainer:
         t = cfg.train
         self.scheduler = build_scheduler(self.optimizer, t.schedule, t.steps)
         self.steps_per_epoch = max(1, len(self.dataset) // (t.batch_size * self.info.world_size * t.accumulate))
-        self.sampler = cfg.sampler.build(self.space, cfg.seed, self.head.pose_rule, self.steps_per_epoch)
+        self.sampler = self._build_sampler()
         self.teacher = self._build_teacher()
         self.step = 0
         self._scaler, self._scaler_state = None, None  # a resumed fp16 run's scaler state: see _make_scaler
@@ -77,6 +77,17 @@ class SupernetTrainer:
             self._resume(resume)
 
     # ---- set-up ------------------------------------------------------------------------
+    def _build_net(self) -> torch.nn.Module:
+        """The network trained (here the supernet, initialised from ``model.pretrained`` when given)."""
+        cfg = self.cfg
+        net = SuperScaleNet(self.space, self.head, bn_momentum=cfg.model.bn_momentum, init=cfg.model.init)
+        if cfg.model.pretrained:
+            self.init_report = init_supernet_from(net, cfg.model.pretrained)
+        return net
+
+    def _build_sampler(self):
+        return self.cfg.sampler.build(self.space, self.cfg.seed, self.head.pose_rule, self.steps_per_epoch)
+
     def _build_teacher(self):
         d = self.cfg.train.distill
         if d.teacher in ("none", "largest"):
@@ -104,14 +115,18 @@ class SupernetTrainer:
         if note and self.info.is_main:
             print(note, flush=True)
         self._scaler_state = state.get("scaler") or None
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
+        self._restore(state)
         ckpt.set_rng_state(state["rng"])
         self.step = int(state["step"])
         if self.info.is_main:
             print(f"resumed from {path} at step {self.step}")
+
+    def _restore(self, state: dict) -> None:
+        """Weights, optimiser, LR schedule and sampler from a checkpoint's ``state``."""
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
 
     def _check_schedule(self, saved: dict | None, path: str) -> None:
         """A run stated in epochs resolves to other steps when the processes, batch or data change:
@@ -175,7 +190,7 @@ class SupernetTrainer:
                 print(line, flush=True)
         history = []
         try:
-            while self.step < t.steps:
+            while self.step < t.steps and not self._done():
                 rec = self.train_step(it)
                 history.append(rec["loss"])
                 logger.log(rec)
@@ -215,7 +230,8 @@ class SupernetTrainer:
         self.amp, self.amp_why = resolve_amp(self.cfg.train.amp, self.device)
         self._autocast = autocast(self.amp, self.device)
         self._scaler = self._make_scaler()
-        self._largest = self.space.largest(self.head.pose_rule)
+        # the distillation teacher of "largest" (other runs need not be supernets with a largest subnet)
+        self._largest = self.space.largest(self.head.pose_rule) if self.cfg.train.distill.teacher == "largest" else None
         self.net.train()
 
     def train_step(self, batches) -> dict:
@@ -278,7 +294,7 @@ class SupernetTrainer:
     def _subnet_loss(self, arch, batch: dict, teacher_out):
         """(loss, its parts) of one subnet on one batch, guarded against non-finite values."""
         t = self.cfg.train
-        self.net.set_active(arch)
+        self._activate(arch)
         out, loss, parts = forward_loss(self.model, self.task, batch, self._autocast)
         if teacher_out is not None:
             kd = kd_loss(out, teacher_out)
@@ -289,6 +305,14 @@ class SupernetTrainer:
         if not all_finite(loss.detach(), self.info):
             self._nonfinite(arch, float(loss.detach()))
         return loss, parts
+
+    def _done(self) -> bool:
+        """True to end training before ``train.steps`` (a supernet trains its whole schedule)."""
+        return False
+
+    def _activate(self, arch) -> None:
+        """Make ``arch`` the network that the next forward runs."""
+        self.net.set_active(arch)
 
     def _nonfinite(self, arch, value: float):
         # the weights have not been touched by this step yet: save them as the last good state
@@ -365,6 +389,8 @@ class _Logger:
             self.tb.add_scalar(f"loss/group/{rec['group']}", rec["loss"], step)
             self.tb.add_scalar("lr", rec["lr"], step)
             self.tb.add_scalar("throughput/img_per_s", rec["img_per_s"], step)
+            for k, v in rec.get("scalars", {}).items():  # a trainer's own curves (the shrink run's rho, GFLOPs)
+                self.tb.add_scalar(k, v, step)
 
     def close(self):
         if self.bar is not None:

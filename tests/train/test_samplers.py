@@ -140,22 +140,3 @@ def test_fixed_sampler_trains_its_arch_alone(tmp_path):
         SupernetTrainer(_tiny_run(tmp_path / "other", kind="fixed"))
     with pytest.raises(ScaleNASError, match="settings"):
         FixedSampler(space, space.largest()).load_state_dict(FixedSampler(space, arch).state_dict())
-
-
-def test_largest_first_steps_then_the_usual_sequence():
-    """``largest_first_steps``: the largest subnet alone, then the inner sampler's own sequence from its step 0
-    (so the group cycle still starts at the smallest); the counts and the saved settings say so, and a
-    checkpoint without the warm start does not resume into one."""
-    from scalenas.train.config import SamplerCfg
-
-    plain = SamplerCfg(kind="grouped").build(W32, 3, False, 100)
-    warm = SamplerCfg(kind="grouped", largest_first_steps=4).build(W32, 3, False, 100)
-    assert [warm.archs_for(t) for t in range(4)] == [[(W32.largest(), "largest-first")]] * 4
-    assert [warm.archs_for(4 + t) for t in range(15)] == [plain.archs_for(t) for t in range(15)]
-    counts = warm.steps_per_group(26)
-    assert counts["largest-first"] == 4 and sum(counts.values()) == 26 and counts["smallest"] == 2
-    assert SamplerCfg(kind="grouped", largest_first_epochs=0.25).build(W32, 3, False, 40).steps == 10
-    with pytest.raises(ScaleNASError, match="settings"):
-        warm.load_state_dict(plain.state_dict())
-    with pytest.raises(ScaleNASError, match="largest_first_steps or largest_first_epochs"):
-        SamplerCfg(largest_first_steps=2, largest_first_epochs=1.0)

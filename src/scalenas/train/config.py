@@ -10,7 +10,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 from scalenas.config import Strict
 from scalenas.errors import ScaleNASError
 from scalenas.space.space import SearchSpace
-from scalenas.train.samplers import SAMPLERS, LargestFirst, Sampler
+from scalenas.train.samplers import SAMPLERS, Sampler
 
 
 class _SpaceSection(Strict):
@@ -66,11 +66,6 @@ class SamplerCfg(Strict):
     num_random: int = 2  # sandwich
     #: fixed: the one architecture trained at every step (an arch dict, as ``Arch.to_dict`` writes it)
     arch: Optional[dict[str, Any]] = None
-    #: train the largest subnet alone for the first steps (or epochs; at most one of the two), then sample:
-    #: the paper initialises its student supernet from a trained largest network (method §5.2), and OFA's
-    #: progressive shrinking also starts from the full network
-    largest_first_steps: int = Field(0, ge=0)
-    largest_first_epochs: float = Field(0.0, ge=0.0)
 
     @field_validator("kind")
     @classmethod
@@ -78,18 +73,9 @@ class SamplerCfg(Strict):
         SAMPLERS.get(v)  # an unknown kind is a ScaleNASError naming sampler.kind and the choices
         return v
 
-    @model_validator(mode="after")
-    def _one_largest_first(self):
-        if self.largest_first_steps and self.largest_first_epochs:
-            raise ScaleNASError("sampler: set largest_first_steps or largest_first_epochs, not both")
-        return self
-
     def build(self, space: SearchSpace, seed: int, pose_rule: bool, steps_per_epoch: int) -> Sampler:
-        """The sampler of ``kind``, which takes the settings it uses from this section, after the
-        largest-first steps when there are any."""
-        sampler = SAMPLERS.get(self.kind).from_cfg(self, space, seed, pose_rule, steps_per_epoch)
-        first = self.largest_first_steps or round(self.largest_first_epochs * steps_per_epoch)
-        return LargestFirst(sampler, first) if first else sampler
+        """The sampler of ``kind``, which takes the settings it uses from this section."""
+        return SAMPLERS.get(self.kind).from_cfg(self, space, seed, pose_rule, steps_per_epoch)
 
 
 class OptimizerCfg(Strict):

@@ -229,35 +229,3 @@ class FixedSampler(Sampler):
 
     def _settings(self) -> dict:
         return {"arch": self.arch.hash}
-
-
-class LargestFirst(Sampler):
-    """The first ``steps`` steps train the largest subnet alone; from then on ``inner`` samples its usual
-    sequence from its own step 0. The paper's supernets start from a trained largest network (the
-    segmentation student is initialised from its teacher, method §5.2), and OFA's progressive shrinking
-    also trains the full network first; on a short CPU run this warm start lets the subnets learn
-    from features the largest has already formed (``sampler.largest_first_steps``)."""
-
-    def __init__(self, inner: Sampler, steps: int):
-        super().__init__(inner.space, inner.seed, inner.pose_rule)
-        self.inner, self.steps = inner, int(steps)
-        self.kind = inner.kind
-        self.largest = inner.space.largest(inner.pose_rule)
-
-    def archs_for(self, step: int) -> list[tuple[Arch, str]]:
-        if step < self.steps:
-            return [(self.largest, "largest-first")]
-        return self.inner.archs_for(step - self.steps)
-
-    def steps_per_group(self, total_steps: int) -> dict[str, int]:
-        out = {"largest-first": min(total_steps, self.steps)}
-        for name, n in self.inner.steps_per_group(max(0, total_steps - self.steps)).items():
-            out[name] = out.get(name, 0) + n
-        return out
-
-    def _settings(self) -> dict:
-        return {**self.inner._settings(), "largest_first_steps": self.steps}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.inner.seed = self.seed

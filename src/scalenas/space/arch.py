@@ -46,6 +46,18 @@ def _reject_unknown(d: dict, allowed: tuple[str, ...], where: str) -> None:
             raise ScaleNASError(f"{where}: unknown key {key!r}{hint}")
 
 
+
+def canonical_json(d: dict, indent: int | None = None) -> str:
+    """An arch's JSON: sorted keys, no spaces (the canonical form that its hash reads) unless ``indent``."""
+    if indent is None:
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return json.dumps(d, sort_keys=True, indent=indent)
+
+
+def short_hash(canonical: str) -> str:
+    """A stable short hash of an arch: the first 10 hex digits of SHA-256 of its canonical JSON."""
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
 @dataclass(frozen=True)
 class ModuleArch:
     """One searchable module: ``depth[i]`` blocks on branch i, ``fuse[i][s]`` the inputs of branch i after step s."""
@@ -133,9 +145,7 @@ class Arch:
 
     def to_json(self, indent: int | None = None) -> str:
         """Canonical JSON (sorted keys, no spaces) unless ``indent`` is given."""
-        if indent is None:
-            return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return json.dumps(self.to_dict(), sort_keys=True, indent=indent)
+        return canonical_json(self.to_dict(), indent)
 
     @staticmethod
     def from_dict(d: Any, where: str = "arch") -> "Arch":
@@ -178,7 +188,7 @@ class Arch:
     @property
     def hash(self) -> str:
         """A stable short hash: the first 10 hex digits of SHA-256 of the canonical JSON."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
+        return short_hash(self.to_json())
 
     def __str__(self) -> str:
         return f"Arch({self.hash}: {self.depth_string()}, {self.num_edges()} edges)"

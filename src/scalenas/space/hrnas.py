@@ -18,14 +18,13 @@ is removed) and, where a block has HR-NAS's transformer, its tokens. Its JSON is
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from scalenas.errors import ScaleNASError
-from scalenas.space.arch import HRNAS_ARCH_FORMAT, _reject_unknown
+from scalenas.space.arch import HRNAS_ARCH_FORMAT, _reject_unknown, canonical_json, short_hash
 from scalenas.utils.io import read_json
 
 #: HR-NAS's configs: inverted_residual_setting (blocks per branch, widths per branch) per stage
@@ -325,9 +324,7 @@ class HRNASArch:
         return {"format": HRNAS_ARCH_FORMAT, "stages": [s.to_dict() for s in self.stages]}
 
     def to_json(self, indent: int | None = None) -> str:
-        if indent is None:
-            return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return json.dumps(self.to_dict(), sort_keys=True, indent=indent)
+        return canonical_json(self.to_dict(), indent)
 
     @staticmethod
     def from_dict(d: Any, where: str = "arch") -> "HRNASArch":
@@ -351,7 +348,7 @@ class HRNASArch:
     @property
     def hash(self) -> str:
         """The first 10 hex digits of SHA-256 of the canonical JSON (as ``Arch.hash``)."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
+        return short_hash(self.to_json())
 
     def __str__(self) -> str:
         return f"HRNASArch({self.hash}: {len(self.blocks())} blocks, {self.total_hidden()} hidden channels)"

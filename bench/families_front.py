@@ -34,7 +34,8 @@ from scalenas.space.hrnas_profile import hrnas_profile
 from scalenas.study.archs import gflops
 from scalenas.study.config import load_study_config
 from scalenas.study.parallel import run_units
-from scalenas.study.pipeline import make_data, say, with_data_root
+from scalenas.study.plan import subnets_per_step
+from scalenas.study.pipeline import _check_or_write_config, make_data, say, with_data_root
 from scalenas.study.plots import plot_families
 from scalenas.study.stats import hypervolume
 from scalenas.study.units import load_result, unit_path
@@ -95,7 +96,8 @@ def plan(cfg, steps: int, k: int, rho: float) -> dict:
     reach = hrnas_reach(base["space"], head, hw)
     sn = {"key": "supernet/grouped-s0", "kind": "supernet",
           "params": {"key": "supernet/grouped-s0", "name": "grouped-s0", "sampler": "grouped", "seed": 0,
-                     "images": steps * cfg.train.batch_size, "subnets_per_step": 0}}
+                     "images": steps * cfg.train.batch_size,
+                     "subnets_per_step": subnets_per_step(cfg, "grouped", space, head.pose_rule)}}
     shrinks = [{"key": f"shrink/target-{t:.6f}", "kind": "shrink",
                 "params": {"key": f"shrink/target-{t:.6f}", "config": shrink_config(cfg, steps, t, rho)}}
                for t in targets(lo, hi, reach, k)]
@@ -246,9 +248,11 @@ def run(out: str, quick: bool, workers: int, steps: int, k: int, report_dir: str
     cfg = load_study_config(STUDY_CONFIG, [], quick)
     out = os.path.abspath(make_output_dir(out, "families folder"))
     cfg = with_data_root(cfg, out)
+    cfg_dict = cfg.model_dump(mode="json")
+    # a folder holding units of other settings is refused (unit keys do not name the steps or targets)
+    _check_or_write_config(out, {**cfg_dict, "families": {"steps": steps, "targets": k, "rho": rho}})
     make_data(cfg, say)
     p = plan(cfg, steps, k, rho)
-    cfg_dict = cfg.model_dump(mode="json")
     t0 = time.perf_counter()
     for i, wave in enumerate(p["waves"]):
         say(f"wave {i + 1}: {len(wave)} unit(s) ({', '.join(u['key'] for u in wave)})")

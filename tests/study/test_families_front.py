@@ -64,3 +64,5 @@ def test_quick_run_writes_every_field_and_resumes(tmp_path, capsys):
     again = ff.run(str(out), quick=True, workers=1, steps=4, k=2, report_dir=None)
     assert " done (" not in capsys.readouterr().out
     assert json.loads(open(again["json"]).read()) == doc
+    with pytest.raises(ScaleNASError, match=r"other settings \(families.steps: 4 -> 5\)"):
+        ff.run(str(out), quick=True, workers=1, steps=5, k=2, report_dir=None)

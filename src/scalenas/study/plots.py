@@ -1,5 +1,5 @@
 """The study's plots (PNG, matplotlib Agg): inherited vs stand-alone scores, hypervolume against
-evaluations, and Kendall tau against the images an evaluation uses."""
+evaluations, Kendall tau against the images an evaluation uses, and the two search families' fronts."""
 from __future__ import annotations
 
 import io
@@ -78,6 +78,24 @@ def plot_images(path: str, doc: dict) -> str:
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("images (log scale)")
     ax.set_ylabel("Kendall tau vs full evaluation")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
+
+
+def plot_families(path: str, doc: dict) -> str:
+    """Both families' points, GFLOPs against the test metric (``bench/families_front.py``'s report)."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
+    f = doc["scalenas"]["front"]
+    ax.plot([p["gflops"] for p in f], [p["test_metric"] for p in f], "o-", label="ScaleNAS (evolution) front")
+    hr = doc["scalenas"]["hrnet"]
+    ax.plot([hr["gflops"]], [hr["test_metric"]], "s", color="tab:blue", mfc="none", label="ScaleNAS hrnet point")
+    r = sorted(doc["hrnas"]["runs"], key=lambda x: x["gflops"])
+    ax.plot([p["gflops"] for p in r], [p["test_metric"] for p in r], "^-", color="tab:orange",
+            label="HR-NAS (shrink) targets")
+    ax.set_xlabel("GFLOPs (MACs / 2^30)")
+    ax.set_ylabel(f"test {doc['metric']}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(plt, fig, path)

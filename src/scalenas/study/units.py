@@ -12,7 +12,10 @@ it from the study folder and the resolved config alone. Kinds:
   recalibration, then the metric on a split), optionally on fewer images or calibration images;
 * ``halving``: the same archs scored by ``search.halving.successive_halving``;
 * ``search``: one search (``search.runner.run_search``) with a strategy and seed on a supernet,
-  then its front scored on the test split with inherited weights.
+  then its front scored on the test split with inherited weights;
+* ``shrink``: HR-NAS's shrink search (``train.shrink.train_shrink``) of an ``hrnas`` network to a
+  FLOPs target with the study's data and recipe, then BN recalibration as the search evaluator does
+  it and the metric on the test split (``bench/families_front.py``).
 
 Wall times are kept in the unit files (``seconds``) but not in ``study.json``, which must be the
 same whatever the machine's load.
@@ -22,6 +25,8 @@ from __future__ import annotations
 import os
 import time
 
+from scalenas.deploy.extract import evaluate_net, make_calibrator, recalibrate
+from scalenas.search.config import SearchCfg
 from scalenas.search.evaluator import EvalSpec, Evaluator
 from scalenas.search.halving import successive_halving
 from scalenas.search.objectives import objective_values, parse_objectives
@@ -34,6 +39,7 @@ from scalenas.tasks.base import build_task
 from scalenas.train.checkpoint import load_supernet
 from scalenas.train.config import RunConfig
 from scalenas.train.engine import train_supernet
+from scalenas.train.shrink import ShrinkRunConfig, train_shrink
 from scalenas.utils.io import atomic_write_json, read_json
 from scalenas.utils.runtime import resolve_device, setup_process
 
@@ -138,5 +144,28 @@ def search_unit(root: str, cfg: StudyConfig, p: dict, threads) -> dict:
     return {"strategy": p["strategy"], "seed": p["seed"], "evaluations": evals, "front": front}
 
 
+def shrink_unit(root: str, cfg: StudyConfig, p: dict, threads) -> dict:
+    """``p["config"]``: a shrink run config (its run_dir, task and threads are set here); the shrunk
+    net recalibrated on the search's calibration images, then scored on the test split."""
+    d = p["config"]
+    d = {**d, "run_dir": run_dir(root, p["key"]), "task": cfg.task, "train": {**d["train"], "threads": threads}}
+    rc = ShrinkRunConfig.model_validate(d)
+    t0 = time.perf_counter()
+    net, res = train_shrink(rc, resume="auto")
+    train_s = time.perf_counter() - t0
+    task = build_task(cfg.task)
+    s = cfg.search
+    device = resolve_device(s.get("device", "auto"), "search.device")
+    calib = {"num_images": s.get("calib_images", 64), "batch_size": s.get("calib_batch_size", 16),
+             "seed": s.get("calib_seed", SearchCfg().calib_seed)}
+    net.to(device)
+    recalibrate(net, make_calibrator(task, calib, device))
+    metric = float(evaluate_net(net, task, "test", device)[task.metric_name])
+    return {"target_gflops": res["target_gflops"], "gflops": res["gflops"], "macs": res["macs"],
+            "gflops_convention": res["gflops_convention"], "reached": res["reached"], "steps": res["steps"],
+            "images": res["steps"] * rc.train.batch_size, "shrink_events": len(res["events"]),
+            "arch_hash": res["arch"].hash, "test_metric": metric, "train_seconds": round(train_s, 2)}
+
+
 KINDS = {"supernet": supernet_unit, "standalone": standalone_unit, "scores": scores_unit, "halving": halving_unit,
-         "search": search_unit}
+         "search": search_unit, "shrink": shrink_unit}

@@ -156,6 +156,12 @@ def plan_keep(units, threshold: float, excess_macs: float) -> tuple[dict, int]:
     return keep, int(cost[cand].sum())
 
 
+def floor_arch(space: HRNASSpace, start: HRNASArch) -> HRNASArch:
+    """``start`` with every kernel path and token removed: the least a shrink run can reach."""
+    return HRNASArch.from_blocks(space, [BlockArch(tuple(0 for _ in b.hidden), 0 if b.tokens is not None else None)
+                                         for b in start.blocks()])
+
+
 # ---- the trainer ---------------------------------------------------------------------------------------
 class _CurrentNet:
     """The engine's sampler contract for a run that trains one network: this step's arch is the net's."""
@@ -193,8 +199,7 @@ class ShrinkTrainer(SupernetTrainer):
     def _check_target(self, start: HRNASArch) -> None:
         """Refuse a target the run cannot reach: above the start, or below the network with no path left."""
         s, scale = self.cfg.shrink, GFLOPS_SCALE[self.cfg.shrink.gflops_convention]
-        empty = HRNASArch.from_blocks(self.space, [BlockArch(tuple(0 for _ in b.hidden), 0 if b.tokens is not None
-                                                             else None) for b in start.blocks()])
+        empty = floor_arch(self.space, start)
         lo, hi = self.macs(empty) / scale, self.macs(start) / scale
         where = f"at {self.input_hw[0]}x{self.input_hw[1]}, MACs/{s.gflops_convention}"
         if not lo < s.target_gflops < hi:

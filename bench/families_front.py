@@ -35,7 +35,7 @@ from scalenas.study.archs import gflops
 from scalenas.study.config import load_study_config
 from scalenas.study.parallel import run_units
 from scalenas.study.plan import subnets_per_step
-from scalenas.study.pipeline import _check_or_write_config, make_data, say, with_data_root
+from scalenas.study.pipeline import check_or_write_config, make_data, say, with_data_root
 from scalenas.study.plots import plot_families
 from scalenas.study.stats import hypervolume
 from scalenas.study.units import load_result, unit_path
@@ -250,7 +250,7 @@ def run(out: str, quick: bool, workers: int, steps: int, k: int, report_dir: str
     cfg = with_data_root(cfg, out)
     cfg_dict = cfg.model_dump(mode="json")
     # a folder holding units of other settings is refused (unit keys do not name the steps or targets)
-    _check_or_write_config(out, {**cfg_dict, "families": {"steps": steps, "targets": k, "rho": rho}})
+    check_or_write_config(out, {**cfg_dict, "families": {"steps": steps, "targets": k, "rho": rho}})
     make_data(cfg, say)
     p = plan(cfg, steps, k, rho)
     t0 = time.perf_counter()

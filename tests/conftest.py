@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from scalenas.utils.runtime import setup_process
+from scalenas.utils.runtime import setup_process, torch_threads
 
 # As every scalenas entry point does: malloc fix, OpenCV pinned to one thread (forked loader workers
 # must not inherit an OpenCV thread pool). Tests use a fixed thread count.
@@ -18,6 +18,15 @@ TINY_SPACE = {"width": 8, "modules_per_stage": [1, 1, 1], "depth_choices": [1, 2
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch thread for a test module (its module-scoped fixtures included): tiny tensors and many
+    small ops gain nothing from threads, and on a shared 2-core machine a second OpenMP thread spin-waits
+    for a core another job holds. Opt in: ``pytestmark = pytest.mark.usefixtures("torch_one_thread")``."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -100,6 +100,16 @@ def load_config(path: str, overrides: list[str] | None = None) -> dict:
     return apply_overrides(_load_with_bases(path, ()), overrides or [])
 
 
+def load_run_config(model: type[BaseModel], path: str, overrides: list[str] | None = None,
+                    run_dir: str | None = None) -> BaseModel:
+    """What a training command reads: ``path`` with its bases and overrides, ``run_dir`` (the command's
+    ``--run-dir``) over the file's, validated as ``model``."""
+    data = load_config(path, overrides)
+    if run_dir:
+        data["run_dir"] = run_dir
+    return validate_section(model, data)
+
+
 def _load_with_bases(path: str, chain: tuple[str, ...]) -> dict:
     """``path`` merged over its ``_base_`` files; ``chain`` holds the files that include it, so that a
     cycle (a -> b -> a, or a file including itself) is named instead of recursing without end."""

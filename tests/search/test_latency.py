@@ -13,13 +13,7 @@ SPACE = SearchSpace(width=8, modules_per_stage=(1, 1, 1), depth_choices=(1, 2, 3
 HEAD = HeadSpec("seg", num_classes=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # timings on a shared 2-core machine: an OpenMP pool of 2 under load is erratic
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_features_count_ops():

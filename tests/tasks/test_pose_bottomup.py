@@ -46,13 +46,7 @@ def k7(tmp_path_factory, write_k7):
     return root
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny tensors and many small ops: extra threads only spin on this shared 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_registered_and_head(k7):

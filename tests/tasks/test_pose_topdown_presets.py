@@ -22,13 +22,7 @@ def _task(root, input_hw):
                        **{s: {k: v.format(s) for k, v in SPLIT.items()} for s in ("train", "val")}})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Big nets on a shared 2-core machine: a second OpenMP thread spin-waits for a core another job holds."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

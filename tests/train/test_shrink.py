@@ -19,12 +19,7 @@ TINY = {"family": "hrnas", "stem_channels": [8, 8], "expand_ratio": 2,
 START_MACS = 2_287_680  # TINY's largest arch with the synthetic task's seg head (4 classes) at 32x32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def shrink_cfg(run_dir, steps=12, shrink=None, **train) -> ShrinkRunConfig:

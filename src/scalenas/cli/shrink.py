@@ -32,14 +32,11 @@ def run(args) -> int:
     import os
 
     from scalenas.cli.extract import model_dir_options
-    from scalenas.config import load_config, validate_section
+    from scalenas.config import load_run_config
     from scalenas.deploy.shrink import shrink_to_model_dir
     from scalenas.train.shrink import ShrinkRunConfig
 
-    data = load_config(args.config, args.overrides)
-    if args.run_dir:
-        data["run_dir"] = args.run_dir
-    cfg = validate_section(ShrinkRunConfig, data)
+    cfg = load_run_config(ShrinkRunConfig, args.config, args.overrides, args.run_dir)
     out = args.out or os.path.join(cfg.run_dir, "model")
     res = shrink_to_model_dir(cfg, model_dir_options(args, checkpoint="", out=out), resume=args.resume)
     s = res["shrink"]

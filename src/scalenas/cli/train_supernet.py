@@ -32,14 +32,11 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from scalenas.config import load_config, validate_section
+    from scalenas.config import load_run_config, validate_section
     from scalenas.train.config import RunConfig
     from scalenas.train.engine import train_supernet
 
-    data = load_config(args.config, args.overrides)
-    if args.run_dir:
-        data["run_dir"] = args.run_dir
-    cfg = validate_section(RunConfig, data)
+    cfg = load_run_config(RunConfig, args.config, args.overrides, args.run_dir)
     if cfg.search:
         # train cannot import search (layers), so the search section is checked here, before any
         # training: an error found only when the search starts would cost the whole training run

@@ -54,6 +54,14 @@ def canonical_json(d: dict, indent: int | None = None) -> str:
     return json.dumps(d, sort_keys=True, indent=indent)
 
 
+def parse_json(s: str, where: str):
+    """An arch's JSON text as Python data; invalid JSON is one error naming ``where``."""
+    try:
+        return json.loads(s)
+    except json.JSONDecodeError as e:
+        raise ScaleNASError(f"{where}: invalid JSON ({e})") from e
+
+
 def short_hash(canonical: str) -> str:
     """A stable short hash of an arch: the first 10 hex digits of SHA-256 of its canonical JSON."""
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
@@ -169,11 +177,7 @@ class Arch:
 
     @staticmethod
     def from_json(s: str, where: str = "arch") -> "Arch":
-        try:
-            d = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise ScaleNASError(f"{where}: invalid JSON ({e})") from e
-        return Arch.from_dict(d, where)
+        return Arch.from_dict(parse_json(s, where), where)
 
     @staticmethod
     def load(path: str) -> "Arch":

@@ -18,13 +18,12 @@ is removed) and, where a block has HR-NAS's transformer, its tokens. Its JSON is
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from scalenas.errors import ScaleNASError
-from scalenas.space.arch import HRNAS_ARCH_FORMAT, _reject_unknown, canonical_json, short_hash
+from scalenas.space.arch import HRNAS_ARCH_FORMAT, _reject_unknown, canonical_json, parse_json, short_hash
 from scalenas.utils.io import read_json
 
 #: HR-NAS's configs: inverted_residual_setting (blocks per branch, widths per branch) per stage
@@ -339,11 +338,7 @@ class HRNASArch:
 
     @staticmethod
     def from_json(s: str, where: str = "arch") -> "HRNASArch":
-        try:
-            d = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise ScaleNASError(f"{where}: invalid JSON ({e})") from e
-        return HRNASArch.from_dict(d, where)
+        return HRNASArch.from_dict(parse_json(s, where), where)
 
     @property
     def hash(self) -> str:

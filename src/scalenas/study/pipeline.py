@@ -45,7 +45,7 @@ def run_study(config: str, out: str, quick: bool = False, workers: int = 1, ray:
     out = os.path.abspath(make_output_dir(out, "study folder"))
     cfg = with_data_root(cfg, out)
     cfg_dict = cfg.model_dump(mode="json")
-    _check_or_write_config(out, cfg_dict)  # before anything is written: a folder of another study is refused
+    check_or_write_config(out, cfg_dict)  # before anything is written: a folder of another study is refused
     make_data(cfg, log)
     plan = Plan.build(cfg)
     est = estimate(plan, out, workers, 3 if quick else 12, log)
@@ -89,7 +89,7 @@ def make_data(cfg: StudyConfig, log) -> None:
         atomic_write_json(marker, want)
 
 
-def _check_or_write_config(out: str, cfg_dict: dict) -> None:
+def check_or_write_config(out: str, cfg_dict: dict) -> None:
     path = os.path.join(out, "config.yaml")
     if os.path.exists(path):
         saved = load_yaml(path) or {}

@@ -193,6 +193,7 @@ class ShrinkTrainer(SupernetTrainer):
         net = HRNASNet(self.space, self.space.largest(), self.head, bn_momentum=cfg.model.bn_momentum,
                        init=cfg.model.init)
         self.units = prunable_units(net, self.input_hw)
+        self.net_macs = self.macs(net.arch)  # the net's cost changes only when channels are removed
         self._check_target(net.arch)
         return net
 
@@ -222,10 +223,13 @@ class ShrinkTrainer(SupernetTrainer):
         return 0.0 if self.reached else rho_at(self.step, self.cfg.shrink.rho, self.warmup)
 
     def macs(self, arch: HRNASArch | None = None) -> int:
-        return hrnas_profile(self.space, arch or self.net.arch, self.head, self.input_hw, validate=False).macs
+        """MACs of ``arch`` at the run's input; None: the current net's (kept, not recounted each step)."""
+        if arch is None:
+            return self.net_macs
+        return hrnas_profile(self.space, arch, self.head, self.input_hw, validate=False).macs
 
     def gflops(self) -> float:
-        return self.macs() / GFLOPS_SCALE[self.cfg.shrink.gflops_convention]
+        return self.net_macs / GFLOPS_SCALE[self.cfg.shrink.gflops_convention]
 
     # ---- the step: the engine's, plus the penalty and the shrink check ---------------------------------
     def _subnet_loss(self, arch, batch: dict, teacher_out):
@@ -254,12 +258,12 @@ class ShrinkTrainer(SupernetTrainer):
         """Remove the channels whose |gamma| is at or below the threshold when they save at least
         ``step_gflops`` (or ``force``), never going below the target; returns the event, or None."""
         s = self.cfg.shrink
-        before = self.macs()
+        before = self.net_macs
         keep, saved = plan_keep(self.units, s.threshold, before - self.target_macs)
         if saved == 0 or (saved < self.step_macs and not force):
             return None
         self.apply_keep(keep)
-        after = self.macs()
+        after = self.net_macs
         self.reached = after <= self.target_macs * (1 + s.tolerance)
         ev = {"step": self.step, "macs_before": before, "macs_after": after, "arch_hash": self.net.arch.hash,
               "reached": self.reached}
@@ -307,6 +311,7 @@ class ShrinkTrainer(SupernetTrainer):
         self.optimizer.load_state_dict(optimizer_state)
         self.scheduler.load_state_dict(scheduler_state)
         self.units = prunable_units(self.net, self.input_hw)
+        self.net_macs = self.macs(self.net.arch)
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -332,7 +337,7 @@ class ShrinkTrainer(SupernetTrainer):
 
     def result(self) -> dict:
         s = self.cfg.shrink
-        return {"arch": self.net.arch, "macs": self.macs(), "gflops": self.gflops(), "target_gflops": s.target_gflops,
+        return {"arch": self.net.arch, "macs": self.net_macs, "gflops": self.gflops(), "target_gflops": s.target_gflops,
                 "gflops_convention": s.gflops_convention, "reached": self.reached, "events": self.events,
                 "input_hw": list(self.input_hw), "steps": self.step}
 

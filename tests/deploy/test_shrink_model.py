@@ -4,13 +4,16 @@ import json
 import os
 
 import cv2
+import pytest
 import torch
 import yaml
 
 from scalenas.deploy.model_dir import load_model
 from scalenas.deploy.runtime import natural_image
+from scalenas.errors import ScaleNASError
 from scalenas.space.hrnas import HRNASArch
 from scalenas.space.hrnas_profile import hrnas_profile
+from scalenas.train.checkpoint import load_supernet
 
 TINY = {"family": "hrnas", "stem_channels": [8, 8], "expand_ratio": 2,
         "stages": [[[1], [8]], [[1, 1], [6, 12]], [[1, 1, 1], [6, 12, 24]], [[1, 1, 1, 1], [6, 12, 24, 48]]]}
@@ -53,6 +56,29 @@ def test_shrink_cli_to_model_dir_eval_export_predict(seg_setup, tmp_path, h, cap
     assert os.path.isfile(tmp_path / "pred" / "scene_overlay.png")
     with torch.no_grad():
         assert lm.net(torch.zeros(1, 3, 64, 64)).shape[-2:] == (16, 16)
+
+    # the run's checkpoint makes the same model dir through 'scalenas extract' (no ARCH.json: it holds its arch)
+    ckpt = meta["provenance"]["supernet_checkpoint"]
+    assert h.cli("extract", ckpt, "-o", tmp_path / "again", "--eval-split", "val", *h.CALIB,
+                 "--latency-iters", "0") == 0
+    again = json.loads((tmp_path / "again" / "model.json").read_text())
+    assert again["arch_hash"] == meta["arch_hash"] and again["metric"]["value"] == meta["metric"]["value"]
+    assert again["provenance"]["arch_origin"] == meta["provenance"]["arch_origin"]
+    assert load_model(str(tmp_path / "again")).net.state_dict().keys() == lm.net.state_dict().keys()
+    assert h.cli("extract", ckpt, "-o", tmp_path / "tuned", "--finetune-epochs", "1", "--no-calibrate",
+                 "--latency-iters", "0") == 0
+    tuned = json.loads((tmp_path / "tuned" / "model.json").read_text())
+    assert tuned["finetune"]["epochs"] == 1 and tuned["finetune"]["steps"] >= 1
+    assert tuned["arch_hash"] == meta["arch_hash"]
+    capsys.readouterr()
+    # an arch beside it, or a command that wants a supernet, is refused in one line naming the file
+    arch_file = tmp_path / "a.json"
+    arch_file.write_text(json.dumps(meta["arch"]))
+    assert h.cli("extract", ckpt, str(arch_file), "-o", tmp_path / "no") == 2
+    err = capsys.readouterr().err.strip()
+    assert ckpt in err and "give no ARCH.json" in err and "\n" not in err
+    with pytest.raises(ScaleNASError, match="a shrink run's checkpoint .*'scalenas extract "):
+        load_supernet(ckpt)
 
 
 def test_shrink_cli_error_is_one_line(tmp_path, h, capsys):

@@ -27,7 +27,9 @@ def add_parser(sub):
                     "evaluated archs within --max-gflops (MACs/2^30 unless --gflops-convention 1e9), --max-params-m "
                     "and --max-latency-ms, the best metric; ties go to the cheaper. Without a budget: the best "
                     "metric overall.")
-    p.add_argument("checkpoint", metavar="SUPERNET_CKPT", help="supernet checkpoint (.pt from train-supernet)")
+    p.add_argument("checkpoint", metavar="SUPERNET_CKPT",
+                   help="supernet checkpoint (.pt from train-supernet), or a shrink run's checkpoint (.pt from "
+                        "'scalenas shrink': its network, no ARCH.json)")
     p.add_argument("arch", nargs="?", metavar="ARCH.json", help="arch file (or a model.json / preset-format JSON)")
     p.add_argument("-o", "--out", required=True, metavar="MODEL_DIR", help="output model directory")
     g = p.add_argument_group("pick from a search run")
@@ -90,10 +92,17 @@ def model_dir_options(args, **kw):
 
 
 def run(args) -> int:
-    from scalenas.deploy.extract import extract
+    from scalenas.deploy.extract import check_before_loading, extract
+    from scalenas.deploy.shrink import model_dir_from_shrink_checkpoint
+    from scalenas.train.checkpoint import is_shrink_checkpoint, load_checkpoint
 
     opts = model_dir_options(args, checkpoint=args.checkpoint, out=args.out, arch_file=args.arch, pick_run=args.pick,
                              max_gflops=args.max_gflops, gflops_convention=args.gflops_convention,
                              max_latency_ms=args.max_latency_ms, max_params_m=args.max_params_m)
-    extract(opts)
+    check_before_loading(opts)  # a bad option costs no checkpoint load
+    ck = load_checkpoint(args.checkpoint)
+    if is_shrink_checkpoint(ck):  # one network with its own arch: no subnet to choose
+        model_dir_from_shrink_checkpoint(opts, ck)
+    else:
+        extract(opts, ck=ck)
     return 0

@@ -194,18 +194,16 @@ class Choice:
         return self.run_cfg["search"] if self.run_cfg else None
 
 
-def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
+def extract(opts: ExtractOptions, log: Callable[[str], None] = print, ck: dict | None = None) -> dict:
     """Run the whole extraction: choose, calibrate, fine-tune, evaluate, write; returns
-    {"model_dir", "meta", "card"}."""
-    out_dir = os.path.abspath(opts.out)
-    md.check_target(out_dir, opts.overwrite)  # fail before any expensive work
-    recipe = finetune_recipe(opts.finetune_config) if opts.finetune_config else None
+    {"model_dir", "meta", "card"} (``ck``: the checkpoint, when the caller has loaded it already)."""
+    out_dir, recipe = check_before_loading(opts)
     if (opts.arch_file is None) == (opts.pick_run is None):
         raise ScaleNASError("give exactly one of ARCH.json or --pick RUN_DIR")
     device = resolve_device(opts.device)
-    supernet, ck = load_supernet(opts.checkpoint, map_location=device)
+    supernet, ck = load_supernet(opts.checkpoint, map_location=device, ck=ck)
     choice = choose(opts, supernet, ck["meta"], log)
-    task = _task_of(opts, choice.task_cfg, supernet.head_spec, log)
+    task = task_of(opts, choice.task_cfg, supernet.head_spec, log)
     calib, calibrator = calibrate(opts, supernet, choice, task, device, log)
     net = supernet.extract(choice.arch).eval()
     del supernet
@@ -215,6 +213,14 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print) -> dict:
     input_hw, latency = measure(opts, net, task, choice, device, log)
     return write(opts, out_dir, net, choice, task, ck, calib=calib, ft=ft, metric=metric, input_hw=input_hw,
                  latency=latency, log=log)
+
+
+def check_before_loading(opts: ExtractOptions) -> tuple[str, dict | None]:
+    """(the model dir's absolute path, the fine-tuning recipe): what fails without loading anything,
+    checked first so that a bad option costs no checkpoint load."""
+    out_dir = os.path.abspath(opts.out)
+    md.check_target(out_dir, opts.overwrite)
+    return out_dir, finetune_recipe(opts.finetune_config) if opts.finetune_config else None
 
 
 def choose(opts: ExtractOptions, supernet, ck_meta: dict, log) -> Choice:
@@ -243,7 +249,7 @@ def choose(opts: ExtractOptions, supernet, ck_meta: dict, log) -> Choice:
     return choice
 
 
-def _task_of(opts: ExtractOptions, task_cfg: dict, head, log):
+def task_of(opts: ExtractOptions, task_cfg: dict, head, log):
     """The task, or None when it cannot be built and no stage needs it (the model dir then lacks the
     predict task config)."""
     need_task = opts.calibrate or _finetunes(opts) or opts.eval_split is not None

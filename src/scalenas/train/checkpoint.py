@@ -22,6 +22,7 @@ from scalenas.space.space import SearchSpace
 from scalenas.utils.weights import read_weights
 
 CKPT_RE = re.compile(r"step_(\d+)\.pt$")
+SHRINK_FORMAT = "scalenas.shrink/1"  # what ``scalenas shrink`` writes in meta.format
 
 
 def rng_state() -> dict:
@@ -79,10 +80,20 @@ def find_resume(run_dir: str) -> tuple[str | None, list[tuple[str, str]]]:
     return None, skipped
 
 
-def load_supernet(path: str, map_location="cpu"):
-    """(SuperScaleNet with the checkpoint's weights, checkpoint dict) from a training checkpoint."""
-    ck = load_checkpoint(path, map_location)
+def is_shrink_checkpoint(ck: dict) -> bool:
+    """Whether ``ck`` is a ``scalenas shrink`` run's checkpoint (one hrnas network and its arch)."""
+    return (ck.get("meta") or {}).get("format") == SHRINK_FORMAT
+
+
+def load_supernet(path: str, map_location="cpu", ck: dict | None = None):
+    """(SuperScaleNet with the checkpoint's weights, checkpoint dict) from a training checkpoint
+    (``ck``: that checkpoint, already loaded from ``path``)."""
+    ck = load_checkpoint(path, map_location) if ck is None else ck
     meta = ck.get("meta")
+    if is_shrink_checkpoint(ck):
+        raise ScaleNASError(f"{path}: a shrink run's checkpoint (one hrnas network, not a supernet to search or "
+                            f"extract subnets from); make a model dir from it with 'scalenas extract {path} -o "
+                            f"MODEL_DIR'")
     if not meta or "space" not in meta or "head" not in meta or "model" not in ck:
         raise ScaleNASError(f"{path}: not a scalenas supernet checkpoint (missing 'meta' or 'model')")
     net = SuperScaleNet(SearchSpace.from_dict(meta["space"]), HeadSpec.from_dict(meta["head"]),

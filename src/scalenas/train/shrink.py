@@ -41,6 +41,7 @@ from scalenas.errors import ScaleNASError
 from scalenas.nets.hrnas import HRNASNet, prunable_units, shrink, shrink_tensors
 from scalenas.space.hrnas import HRNAS_STAGES, BlockArch, HRNASArch, HRNASSpace
 from scalenas.space.hrnas_profile import channel_macs, hrnas_profile, level_pixels, token_macs
+from scalenas.train import checkpoint as ckpt
 from scalenas.train.config import ModelCfg, TrainCfg, _one_of
 from scalenas.train.distributed import wrap_ddp
 from scalenas.train.engine import SupernetTrainer
@@ -318,7 +319,7 @@ class ShrinkTrainer(SupernetTrainer):
         st = super().state()
         st["arch"] = self.net.arch.to_dict()
         st["shrink"] = {"reached": self.reached, "events": self.events}
-        st["meta"] = {**st["meta"], "format": "scalenas.shrink/1"}
+        st["meta"] = {**st["meta"], "format": ckpt.SHRINK_FORMAT}
         return st
 
     def _restore(self, state: dict) -> None:

@@ -30,6 +30,18 @@ class DataCfg(Strict):
     test: int = Field(100, ge=1)
     size: tuple[int, int] = (64, 64)
     seed: int = 0
+    #: synth-pose only: (min, max) person height as fractions of the image's short side; None: the
+    #: generator's default (0.065-0.95, the 1:8 span that makes scale matter bottom-up)
+    heights: Optional[tuple[float, float]] = None
+
+    @model_validator(mode="after")
+    def _heights(self):
+        if self.heights is not None:
+            if self.generator != "synth-pose":
+                raise ValueError("heights applies to the synth-pose generator only")
+            if not 0 < self.heights[0] < self.heights[1] <= 1:
+                raise ValueError(f"heights {list(self.heights)}: need 0 < min < max <= 1")
+        return self
 
 
 def _registered(names: list[str], known: list[str], what: str) -> None:

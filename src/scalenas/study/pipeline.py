@@ -85,7 +85,8 @@ def make_data(cfg: StudyConfig, log) -> None:
             from scalenas.data.synth_seg import generate
         else:
             from scalenas.data.synth_pose import generate
-        log(generate(root, train=d.train, val=d.val, test=d.test, size=tuple(d.size), seed=d.seed))
+        extra = {"heights": tuple(d.heights)} if d.heights is not None else {}
+        log(generate(root, train=d.train, val=d.val, test=d.test, size=tuple(d.size), seed=d.seed, **extra))
         atomic_write_json(marker, want)
 
 

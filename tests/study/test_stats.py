@@ -71,3 +71,22 @@ def test_mean_std_uses_the_sample_std():
     d = stats.mean_std([1.0, 2.0, 3.0])
     assert d["mean"] == 2.0 and d["std"] == pytest.approx(1.0) and d["per_seed"] == [1.0, 2.0, 3.0]
     assert stats.mean_std([4.0])["std"] == 0.0
+
+
+def test_noise_ceiling_is_scipys_tau_between_seeds():
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=12)
+    seeds = [truth + rng.normal(0, 0.7, 12) for _ in range(3)]  # stand-alone scores at seeds 0, 1, 2
+    c = stats.noise_ceiling(seeds, resamples=200, seed=0)
+    taus = [sps.kendalltau(seeds[0], seeds[k]).statistic for k in (1, 2)]
+    rhos = [sps.spearmanr(seeds[0], seeds[k]).statistic for k in (1, 2)]
+    assert c["pairs"] == [[0, 1], [0, 2]] and c["seeds"] == [0, 1, 2]
+    assert c["kendall_tau"]["per_pair"] == pytest.approx(taus, abs=1e-12)
+    assert c["kendall_tau"]["value"] == pytest.approx(np.mean(taus), abs=1e-12)
+    assert c["spearman_rho"]["value"] == pytest.approx(np.mean(rhos), abs=1e-12)
+    lo, hi = c["kendall_tau"]["ci95"]
+    assert lo <= c["kendall_tau"]["value"] <= hi
+    # one pair: exactly scipy's tau of the two seeds; a single seed has no ceiling
+    one = stats.noise_ceiling(seeds[:2], resamples=50)
+    assert one["kendall_tau"]["value"] == pytest.approx(taus[0], abs=1e-12) and one["pairs"] == [[0, 1]]
+    assert stats.noise_ceiling(seeds[:1]) is None

@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pytest
+from scipy.stats import kendalltau
 
 from scalenas.cli import main
 from scalenas.errors import ScaleNASError
@@ -39,6 +40,16 @@ def _check_sections(doc: dict) -> None:
     for kind in ("search_images", "calib_images"):
         assert fi[kind] and all(_finite(r["kendall_tau"]) for r in fi[kind]) and fi[kind][-1]["kendall_tau"] == 1.0
     assert _finite(fi["halving"]["kendall_tau"]) and fi["halving"]["cost_ratio"] > 0
+    sh = fi["split_half"]
+    assert _finite(sh["kendall_tau"]) and _finite(sh["spearman_rho"]) and all(map(_finite, sh["kendall_tau_ci95"]))
+    assert sh["images"] == [4, 4] and sh["first_image"] == [0, 4]  # the 8-image search split, halved
+    c = doc["fidelity"]["ceiling"]
+    assert c["pairs"] == [[0, 1]] and c["seeds"] == [0, 1]
+    for key in ("kendall_tau", "spearman_rho"):
+        assert _finite(c[key]["value"]) and all(map(_finite, c[key]["ci95"]))
+    for name in ("grouped", "uniform", "sandwich"):
+        v = doc["fidelity"][name]["kendall_tau_vs_mean"]
+        assert _finite(v["value"]) and all(map(_finite, v["ci95"]))
     assert {a["name"] for a in doc["archs"]} >= {"smallest", "largest", "hrnet"} and len(doc["archs"]) == 5
     assert len(doc["aims"]) == 6 and all(isinstance(a["met"], bool) for a in doc["aims"])
 
@@ -59,8 +70,17 @@ def _unit(out, key):
 def test_quick_study_has_every_section(quick_study):
     out, doc = quick_study
     _check_sections(doc)
+    # the ceiling is scipy's tau between the fidelity archs' stand-alone seeds 0 and 1 (their unit results)
+    alone = [[_unit(out, f"standalone/{a['hash']}-s{s}")["metric"] for a in doc["archs"]] for s in (0, 1)]
+    assert doc["fidelity"]["ceiling"]["kendall_tau"]["value"] == pytest.approx(
+        kendalltau(*alone).statistic, abs=1e-12)
+    halves = [_unit(out, f"scores/half-{i}")["metrics"] for i in (0, 1)]
+    assert doc["fidelity_vs_images"]["split_half"]["kendall_tau"] == pytest.approx(
+        kendalltau(*halves).statistic, abs=1e-12)
     md = (out / "study.md").read_text()
     assert "## Reading" in md and ("**met**" in md or "**not met**" in md)
+    assert "| stand-alone seed 0 vs seed k (noise ceiling) |" in md and "- Noise ceiling: " in md
+    assert "Split-half reliability: " in md and "- Reliability of the full evaluation: " in md
     for png in ("fidelity.png", "hypervolume.png", "fidelity_vs_images.png"):
         assert (out / png).stat().st_size > 10_000
 
@@ -71,8 +91,10 @@ def test_kill_and_resume_gives_the_same_study(quick_study):
     one (a supernet whose result was not written yet, its checkpoint already saved), then continue it."""
     out, doc = quick_study
     searched = doc["from_scratch"]["searched"]["hash"]
+    largest = next(a["hash"] for a in doc["archs"] if a["name"] == "largest")  # never the searched arch
     gone = ["supernet/uniform-s1", "scores/inherited-uniform-s1", "search/evolution-uniform-s1-s0",
-            "search/random-grouped-s0-s1", "scores/images-2", "halving/main", f"standalone/{searched}-s1"]
+            "search/random-grouped-s0-s1", "scores/images-2", "halving/main", f"standalone/{searched}-s1",
+            f"standalone/{largest}-s1", "scores/half-1"]
     for key in gone:
         os.unlink(out / "units" / f"{key}.json")
         shutil.rmtree(out / "runs" / key, ignore_errors=True)

@@ -131,6 +131,7 @@ def test_evaluate_real_net_writes_results_and_overlays(k7, tmp_path):
     pngs = sorted(os.listdir(tmp_path / "vis"))
     assert len(pngs) == 2 and cv2.imread(str(tmp_path / "vis" / pngs[0])).shape[1] > 128 * 2
     assert task.evaluate(net, "search", max_images=1)["images"] == 1
+    assert task.evaluate(net, "val", max_images=5, first_image=1)["images"] == 2  # 511 and 521
 
 
 class _Silent(torch.nn.Module):

@@ -116,6 +116,7 @@ def test_k7_trains_and_evaluates_end_to_end(k7, tmp_path):
     pngs = sorted(os.listdir(tmp_path / "vis"))
     assert pngs == ["val_501.png", "val_511.png"] and cv2.imread(str(tmp_path / "vis" / pngs[0])).shape[1] > 256
     assert task.evaluate(net, "search", max_images=1)["images"] == 1
+    assert task.evaluate(net, "val", max_images=5, first_image=1)["images"] == 2  # 511 and 521
     assert task.evaluate_oracle("val")["AP"] >= 99.0
 
 

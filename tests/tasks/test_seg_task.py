@@ -136,6 +136,16 @@ def test_evaluate_ground_truth_model_scores_100(synth_root, tmp_path):
     assert vis.shape[1] == 2 * 256 + 4  # prediction | GT side by side
 
 
+def test_evaluate_images_from_first_image(synth_root):
+    """``first_image`` scores a later part of the split: a model that knows only images 1 and 2 scores
+    100 on them (fed image 0 it would fail to find it)."""
+    task = make_task(synth_root, eval_batch_size=2)
+    ds = task.build_dataset("val", train=False)
+    m = task.evaluate(LookupModel([ds[1], ds[2]], 7), "val", max_images=5, first_image=1)
+    assert m["mIoU"] == pytest.approx(100) and m["images"] == 2
+    assert task.evaluate(LookupModel([ds[2]], 7), "val", first_image=2)["images"] == 1
+
+
 def test_evaluate_flip_and_multiscale_modes(blocks_root):
     task = make_task(blocks_root, test_mode="flip")
     assert task.evaluate(ColourModel(), "val")["mIoU"] == pytest.approx(100)

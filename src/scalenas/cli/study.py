@@ -13,12 +13,14 @@ Check, on your task and space, that one-shot search finds good architectures:
   1. ranking fidelity: N archs spread over the GFLOPs range (smallest, largest, hrnet among them),
      scored with inherited supernet weights (BN recalibrated, search split) and trained alone from
      scratch with the same recipe (test split): Kendall tau, Spearman rho, top-3/5 overlap with
-     bootstrap 95% intervals;
+     bootstrap 95% intervals; the noise ceiling: the same tau between stand-alone seed 0 and seeds
+     1..study.ceiling_seeds (one more stand-alone run per arch and seed), and tau against their mean;
   2. sampler ablation (study.samplers) at equal images seen, and at equal subnet passes: tau and the
      test-split hypervolume of each supernet's searched front, over seeds;
   3. strategy ablation: every registered search strategy at equal evaluations, over seeds;
   4. the best searched arch at no more GFLOPs than hrnet and hrnet, both trained from scratch, over seeds;
-  5. tau against full evaluation as search-split and BN-calibration images shrink, and successive halving.
+  5. tau against full evaluation as search-split and BN-calibration images shrink, successive halving,
+     and the full evaluation's split-half reliability (tau between two disjoint halves of the split).
 
 DIR receives study.json, study.md, fidelity.png, hypervolume.png, fidelity_vs_images.png, timings.json,
 and units/ (one result file per unit) and runs/ (supernets, stand-alone runs, searches). Re-running with

@@ -74,15 +74,17 @@ class Evaluator:
         net, _ = load_supernet(spec.checkpoint)
         return cls(net, build_task(spec.task), spec)
 
-    def evaluate(self, arch: Arch, max_images: int | None = None) -> dict[str, Any]:
+    def evaluate(self, arch: Arch, max_images: int | None = None, first_image: int = 0) -> dict[str, Any]:
         """``{"hash", "metric", "metrics", "calib_bn", "eval_s"}`` for ``arch`` (BN recalibrated first),
-        scored on the first ``max_images`` images of the split (None: the spec's ``max_images``)."""
+        scored on ``max_images`` images of the split (None: the spec's ``max_images``) from
+        ``first_image`` on (0: the first ones)."""
         t0 = time.perf_counter()
         with torch_threads(self.threads):
             self.net.set_active(arch)
             n_bn = self._calibrate(arch, cache=max_images is not None)
             metrics = self.task.evaluate(self.net, self.split, self.device,
-                                          self.max_images if max_images is None else max_images)
+                                          self.max_images if max_images is None else max_images,
+                                          first_image=first_image)
         name = self.task.metric_name
         if name not in metrics:
             raise ScaleNASError(f"task {self.task.name}: evaluate() returned no {name!r} (got {sorted(metrics)})")

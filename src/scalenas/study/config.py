@@ -70,6 +70,9 @@ class StudyCfg(Strict):
     #: (equal subnet passes, about equal compute)
     equal_compute: bool = True
     standalone_images: int = Field(4800, ge=1, description="training images per stand-alone (from-scratch) run")
+    ceiling_seeds: int = Field(1, ge=0, description="every fidelity arch also trained stand-alone at seeds 1.."
+                               "ceiling_seeds: the rank agreement of seed 0 with them is the noise ceiling of "
+                               "the fidelity taus (0: no ceiling)")
     eval_images: list[int] = Field(default_factory=lambda: [5, 10, 20], min_length=1,
                                    description="stage 5: search-split image counts (the full split is added)")
     calib_images: list[int] = Field(default_factory=lambda: [4, 8, 16], min_length=1,

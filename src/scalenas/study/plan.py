@@ -1,12 +1,13 @@
 """The study's units, in three waves of independent units:
 
 A. every supernet (sampler x seed, plus the equal-compute view of samplers that train several
-   subnets per step), every fidelity arch trained stand-alone (seed 0) and the hrnet point's other
-   from-scratch seeds; nothing here depends on anything else;
+   subnets per step), every fidelity arch trained stand-alone (seed 0, and seeds 1..ceiling_seeds for
+   the noise ceiling) and the hrnet point's other from-scratch seeds; nothing here depends on anything
+   else (a stand-alone run wanted twice, e.g. hrnet at seed 1, is one unit);
 B. on the trained supernets: inherited scores of the fidelity set (one unit per supernet), the
    searches (the sampler ablation: evolution, search seed 0, on every supernet; the strategy
    ablation: every strategy x search seed on grouped seed 0), and stage 5 (scores on fewer search
-   images / calibration images, successive halving) on grouped seed 0;
+   images / calibration images / either half of the search split, successive halving) on grouped seed 0;
 C. the best searched arch (grouped seed 0, evolution seed 0, at no more GFLOPs than hrnet) trained
    from scratch with every seed.
 """
@@ -78,8 +79,9 @@ class Plan:
     def wave_a(self) -> list[dict]:
         st = self.cfg.study
         hrnet = self.arch_of("hrnet")
-        return (list(self.supernets) + [self.standalone(a, 0) for a in self.archs]
-                + [self.standalone(hrnet, s) for s in range(1, st.seeds)])
+        alone = ([self.standalone(a, s) for s in range(st.ceiling_seeds + 1) for a in self.archs]
+                 + [self.standalone(hrnet, s) for s in range(1, st.seeds)])
+        return list(self.supernets) + list({u["key"]: u for u in alone}.values())  # each key once
 
     def wave_b(self) -> list[dict]:
         st = self.cfg.study
@@ -89,6 +91,8 @@ class Plan:
                   if (s, seed) != ("evolution", 0)]
         units += [self.scores(f"images-{n}", MAIN, max_images=n) for n in self.eval_image_counts()]
         units += [self.scores(f"calib-{c}", MAIN, calib_images=c) for c in self.calib_counts()]
+        units += [self.scores(f"half-{i}", MAIN, max_images=n, first_image=first)
+                  for i, (first, n) in enumerate(self.split_halves())]
         units.append({"key": "halving/main", "kind": "halving", "params": {
             "supernet": f"supernet/{MAIN}", "archs": [a["arch"] for a in self.archs],
             "costs": [{"gflops_2p30": a["gflops"]} for a in self.archs], "full_images": self.search_images,
@@ -102,6 +106,12 @@ class Plan:
 
     def eval_image_counts(self) -> list[int]:
         return sorted({n for n in self.cfg.study.eval_images if n < self.search_images})
+
+    def split_halves(self) -> list[tuple[int, int]]:
+        """(first image, images) of two disjoint halves of the search split (none below 2 images): the
+        split-half reliability of the full evaluation."""
+        n = self.search_images
+        return [(0, n // 2), (n // 2, n - n // 2)] if n >= 2 else []
 
     def calib_counts(self) -> list[int]:
         full = int(self.cfg.search.get("calib_images", 64))

@@ -30,11 +30,14 @@ def write_report(plan: Plan, out: str, searched: dict | None, estimate_s: float)
 def build_study(plan: Plan, out: str, searched: dict | None) -> dict:
     cfg = plan.cfg
     st = cfg.study
-    alone = [load_result(out, plan.standalone(a, 0)["key"])["metric"] for a in plan.archs]
+    by_seed = [[load_result(out, plan.standalone(a, s)["key"])["metric"] for a in plan.archs]
+               for s in range(st.ceiling_seeds + 1)]
+    alone = by_seed[0]
     doc = {"metric": _metric_name(cfg), "settings": _settings(plan),
            "archs": [{k: a[k] for k in ("name", "hash", "gflops")} | {"standalone": m}
                      for a, m in zip(plan.archs, alone)]}
-    doc["fidelity"] = {s: _fidelity(plan, out, s, alone) for s in _sampler_views(plan)}
+    doc["fidelity"] = {s: _fidelity(plan, out, s, by_seed) for s in _sampler_views(plan)}
+    doc["fidelity"]["ceiling"] = stats.noise_ceiling(by_seed, st.bootstrap, st.bootstrap_seed)
     doc["samplers"] = {s: _sampler(plan, out, s, doc["fidelity"]) for s in st.samplers}
     doc["strategies"] = _strategies(plan, out)
     doc["from_scratch"] = _from_scratch(plan, out, searched)
@@ -58,7 +61,8 @@ def _settings(plan: Plan) -> dict:
             "strategies": st.strategy_names(), "input_hw": list(plan.input_hw),
             "supernet": {"images": st.supernet_images, "steps": st.supernet_images // bs, "batch_size": bs},
             "standalone": {"images": st.standalone_images, "steps": st.standalone_images // bs, "batch_size": bs,
-                           "split": "test", "seeds_fidelity_set": 1, "seeds_from_scratch": st.seeds},
+                           "split": "test", "seeds_fidelity_set": 1, "seeds_from_scratch": st.seeds,
+                           "ceiling_seeds": st.ceiling_seeds},
             "search": {k: s.get(k) for k in ("initial", "population", "generations", "parents", "calib_images",
                                              "objectives")},
             "search_split_images": plan.search_images, "gflops_largest": plan.gflops_largest,
@@ -75,10 +79,15 @@ def _seeds(plan: Plan, view: str) -> list[str]:
     return [u["params"]["name"] for u in plan.supernets if u["params"]["name"].rsplit("-s", 1)[0] == view]
 
 
-def _fidelity(plan: Plan, out: str, view: str, alone: list[float]) -> dict:
+def _fidelity(plan: Plan, out: str, view: str, by_seed: list[list[float]]) -> dict:
+    """Rank agreement of the view's inherited scores with stand-alone seed 0, and (``kendall_tau_vs_mean``,
+    with the noise ceiling only) tau against the stand-alone mean over seeds 0..ceiling_seeds."""
     inh = [load_result(out, f"scores/inherited-{n}")["metrics"] for n in _seeds(plan, view)]
     st = plan.cfg.study
-    return {**stats.rank_agreement(inh, alone, st.bootstrap, st.bootstrap_seed), "inherited": inh}
+    doc = {**stats.rank_agreement(inh, by_seed[0], st.bootstrap, st.bootstrap_seed), "inherited": inh}
+    doc["kendall_tau_vs_mean"] = None if len(by_seed) < 2 else stats.rank_agreement(
+        inh, np.mean(by_seed, axis=0), st.bootstrap, st.bootstrap_seed)["kendall_tau"]
+    return doc
 
 
 def _front_hv(plan: Plan, res: dict, key: str) -> float:
@@ -148,6 +157,7 @@ def _images(plan: Plan, out: str) -> dict:
            "calib_images": [{"images": c, **agree(load_result(out, f"scores/calib-{c}")["metrics"])}
                             for c in plan.calib_counts()]
            + [{"images": int(cfg.search.get("calib_images", 64)), "kendall_tau": 1.0, "spearman_rho": 1.0}]}
+    doc["split_half"] = _split_half(plan, out)
     h = load_result(out, "halving/main")
     calib = int(cfg.search.get("calib_images", 64))
     n = len(plan.archs)
@@ -160,6 +170,19 @@ def _images(plan: Plan, out: str) -> dict:
                       "cost_ratio_bound": full_cost / (n * calib),
                       "evaluations": h["evaluations"], "eval_images": h["eval_images"]}
     return doc
+
+
+def _split_half(plan: Plan, out: str) -> dict | None:
+    """Rank agreement of the fidelity archs' scores on the two halves of the search split (the same
+    supernet and calibration as the full scoring): how reliable the full evaluation is."""
+    halves = [load_result(out, f"scores/half-{i}")["metrics"] for i in range(len(plan.split_halves()))]
+    if not halves:
+        return None
+    st = plan.cfg.study
+    agree = stats.rank_agreement(halves[1:], halves[0], st.bootstrap, st.bootstrap_seed)
+    return {"images": [n for _, n in plan.split_halves()], "first_image": [f for f, _ in plan.split_halves()],
+            "kendall_tau": agree["kendall_tau"]["value"], "spearman_rho": agree["spearman_rho"]["value"],
+            "kendall_tau_ci95": agree["kendall_tau"]["ci95"], "metrics": halves}
 
 
 def aims(doc: dict) -> list[dict]:

@@ -86,6 +86,19 @@ def rank_agreement(inherited: Sequence[Sequence[float]], standalone: Sequence[fl
     return out
 
 
+def noise_ceiling(standalone: Sequence[Sequence[float]], resamples: int = 1000, seed: int = 0) -> dict | None:
+    """The rank agreement of stand-alone seed 0 with seeds 1..K (``standalone[k][i]``: arch ``i`` at
+    seed ``k``): what two runs of the same recipe agree on, the tau no proxy can be expected to beat.
+    :func:`rank_agreement` with seed 0 as the reference: ``value`` is the mean over the pairs
+    (0, k), ``per_pair`` lists them in the order of ``pairs``; None with fewer than two seeds."""
+    if len(standalone) < 2:
+        return None
+    agree = rank_agreement(standalone[1:], standalone[0], resamples, seed)
+    out = {name: {k: v for k, v in d.items() if k != "per_seed"} | {"per_pair": d["per_seed"]}
+           for name, d in agree.items()}
+    return {**out, "pairs": [[0, k] for k in range(1, len(standalone))], "seeds": list(range(len(standalone)))}
+
+
 def normalised(points: Sequence[tuple[float, float]], gflops_max: float) -> np.ndarray:
     """(metric %, GFLOPs) pairs as the minimised, normalised objectives of :data:`HV_REF`."""
     return np.array([[-m / 100.0, g / gflops_max] for m, g in points], dtype=float).reshape(-1, 2)

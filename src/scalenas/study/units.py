@@ -9,7 +9,8 @@ it from the study folder and the resolved config alone. Kinds:
 * ``standalone``: train one arch from scratch with the same recipe (the ``fixed`` sampler: the
   supernet's own initialisation, only that subnet's weights trained) and score it on the test split;
 * ``scores``: inherited-weight scores of archs of a trained supernet (``search.evaluator``: BN
-  recalibration, then the metric on a split), optionally on fewer images or calibration images;
+  recalibration, then the metric on a split), optionally on fewer images (``max_images`` from
+  ``first_image``: e.g. one half of the split) or calibration images;
 * ``halving``: the same archs scored by ``search.halving.successive_halving``;
 * ``search``: one search (``search.runner.run_search``) with a strategy and seed on a supernet,
   then its front scored on the test split with inherited weights;
@@ -109,7 +110,8 @@ def _evaluator(root: str, cfg: StudyConfig, supernet_key: str, threads, split: s
 
 def scores_unit(root: str, cfg: StudyConfig, p: dict, threads) -> dict:
     ev = _evaluator(root, cfg, p["supernet"], threads, p.get("split", "search"), p.get("calib_images"))
-    return {"metrics": [ev.evaluate(Arch.from_dict(a), p.get("max_images"))["metric"] for a in p["archs"]]}
+    return {"metrics": [ev.evaluate(Arch.from_dict(a), p.get("max_images"), p.get("first_image", 0))["metric"]
+                        for a in p["archs"]]}
 
 
 def halving_unit(root: str, cfg: StudyConfig, p: dict, threads) -> dict:

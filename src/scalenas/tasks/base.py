@@ -63,8 +63,10 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, model: torch.nn.Module, split: str, device: torch.device | str = "cpu",
-                 max_images: int | None = None, out_dir: str | None = None) -> dict[str, float]:
-        """Run ``model`` (eval mode) over ``split`` and return metrics, including ``self.metric_name``."""
+                 max_images: int | None = None, out_dir: str | None = None, *,
+                 first_image: int = 0) -> dict[str, float]:
+        """Run ``model`` (eval mode) over ``split`` and return metrics, including ``self.metric_name``:
+        over the images ``eval_slice(max_images, first_image)`` of the split (all of them by default)."""
 
     def check_dependencies(self) -> None:
         """Raise :class:`ScaleNASError` (one line) if an optional package this config needs at evaluation
@@ -79,6 +81,15 @@ class Task(abc.ABC):
     def visualise(self, image_bgr, prediction: dict, path: str) -> None:
         """Write an overlay PNG of ``prediction`` on the image."""
         raise NotImplementedError(f"task {self.name} has no visualise()")
+
+
+def eval_slice(max_images: int | None, first_image: int = 0) -> slice:
+    """The images of a split that ``Task.evaluate`` scores: ``max_images`` of them from ``first_image``
+    on (None: to the end). A nonzero ``first_image`` scores a later part of the split, e.g. the second
+    of two disjoint halves (the study's split-half reliability)."""
+    if first_image < 0:
+        raise ScaleNASError(f"first_image: {first_image} is negative")
+    return slice(first_image, None if max_images is None else first_image + max_images)
 
 
 def holdout_indices(n: int, k: int, seed: int) -> list[int]:

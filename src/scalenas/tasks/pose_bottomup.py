@@ -23,7 +23,7 @@ from scalenas.data.keypoint_info import KeypointInfo, get_keypoint_info
 from scalenas.data.pose_transforms import apply_sample_affine, center_affine, normalize, sample_affine
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
-from scalenas.tasks.base import TASKS, Task
+from scalenas.tasks.base import TASKS, Task, eval_slice
 from scalenas.tasks.pose_decode import DecodeConfig, People, coco_results, decode_image
 from scalenas.tasks.pose_eval import evaluate_keypoints, require_xtcocotools
 from scalenas.tasks.pose_losses import bottomup_loss
@@ -231,13 +231,14 @@ class BottomUpPoseTask(KeypointSplits, Task):
                      min_score=DEFAULT_MIN_SCORE if min_score is None else min_score)
 
     def evaluate(self, model: torch.nn.Module, split: str, device: torch.device | str = "cpu",
-                 max_images: int | None = None, out_dir: str | None = None) -> dict[str, float]:
-        """Decode every image of ``split`` (the first ``max_images``) and compute OKS AP on them.
+                 max_images: int | None = None, out_dir: str | None = None, *,
+                 first_image: int = 0) -> dict[str, float]:
+        """Decode every image of ``split`` (``max_images`` from ``first_image``) and compute OKS AP on them.
         Under torch.distributed each rank decodes a shard; results are gathered before COCOeval."""
         was_training = model.training
         model.eval()
         try:
-            return self._evaluate(lambda iid, img: model, split, device, max_images, out_dir)
+            return self._evaluate(lambda iid, img: model, split, device, eval_slice(max_images, first_image), out_dir)
         finally:
             model.train(was_training)
 
@@ -252,14 +253,13 @@ class BottomUpPoseTask(KeypointSplits, Task):
             cfg = dataclasses.replace(cfg, flip=flip)
         return self._evaluate(lambda iid, img: OracleForward(idx.people(iid), img.shape[:2], self.info.flip_index,
                                                              cfg.input_size, cfg.scales, self.cfg.sigma, cfg.stride),
-                              split, "cpu", max_images, out_dir, cfg)
+                              split, "cpu", eval_slice(max_images), out_dir, cfg)
 
-    def _evaluate(self, forward_for: Callable, split: str, device, max_images, out_dir,
+    def _evaluate(self, forward_for: Callable, split: str, device, images: slice, out_dir,
                   dcfg: DecodeConfig | None = None) -> dict[str, float]:
         idx = self.index(split)
         ids = self.split_ids(split)
-        if max_images is not None:
-            ids = ids[:max_images]
+        ids = ids[images]
         rank, world = rank_and_world()
         results, vis = [], 0
         # images are read (and JPEG-decoded) by loader workers while this process decodes poses

@@ -25,7 +25,7 @@ from scalenas.data.topdown import (STRIDE, CropParams, PersonInstance, TopDownAu
                                    detection_instances, gaussian_targets, gt_instances)
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
-from scalenas.tasks.base import TASKS, Task
+from scalenas.tasks.base import TASKS, Task, eval_slice
 from scalenas.tasks.pose_eval import evaluate_keypoints, require_xtcocotools
 from scalenas.tasks.pose_losses import joints_mse_loss
 from scalenas.tasks.pose_splits import KeypointSplits, PoseDataConfig, collate, multiples_of_32
@@ -195,15 +195,16 @@ class TopDownPoseTask(KeypointSplits, Task):
 
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, model: torch.nn.Module, split: str, device: torch.device | str = "cpu",
-                 max_images: int | None = None, out_dir: str | None = None) -> dict[str, float]:
-        """OKS AP of ``model`` on the people of ``split`` (its first ``max_images`` images). Under
+                 max_images: int | None = None, out_dir: str | None = None, *,
+                 first_image: int = 0) -> dict[str, float]:
+        """OKS AP of ``model`` on the people of ``split`` (``max_images`` images from ``first_image``). Under
         torch.distributed each rank runs a shard of the images (so OKS-NMS sees all of an image's
         people); results are gathered before COCOeval."""
         was_training = model.training
         model.eval()
         try:
-            return self._evaluate(lambda batch, insts: model, split, device, max_images, out_dir,
-                                  self.decode_config())
+            return self._evaluate(lambda batch, insts: model, split, device, eval_slice(max_images, first_image),
+                                  out_dir, self.decode_config())
         finally:
             model.train(was_training)
 
@@ -214,7 +215,7 @@ class TopDownPoseTask(KeypointSplits, Task):
         joints), decoded by the real decoder. The ceiling that the targets, the decoder and this input
         size allow; far below 100 means a decoder or data problem (or people too small for the input)."""
         dcfg = self.decode_config(**({} if flip is None else {"flip": flip}))
-        return self._evaluate(self._oracle_forward, split, "cpu", max_images, out_dir, dcfg, boxes="gt")
+        return self._evaluate(self._oracle_forward, split, "cpu", eval_slice(max_images), out_dir, dcfg, boxes="gt")
 
     def _oracle_forward(self, batch: dict, insts: list[PersonInstance]) -> _OracleForward:
         w, h = self.input_hw[1], self.input_hw[0]
@@ -227,12 +228,11 @@ class TopDownPoseTask(KeypointSplits, Task):
             mirrored.append(gaussian_targets(js[list(self.info.flip_index)], hm_wh, self.cfg.sigma)[0])
         return _OracleForward(batch["image"], batch["target"].numpy(), np.stack(mirrored))
 
-    def _evaluate(self, forward_for: Callable, split: str, device, max_images, out_dir,
+    def _evaluate(self, forward_for: Callable, split: str, device, images: slice, out_dir,
                   dcfg: TopDownDecodeConfig, boxes: str | None = None) -> dict[str, float]:
         idx = self.index(split)
         ids = self.split_ids(split)
-        if max_images is not None:
-            ids = ids[:max_images]
+        ids = ids[images]
         rank, world = rank_and_world()
         insts = self.instances(split, ids[rank::world], boxes)
         results = self._infer(forward_for, idx, insts, device, dcfg) if insts else []

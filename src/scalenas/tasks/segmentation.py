@@ -24,7 +24,7 @@ from scalenas.data.seg_folder import INFO_FILE, SegDataset, SegInfo, SegItem, sc
 from scalenas.data.seg_transforms import TrainAugment, normalize, scale_choices
 from scalenas.errors import ScaleNASError
 from scalenas.space.heads import HeadSpec
-from scalenas.tasks.base import TASKS, Task, holdout_indices
+from scalenas.tasks.base import TASKS, Task, eval_slice, holdout_indices
 from scalenas.tasks.seg_inference import infer_probs
 from scalenas.tasks.seg_losses import OhemCrossEntropy, SegCrossEntropy
 from scalenas.tasks.seg_metrics import DEFAULT_BUCKETS, SegConfusion, size_bucket_map
@@ -220,15 +220,15 @@ class SegmentationTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, split: str, device: torch.device | str = "cpu",
-                 max_images: int | None = None, out_dir: str | None = None) -> dict[str, float]:
+                 max_images: int | None = None, out_dir: str | None = None, *,
+                 first_image: int = 0) -> dict[str, float]:
         """Confusion-matrix metrics over ``split`` (sharded over DDP ranks, reduced on all of them)."""
         ds = self._dataset(split, train=False, buckets=True)
         if not ds.has_labels:
             raise ScaleNASError(f"split {split!r} has no masks ({self.cfg.splits.get(split, split)}); "
                                 f"it can be predicted, not evaluated")
-        n = len(ds) if max_images is None else min(len(ds), max_images)
         rank, world = rank_and_world()
-        mine = list(range(rank, n, world))
+        mine = list(range(len(ds))[eval_slice(max_images, first_image)][rank::world])
         device = torch.device(device)
         channels_last = any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)
                             and not p.is_contiguous() for p in model.parameters())

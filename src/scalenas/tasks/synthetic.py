@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from scalenas.config import Strict
 from scalenas.space.heads import HeadSpec
-from scalenas.tasks.base import TASKS, Task
+from scalenas.tasks.base import TASKS, Task, eval_slice
 
 SPLIT_OFFSET = {"train": 0, "search": 1_000_000, "val": 2_000_000, "test": 3_000_000}
 
@@ -94,13 +94,13 @@ class SyntheticRegressionTask(Task):
         return mse, {"mse": float(mse.detach())}
 
     @torch.no_grad()
-    def evaluate(self, model, split, device="cpu", max_images=None, out_dir=None):
+    def evaluate(self, model, split, device="cpu", max_images=None, out_dir=None, *, first_image=0):
         ds = self.build_dataset(split, train=False)
-        n = len(ds) if max_images is None else min(len(ds), max_images)
+        ids = range(len(ds))[eval_slice(max_images, first_image)]
         model.eval()
         preds, tgts = [], []
-        for s in range(0, n, self.cfg.eval_batch_size):
-            items = [ds[i] for i in range(s, min(n, s + self.cfg.eval_batch_size))]
+        for s in range(0, len(ids), self.cfg.eval_batch_size):
+            items = [ds[i] for i in ids[s:s + self.cfg.eval_batch_size]]
             x = torch.stack([it["image"] for it in items]).to(device)
             y = torch.stack([it["target"] for it in items])
             preds.append(model(x).float().cpu())

@@ -86,7 +86,7 @@ def _fidelity(plan: Plan, out: str, view: str, by_seed: list[list[float]]) -> di
     st = plan.cfg.study
     doc = {**stats.rank_agreement(inh, by_seed[0], st.bootstrap, st.bootstrap_seed), "inherited": inh}
     doc["kendall_tau_vs_mean"] = None if len(by_seed) < 2 else stats.rank_agreement(
-        inh, np.mean(by_seed, axis=0), st.bootstrap, st.bootstrap_seed)["kendall_tau"]
+        inh, np.mean(by_seed, axis=0), st.bootstrap, st.bootstrap_seed, ks=())["kendall_tau"]
     return doc
 
 
@@ -179,7 +179,7 @@ def _split_half(plan: Plan, out: str) -> dict | None:
     if not halves:
         return None
     st = plan.cfg.study
-    agree = stats.rank_agreement(halves[1:], halves[0], st.bootstrap, st.bootstrap_seed)
+    agree = stats.rank_agreement(halves[1:], halves[0], st.bootstrap, st.bootstrap_seed, ks=())
     return {"images": [n for _, n in plan.split_halves()], "first_image": [f for f, _ in plan.split_halves()],
             "kendall_tau": agree["kendall_tau"]["value"], "spearman_rho": agree["spearman_rho"]["value"],
             "kendall_tau_ci95": agree["kendall_tau"]["ci95"], "metrics": halves}

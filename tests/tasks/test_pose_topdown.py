@@ -117,6 +117,9 @@ def test_k7_trains_and_evaluates_end_to_end(k7, tmp_path):
     assert pngs == ["val_501.png", "val_511.png"] and cv2.imread(str(tmp_path / "vis" / pngs[0])).shape[1] > 256
     assert task.evaluate(net, "search", max_images=1)["images"] == 1
     assert task.evaluate(net, "val", max_images=5, first_image=1)["images"] == 2  # 511 and 521
+    # max_images counts images, not the person crops the dataset yields (the search's halving rungs, the study)
+    assert task.num_eval_images("val") == m["images"] == 3
+    assert task.num_eval_images("train") == len({i.image_id for i in ds.instances}) < len(ds)
     assert task.evaluate_oracle("val")["AP"] >= 99.0
 
 

@@ -353,7 +353,7 @@ def _check_resume(saved: dict, cfg: SearchCfg, meta_now: dict, where: str) -> No
 def _check_split(task, split: str) -> int:
     """Fail early, in this process, when the split that ranks candidates is missing or empty."""
     try:
-        n = len(task.build_dataset(split, train=False))
+        n = task.num_eval_images(split)
     except (KeyError, ValueError, FileNotFoundError) as e:
         raise ScaleNASError(f"search.eval_split: task {task.name!r} cannot build split {split!r} ({e})") from None
     if n == 0:

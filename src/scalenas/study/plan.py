@@ -48,7 +48,7 @@ class Plan:
         archs = fidelity_archs(space, task.head, hw, st.archs, st.arch_pool, st.arch_seed)
         plan = cls(cfg, [{**a, "arch": a["arch"].to_dict()} for a in archs], [], hw)
         plan.gflops_largest = gflops(space, space.largest(task.head.pose_rule), task.head, hw)
-        plan.search_images = len(task.build_dataset("search", train=False))
+        plan.search_images = task.num_eval_images("search")
         for s in st.samplers:
             k = subnets_per_step(cfg, s, space, task.head.pose_rule)
             for seed in range(st.seeds):

@@ -68,6 +68,11 @@ class Task(abc.ABC):
         """Run ``model`` (eval mode) over ``split`` and return metrics, including ``self.metric_name``:
         over the images ``eval_slice(max_images, first_image)`` of the split (all of them by default)."""
 
+    def num_eval_images(self, split: str) -> int:
+        """How many images ``evaluate`` scores on ``split`` (what its ``max_images`` counts): the
+        dataset's length, unless a sample is not an image (a top-down task's samples are person crops)."""
+        return len(self.build_dataset(split, train=False))
+
     def check_dependencies(self) -> None:
         """Raise :class:`ScaleNASError` (one line) if an optional package this config needs at evaluation
         time is missing. Called when training and search start, so a multi-day run cannot end in an

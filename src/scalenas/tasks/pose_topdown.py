@@ -194,6 +194,9 @@ class TopDownPoseTask(KeypointSplits, Task):
         return loss, {"mse": float(loss.detach())}
 
     # -- evaluation -------------------------------------------------------------------------------
+    def num_eval_images(self, split: str) -> int:
+        return len(self.split_ids(split))  # images, not the person crops build_dataset yields
+
     def evaluate(self, model: torch.nn.Module, split: str, device: torch.device | str = "cpu",
                  max_images: int | None = None, out_dir: str | None = None, *,
                  first_image: int = 0) -> dict[str, float]:

@@ -135,3 +135,27 @@ def test_study_config_errors_name_the_key():
         load_study_config(CONFIG, ["study.seedz=2"])
     quick = load_study_config(CONFIG, quick=True)
     assert quick.study.archs == 5 and quick.train.batch_size == 4 and load_study_config(CONFIG).study.archs == 16
+
+
+@pytest.mark.slow
+def test_halving_reliability_bench_on_the_quick_study(quick_study, tmp_path, monkeypatch, capsys):
+    """``bench/halving_reliability.py``: the quick study's archs scored on new images; its split-half and
+    prefix taus are scipy's on the scores it reports, and halving scores fewer images than full evaluation."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "bench"))
+    import halving_reliability as hr
+
+    out, doc = quick_study
+    monkeypatch.setattr(sys, "argv", ["halving_reliability.py", str(out), "--images", "12", "--min-images", "3",
+                                      "--eta", "2", "-o", str(tmp_path / "hr")])
+    hr.main()
+    r = json.loads((tmp_path / "hr.json").read_text())
+    assert r["archs"] == len(doc["archs"]) == len(r["full"]) and all(map(_finite, r["full"]))
+    sh = r["split_half"]
+    assert sh["images"] == [6, 6] and sh["kendall_tau"] == pytest.approx(
+        kendalltau(*sh["metrics"]).statistic, abs=1e-12, nan_ok=True)
+    assert [p["images"] for p in r["prefixes"]] == [3, 6]
+    h = r["halving"]
+    assert h["eval_images_ratio"] > 1 and max(h["eval_images"]) == 12 and min(h["eval_images"]) == 3
+    assert h["kendall_tau"] == pytest.approx(kendalltau(h["metrics"], r["full"]).statistic, abs=1e-12, nan_ok=True)
+    assert "successive halving (min 3, eta 2)" in (tmp_path / "hr.md").read_text()

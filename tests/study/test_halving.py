@@ -4,7 +4,7 @@ import random
 import pytest
 
 from scalenas.errors import ScaleNASError
-from scalenas.search.halving import rungs, successive_halving
+from scalenas.search.halving import on_full_split, rungs, successive_halving
 from scalenas.search.objectives import parse_objectives
 from scalenas.search.pareto import select_by_layers
 from scalenas.space.space import SearchSpace
@@ -64,3 +64,27 @@ def test_one_rung_is_full_evaluation_and_halving_is_deterministic():
     full, spent = successive_halving(archs, noisy, 8, 8, 3, _select)
     assert spent == 80 and [r["metric"] for r in full] == [r["metric"] for r in noisy(archs, 8)]
     assert successive_halving(archs, noisy, 16, 2, 2, _select) == successive_halving(archs, noisy, 16, 2, 2, _select)
+
+
+def test_dropped_candidates_are_put_on_the_full_splits_scale():
+    """A subset of easier images lifts every score on it (here by 5 on the first 3 images, 2 on the first 9):
+    raw, a dropped candidate would outrank the survivors; on the full split's scale (the offset measured on
+    the promoted candidates) every metric is its full-evaluation value, and the raw one is kept."""
+    archs = _archs(27)
+    quality = {a.hash: float(i) for i, a in enumerate(random.Random(2).sample(archs, len(archs)))}
+    lift = {3: 5.0, 9: 2.0, 27: 0.0}
+    recs, _ = successive_halving(archs, lambda batch, n: [{"hash": a.hash, "metric": quality[a.hash] + lift[n]}
+                                                          for a in batch], 27, 3, 3, _select)
+    for a, r in zip(archs, recs):
+        assert r["metric"] == pytest.approx(quality[a.hash])
+        if r["eval_images"] < 27:
+            assert r["measured_metric"] == quality[a.hash] + lift[r["eval_images"]]
+        else:
+            assert "measured_metric" not in r
+    assert max(r["measured_metric"] for r in recs if r["rung"] == 1) > min(
+        r["metric"] for r in recs if r["rung"] == 2)  # what the raw scores would have done
+
+
+def test_on_full_split_by_hand():
+    # rung 0 scores of 4 candidates; 2 go on (full-split scores 10 and 6: offsets -2 and -4, mean -3)
+    assert on_full_split([[12.0, 10.0], [10.0, 6.0], [9.0], [1.0]], 2) == {2: 6.0, 3: -2.0}

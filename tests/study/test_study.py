@@ -146,7 +146,7 @@ def test_halving_reliability_bench_on_the_quick_study(quick_study, tmp_path, mon
     import halving_reliability as hr
 
     out, doc = quick_study
-    monkeypatch.setattr(sys, "argv", ["halving_reliability.py", str(out), "--images", "12", "--min-images", "3",
+    monkeypatch.setattr(sys, "argv", ["halving_reliability.py", str(out), "--images", "12", "--min-images", "3,6",
                                       "--eta", "2", "-o", str(tmp_path / "hr")])
     hr.main()
     r = json.loads((tmp_path / "hr.json").read_text())
@@ -155,7 +155,12 @@ def test_halving_reliability_bench_on_the_quick_study(quick_study, tmp_path, mon
     assert sh["images"] == [6, 6] and sh["kendall_tau"] == pytest.approx(
         kendalltau(*sh["metrics"]).statistic, abs=1e-12, nan_ok=True)
     assert [p["images"] for p in r["prefixes"]] == [3, 6]
-    h = r["halving"]
-    assert h["eval_images_ratio"] > 1 and max(h["eval_images"]) == 12 and min(h["eval_images"]) == 3
-    assert h["kendall_tau"] == pytest.approx(kendalltau(h["metrics"], r["full"]).statistic, abs=1e-12, nan_ok=True)
-    assert "successive halving (min 3, eta 2)" in (tmp_path / "hr.md").read_text()
+    assert [h["min_images"] for h in r["halving"]] == [3, 6]
+    for h in r["halving"]:
+        assert max(h["eval_images"]) == 12 and min(h["eval_images"]) == h["min_images"]
+        assert h["kendall_tau"] == pytest.approx(kendalltau(h["metrics"], r["full"]).statistic, abs=1e-12,
+                                                 nan_ok=True)
+        assert 0 <= h["top3_overlap"] <= 1 and h["top1"] in (0, 1)
+    # 5 archs on 3 images, 3 on 6, 2 on 12 (5 on 6, 3 on 12 for the second), against 5 on 12 in full
+    assert [h["eval_images_ratio"] for h in r["halving"]] == pytest.approx([60 / 57, 60 / 66])
+    assert "successive halving (min 6, eta 2)" in (tmp_path / "hr.md").read_text()

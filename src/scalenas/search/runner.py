@@ -295,7 +295,8 @@ class SearchRun:
                              "metric_name": self.task.metric_name, **{k: c[k] for k in COST_KEYS},
                              "feasible": not viol, "violations": viol, "metrics": res.get("metrics", {}),
                              "calib_bn": res.get("calib_bn"), "eval_s": res.get("eval_s"),
-                             **{k: res[k] for k in ("eval_images", "rung") if k in res}, "arch": a.to_dict()})
+                             **{k: res[k] for k in ("eval_images", "rung", "measured_metric") if k in res},
+                             "arch": a.to_dict()})
 
     def _results(self, archs: list[Arch]):
         """``(index, record)`` of each arch: as the pool yields them, or with ``search.halving`` all at

@@ -35,7 +35,8 @@ SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_chann
 HHR_AUG = {"max_rotation": 30, "min_scale": 0.75, "max_scale": 1.5, "max_translate": 40, "flip_prob": 0.5}
 WEAK_AUG = {"max_rotation": 0, "min_scale": 1.0, "max_scale": 1.0, "max_translate": 0, "flip_prob": 0.5}
 STRONG_AUG = {"max_rotation": 45, "min_scale": 0.5, "max_scale": 2.0, "max_translate": 60, "flip_prob": 0.5}
-BASE = {"train_images": 240, "size": 128, "sigma": 2.0, "lr": 3e-3, "tag_weight": 1e-3, "augment": "hhr"}
+BASE = {"train_images": 240, "size": 128, "sigma": 2.0, "lr": 3e-3, "tag_weight": 1e-3, "augment": "hhr",
+        "sampler": "grouped"}
 
 #: one factor at a time: name -> the settings that differ from BASE
 VARIANTS = {
@@ -46,6 +47,9 @@ VARIANTS = {
     "lr_1e-3": {"lr": 1e-3}, "lr_1e-2": {"lr": 1e-2},
     "tag_1e-4": {"tag_weight": 1e-4}, "tag_1e-2": {"tag_weight": 1e-2},
     "size_256": {"size": 256},
+    # not a setting of the recipe: the hrnet subnet trained alone (the fixed sampler), which separates what
+    # weight sharing costs from what the recipe does (its largest/smallest columns are untrained subnets)
+    "hrnet_alone": {"sampler": "hrnet"},
 }
 
 
@@ -59,8 +63,16 @@ def run_config(s: dict, data: str, run_dir: str, steps: int) -> dict:
     train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": 0, "progress": False, "tensorboard": False,
              "optimizer": {"name": "adam", "lr": s["lr"], "weight_decay": 0.0},
              "schedule": {"name": "poly", "warmup_steps": 20}, "amp": "auto"}
-    return {"run_dir": run_dir, "seed": 0, "space": SPACE, "task": task, "sampler": {"kind": "grouped",
-            "smallest_fusion": 0.0}, "train": train}
+    return {"run_dir": run_dir, "seed": 0, "space": SPACE, "task": task, "sampler": sampler(s["sampler"]),
+            "train": train}
+
+
+def sampler(kind: str) -> dict:
+    if kind == "hrnet":
+        from scalenas.space.space import SearchSpace
+
+        return {"kind": "fixed", "arch": SearchSpace(**SPACE).hrnet(True).to_dict()}
+    return {"kind": kind, "smallest_fusion": 0.0}
 
 
 def dataset(root: str, s: dict) -> str:

@@ -6,7 +6,9 @@ an extracted subnet, with its own functions: BN recalibration (default on, on tr
 search evaluator does: HR-NAS recalibrates before every evaluation, ``bn_calibration: True``),
 optional fine-tuning (``deploy.finetune``, then recalibration), evaluation, latency, and the atomic
 model dir. The result is an ordinary model dir (``model.json`` records ``space.family: hrnas``), so
-``scalenas eval``, ``export``, ``predict`` and ``info`` work on it unchanged.
+``scalenas eval``, ``export``, ``predict`` and ``info`` work on it unchanged. ``scalenas extract
+SHRINK_CKPT`` (``model_dir_from_shrink_checkpoint``) runs the same stages on the network any checkpoint of
+the run holds.
 """
 from __future__ import annotations
 

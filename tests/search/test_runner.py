@@ -180,7 +180,7 @@ def test_config_errors(search_cfg, supernet_ckpt, straight, tmp_path):
         run_search(supernet_ckpt, str(tmp_path / "a"), {"popsize": 3})
     with pytest.raises(ScaleNASError, match="latency"):
         run_search(supernet_ckpt, str(tmp_path / "a"), {"objectives": ["metric", "latency_ms"]})
-    with pytest.raises(ScaleNASError, match="multiples of 32"):
+    with pytest.raises(ScaleNASError, match=r"search.input_hw: .*multiples of 32 \(got \[100, 100\]\)$"):
         run_search(supernet_ckpt, str(tmp_path / "a"), {"input_hw": [100, 100]})
     with pytest.raises(ScaleNASError, match=r"search.seed \(3 -> 4\)"):
         run_search(supernet_ckpt, straight[0], search_cfg(seed=4), resume=True, progress=False)

@@ -145,7 +145,7 @@ class SearchCfg(Strict):
     @classmethod
     def _hw(cls, v):
         if v is not None and (v[0] <= 0 or v[1] <= 0 or v[0] % 32 or v[1] % 32):
-            raise ValueError(f"height and width must be positive multiples of 32, got {list(v)}")
+            raise ValueError("height and width must be positive multiples of 32")  # the input is appended
         return v
 
     @model_validator(mode="after")

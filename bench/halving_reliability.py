@@ -26,7 +26,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import machine, print_table  # noqa: E402
 from scalenas.study import stats  # noqa: E402
 from scalenas.study.config import load_study_config  # noqa: E402
+from scalenas.study.pipeline import make_data  # noqa: E402
 from scalenas.study.plan import MAIN, Plan  # noqa: E402
+from scalenas.study.report import halving_costs  # noqa: E402
 from scalenas.study.units import halving_unit, scores_unit  # noqa: E402
 from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from scalenas.utils.markdown import markdown_table  # noqa: E402
@@ -37,19 +39,13 @@ CALIB_POOL = 64  # training images beside the held-out split: what BN calibratio
 
 def new_data(study: str, cfg, images: int, seed: int) -> str:
     """``images`` new images of the study's generator (``seed``) held out as the search split, beside
-    CALIB_POOL training images for calibration."""
-    d = cfg.study.data
-    if d is None:
+    CALIB_POOL training images for calibration (generated once, by the study's own ``make_data``)."""
+    if cfg.study.data is None:
         sys.exit("halving_reliability: error: the study has no study.data generator to draw new images from")
     root = os.path.join(study, f"halving_data_{images}_s{seed}")
-    if not os.path.exists(os.path.join(root, ".done")):
-        if d.generator == "synth-seg":
-            from scalenas.data.synth_seg import generate
-        else:
-            from scalenas.data.synth_pose import generate
-        extra = {"heights": tuple(d.heights)} if d.heights is not None else {}
-        print(generate(root, train=images + CALIB_POOL, val=1, test=1, size=tuple(d.size), seed=seed, **extra))
-        atomic_write_text(os.path.join(root, ".done"), "")
+    data = cfg.study.data.model_copy(update={"train": images + CALIB_POOL, "val": 1, "test": 1, "seed": seed})
+    make_data(cfg.model_copy(update={"task": {**cfg.task, "root": root},
+                                     "study": cfg.study.model_copy(update={"data": data})}), print)
     return root
 
 
@@ -78,8 +74,6 @@ def measure(study: str, cfg, plan: Plan, images: int, min_images: list[int], eta
         prefixes.append({"images": n, **agreement(scores(n), full)})
         n *= eta
     calib = int(cfg.search.get("calib_images", 64))
-    k = len(archs)
-    full_cost = k * (images + calib)
     halving = []
     for m in min_images:
         p = {"supernet": f"supernet/{MAIN}", "archs": archs,
@@ -87,10 +81,9 @@ def measure(study: str, cfg, plan: Plan, images: int, min_images: list[int], eta
              "eta": eta}
         h = halving_unit(study, cfg, p, None)
         halving.append({**agreement(h["metrics"], full), "min_images": m, "eta": eta,
-                        "eval_images_ratio": k * images / h["images_scored"],
-                        "cost_ratio": full_cost / (h["images_scored"] + k * calib),
+                        **halving_costs(h, len(archs), images, calib),
                         "eval_images": h["eval_images"], "metrics": h["metrics"]})
-    return {"archs": k, "images": images, "calib_images": calib, "full": full,
+    return {"archs": len(archs), "images": images, "calib_images": calib, "full": full,
             "split_half": {"images": [half, images - half], "kendall_tau": rel["kendall_tau"]["value"],
                            "kendall_tau_ci95": rel["kendall_tau"]["ci95"],
                            "spearman_rho": rel["spearman_rho"]["value"], "metrics": halves},

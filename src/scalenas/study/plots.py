@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from scalenas.study.markdown import fmt_stat
 from scalenas.utils.io import atomic_write_bytes
 
 
@@ -31,7 +32,7 @@ def plot_fidelity(path: str, doc: dict) -> str:
     plt = _figure()
     views = [v for v in doc["fidelity"] if v != "ceiling"]
     ceiling = doc["fidelity"].get("ceiling")
-    ctau = "" if ceiling is None else f" (ceiling {_num(ceiling['kendall_tau']['value'])})"
+    ctau = "" if ceiling is None else f" (ceiling {fmt_stat(ceiling['kendall_tau']['value'], 2)})"
     fig, axes = plt.subplots(1, len(views), figsize=(4.2 * len(views), 4.0), dpi=110, squeeze=False)
     alone = [a["standalone"] for a in doc["archs"]]
     for ax, name in zip(axes[0], views):
@@ -41,16 +42,11 @@ def plot_fidelity(path: str, doc: dict) -> str:
         for a, x, y in zip(doc["archs"], alone, inh):
             if a["name"] in ("hrnet", "smallest", "largest"):
                 ax.annotate(a["name"], (x, y), fontsize=7)
-        ax.set_title(f"{name}: tau {_num(f['kendall_tau']['value'])}{ctau}", fontsize=9)
+        ax.set_title(f"{name}: tau {fmt_stat(f['kendall_tau']['value'], 2)}{ctau}", fontsize=9)
         ax.set_xlabel(f"stand-alone {doc['metric']} (test)")
         ax.set_ylabel(f"inherited {doc['metric']} (search split)")
         ax.grid(alpha=0.3)
     return _save(plt, fig, path)
-
-
-def _num(v) -> str:
-    """A tau for a title (None in a reloaded study.json, NaN in memory: undefined)."""
-    return "undefined" if v is None or v != v else f"{v:.2f}"
 
 
 def plot_hv_curves(path: str, doc: dict) -> str:

@@ -159,17 +159,20 @@ def _images(plan: Plan, out: str) -> dict:
            + [{"images": int(cfg.search.get("calib_images", 64)), "kendall_tau": 1.0, "spearman_rho": 1.0}]}
     doc["split_half"] = _split_half(plan, out)
     h = load_result(out, "halving/main")
-    calib = int(cfg.search.get("calib_images", 64))
-    n = len(plan.archs)
-    full_cost = n * (plan.search_images + calib)
     doc["halving"] = {**agree(h["metrics"]), "min_images": cfg.study.halving.min_images, "eta": cfg.study.halving.eta,
-                      "eval_images_ratio": n * plan.search_images / h["images_scored"],
-                      # calibrated once per arch: the evaluator keeps each arch's BN statistics between rungs
-                      "cost_ratio": full_cost / (h["images_scored"] + n * calib),
-                      # what calibration alone allows: no halving of the scored images can cut more
-                      "cost_ratio_bound": full_cost / (n * calib),
+                      **halving_costs(h, len(plan.archs), plan.search_images, int(cfg.search.get("calib_images", 64))),
                       "evaluations": h["evaluations"], "eval_images": h["eval_images"]}
     return doc
+
+
+def halving_costs(h: dict, archs: int, full_images: int, calib_images: int) -> dict:
+    """What a halving unit's result ``h`` saved against scoring ``archs`` archs on all ``full_images``."""
+    full_cost = archs * (full_images + calib_images)
+    return {"eval_images_ratio": archs * full_images / h["images_scored"],
+            # calibrated once per arch: the evaluator keeps each arch's BN statistics between rungs
+            "cost_ratio": full_cost / (h["images_scored"] + archs * calib_images),
+            # what calibration alone allows: no halving of the scored images can cut more
+            "cost_ratio_bound": full_cost / (archs * calib_images)}
 
 
 def _split_half(plan: Plan, out: str) -> dict | None:

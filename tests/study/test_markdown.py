@@ -31,11 +31,11 @@ def test_reading_says_the_sampler_taus_as_shares_of_the_noise_ceiling():
     seeds = [[10.0, 20.0, 30.0, 40.0, 50.0], [10.0, 30.0, 20.0, 40.0, 50.0]]  # one swap: tau 0.8
     ceiling = stats.noise_ceiling(seeds, resamples=20)
     fid = stats.rank_agreement([[1.0, 3.0, 2.0, 5.0, 4.0]], seeds[0], resamples=20)  # two swaps: tau 0.6
-    doc = {"fidelity": {"grouped": fid, "ceiling": ceiling},
+    doc = {"fidelity": {"grouped": fid}, "noise_ceiling": ceiling,
            "fidelity_vs_images": {"split_half": {"kendall_tau": 0.4, "spearman_rho": 0.5, "kendall_tau_ci95": None}}}
     lines = _reliability(doc)
     assert "τ 0.800" in lines[0] and "grouped's τ 0.60 is 75% of it." in lines[0]
     assert lines[1].startswith("- Reliability of the full evaluation:") and "τ 0.400 (95% CI undefined)" in lines[1]
     assert _fidelity_table(doc)[-1].startswith("| stand-alone seed 0 vs seed k (noise ceiling) | 0.800 [")
-    doc["fidelity"]["ceiling"] = stats.noise_ceiling([seeds[0], seeds[0][::-1]], resamples=20)  # tau -1
+    doc["noise_ceiling"] = stats.noise_ceiling([seeds[0], seeds[0][::-1]], resamples=20)  # tau -1
     assert "the sampler taus cannot be read" in _reliability(doc)[0]

@@ -43,7 +43,7 @@ def _check_sections(doc: dict) -> None:
     sh = fi["split_half"]
     assert _finite(sh["kendall_tau"]) and _finite(sh["spearman_rho"]) and all(map(_finite, sh["kendall_tau_ci95"]))
     assert sh["images"] == [4, 4] and sh["first_image"] == [0, 4]  # the 8-image search split, halved
-    c = doc["fidelity"]["ceiling"]
+    c = doc["noise_ceiling"]
     assert c["pairs"] == [[0, 1]] and c["seeds"] == [0, 1]
     for key in ("kendall_tau", "spearman_rho"):
         assert _finite(c[key]["value"]) and all(map(_finite, c[key]["ci95"]))
@@ -72,7 +72,7 @@ def test_quick_study_has_every_section(quick_study):
     _check_sections(doc)
     # the ceiling is scipy's tau between the fidelity archs' stand-alone seeds 0 and 1 (their unit results)
     alone = [[_unit(out, f"standalone/{a['hash']}-s{s}")["metric"] for a in doc["archs"]] for s in (0, 1)]
-    assert doc["fidelity"]["ceiling"]["kendall_tau"]["value"] == pytest.approx(
+    assert doc["noise_ceiling"]["kendall_tau"]["value"] == pytest.approx(
         kendalltau(*alone).statistic, abs=1e-12)
     halves = [_unit(out, f"scores/half-{i}")["metrics"] for i in (0, 1)]
     assert doc["fidelity_vs_images"]["split_half"]["kendall_tau"] == pytest.approx(

@@ -204,7 +204,7 @@ def extract(opts: ExtractOptions, log: Callable[[str], None] = print, ck: dict |
     supernet, ck = load_supernet(opts.checkpoint, map_location=device, ck=ck)
     choice = choose(opts, supernet, ck["meta"], log)
     task = task_of(opts, choice.task_cfg, supernet.head_spec, log)
-    calib, calibrator = calibrate(opts, supernet, choice, task, device, log)
+    calib, calibrator = calibrate(opts, supernet, task, device, log, choice.search)
     net = supernet.extract(choice.arch).eval()
     del supernet
     ft = fine_tune(opts, net, task, recipe or (ck.get("config") or {}).get("train"), calibrator, device, log)
@@ -267,17 +267,18 @@ def task_of(opts: ExtractOptions, task_cfg: dict, head, log):
     return task
 
 
-def calibrate(opts: ExtractOptions, supernet, choice: Choice, task, device, log) -> tuple[dict | None, object]:
-    """Recalibrate the BN statistics of the active subnet (unless ``--no-calibrate``); returns the
-    settings used and the calibrator, which fine-tuning reuses."""
+def calibrate(opts: ExtractOptions, net, task, device, log, search: dict | None = None) -> tuple[dict | None, object]:
+    """Recalibrate the BN statistics of ``net`` (a supernet's active subnet, or a shrunk network) unless
+    ``--no-calibrate``, with the settings of ``calibration_settings`` (``search``: the search run's section,
+    when the net came from one); returns the settings used and the calibrator, which fine-tuning reuses."""
     if not opts.calibrate:
         return None, None
-    calib = calibration_settings(opts, choice.search)
-    if choice.search and calib["source"] != "search run config":
+    calib = calibration_settings(opts, search)
+    if search and calib["source"] != "search run config":
         log("warning: calibration settings differ from the search run's; the metric may not match its record")
     calibrator = make_calibrator(task, calib, device)
-    supernet.to(device)
-    n_bn = recalibrate(supernet, calibrator)
+    net.to(device)
+    n_bn = recalibrate(net, calibrator)
     log(f"recalibrated {n_bn} BN layers on {calib['num_images']} images (batch {calib['batch_size']}, "
         f"seed {calib['seed']})")
     return calib, calibrator

@@ -15,12 +15,11 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from scalenas.deploy.extract import (Choice, ExtractOptions, check_before_loading, evaluate, fine_tune, make_calibrator,
-                                     measure, recalibrate, task_of, write)
+from scalenas.deploy.extract import (Choice, ExtractOptions, calibrate, check_before_loading, evaluate, fine_tune,
+                                     measure, task_of, write)
 from scalenas.config import validate_section
 from scalenas.deploy.runtime import apply_task_overrides
 from scalenas.errors import ScaleNASError
-from scalenas.search.config import SearchCfg
 from scalenas.nets.hrnas import HRNASNet
 from scalenas.space.heads import HeadSpec
 from scalenas.space.hrnas import HRNASArch
@@ -97,25 +96,10 @@ def _model_dir(opts: ExtractOptions, out_dir: str, net: HRNASNet, ck: dict, cfg:
     task = task_of(opts, task_cfg, net.head_spec, log)
     device = resolve_device(opts.device)
     net.to(device)
-    calib, calibrator = _calibrate(opts, net, task, device, log)
+    calib, calibrator = calibrate(opts, net, task, device, log)
     ft = fine_tune(opts, net, task, recipe or cfg.train.model_dump(mode="json"), calibrator, device, log)
     metric = evaluate(opts, net, task, choice, calib is not None, device, log)
     input_hw, latency = measure(opts, net, task, choice, device, log)
     return write(opts, out_dir, net, choice, task, ck, calib=calib, ft=ft, metric=metric, input_hw=input_hw,
                  latency=latency, log=log)
 
-
-def _calibrate(opts: ExtractOptions, net, task, device, log) -> tuple[dict | None, object]:
-    """BN statistics re-estimated on training images (the search's calibrator and defaults)."""
-    if not opts.calibrate:
-        return None, None
-    d = SearchCfg()
-    calib = {"num_images": opts.calib_images or d.calib_images,
-             "batch_size": opts.calib_batch_size or d.calib_batch_size,
-             "seed": d.calib_seed if opts.calib_seed is None else opts.calib_seed,
-             "source": "command line" if opts.calib_images or opts.calib_batch_size else "defaults"}
-    calibrator = make_calibrator(task, calib, device)
-    n_bn = recalibrate(net, calibrator)
-    log(f"recalibrated {n_bn} BN layers on {calib['num_images']} images (batch {calib['batch_size']}, "
-        f"seed {calib['seed']})")
-    return calib, calibrator

@@ -37,13 +37,11 @@ def _fidelity_table(doc: dict) -> list[str]:
     seed" column lists the pairs (0, k))."""
     rows = []
     for name, f in doc["fidelity"].items():
-        if name == "ceiling":
-            continue
         t = f["kendall_tau"]
         rows.append([name, _stat_ci(t), _stat_ci(f["spearman_rho"]), fmt_stat(f["top3_overlap"]["value"], 2),
                      fmt_stat(f["top5_overlap"]["value"], 2), ", ".join(fmt_stat(v, 2) for v in t["per_seed"]),
                      _stat_ci(f.get("kendall_tau_vs_mean"))])
-    c = doc["fidelity"].get("ceiling")
+    c = doc.get("noise_ceiling")
     if c is not None:
         rows.append([CEILING_ROW, _stat_ci(c["kendall_tau"]), _stat_ci(c["spearman_rho"]),
                      fmt_stat(c["top3_overlap"]["value"], 2), fmt_stat(c["top5_overlap"]["value"], 2),
@@ -104,7 +102,7 @@ def _reliability(doc: dict) -> list[str]:
     """How far the ground truths themselves agree: the noise ceiling of the fidelity taus, and the
     split-half reliability of the full evaluation that halving's 0.9 is measured against."""
     out = []
-    c = doc["fidelity"].get("ceiling")
+    c = doc.get("noise_ceiling")
     if c is not None:
         ct = c["kendall_tau"]
         line = (f"- Noise ceiling: two stand-alone seeds of the same archs rank them with τ {fmt_stat(ct['value'])} "
@@ -113,7 +111,7 @@ def _reliability(doc: dict) -> list[str]:
         if ct["value"] is not None and math.isfinite(ct["value"]) and ct["value"] > 0:
             shares = [f"{name}'s τ {fmt_stat(f['kendall_tau']['value'], 2)} is "
                       f"{_share(f['kendall_tau']['value'], ct['value'])} of it"
-                      for name, f in doc["fidelity"].items() if name != "ceiling"]
+                      for name, f in doc["fidelity"].items()]
             line += " " + "; ".join(shares) + "."
         else:
             line += " At this budget the stand-alone ranking is itself noise: the sampler taus cannot be read."

@@ -30,8 +30,8 @@ def plot_fidelity(path: str, doc: dict) -> str:
     """One panel per sampler view: each arch's inherited score (mean over supernet seeds) against its
     stand-alone score, with tau (and the noise ceiling's) in the title."""
     plt = _figure()
-    views = [v for v in doc["fidelity"] if v != "ceiling"]
-    ceiling = doc["fidelity"].get("ceiling")
+    views = list(doc["fidelity"])
+    ceiling = doc.get("noise_ceiling")
     ctau = "" if ceiling is None else f" (ceiling {fmt_stat(ceiling['kendall_tau']['value'], 2)})"
     fig, axes = plt.subplots(1, len(views), figsize=(4.2 * len(views), 4.0), dpi=110, squeeze=False)
     alone = [a["standalone"] for a in doc["archs"]]

@@ -37,7 +37,7 @@ def build_study(plan: Plan, out: str, searched: dict | None) -> dict:
            "archs": [{k: a[k] for k in ("name", "hash", "gflops")} | {"standalone": m}
                      for a, m in zip(plan.archs, alone)]}
     doc["fidelity"] = {s: _fidelity(plan, out, s, by_seed) for s in _sampler_views(plan)}
-    doc["fidelity"]["ceiling"] = stats.noise_ceiling(by_seed, st.bootstrap, st.bootstrap_seed)
+    doc["noise_ceiling"] = stats.noise_ceiling(by_seed, st.bootstrap, st.bootstrap_seed)
     doc["samplers"] = {s: _sampler(plan, out, s, doc["fidelity"]) for s in st.samplers}
     doc["strategies"] = _strategies(plan, out)
     doc["from_scratch"] = _from_scratch(plan, out, searched)

@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/scalenas demo -o demo-out
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=30 tests
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

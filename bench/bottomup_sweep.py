@@ -19,7 +19,9 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -81,7 +83,14 @@ def dataset(root: str, s: dict) -> str:
 
     path = os.path.join(root, f"data_{s['size']}_{s['train_images']}")
     if not os.path.exists(path):
-        generate(path, train=s["train_images"], val=40, test=8, size=(s["size"], s["size"]), seed=0)
+        # written aside, then renamed: a second sweep process started at the same time (disjoint --only
+        # lists) must never read a half-written dataset; the loser of the rename drops its copy (same seed)
+        tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", dir=root)
+        generate(tmp, train=s["train_images"], val=40, test=8, size=(s["size"], s["size"]), seed=0)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            shutil.rmtree(tmp)
     return path
 
 

@@ -82,8 +82,8 @@ def _train(cfg_dict: dict) -> tuple[str, float]:
     return res["checkpoint"], time.time() - t0
 
 
-def _scores(args, checkpoint: str) -> dict:
-    """val and test AP of the three subnets of ``checkpoint``, each after BN recalibration."""
+def _scores(args, checkpoint: str, subnets=SUBNETS, splits=("val", "test")) -> dict:
+    """AP on ``splits`` of ``subnets`` of ``checkpoint``, each after BN recalibration."""
     from scalenas.search.calibrate import Calibrator
     from scalenas.tasks.base import build_task
     from scalenas.train.checkpoint import load_supernet
@@ -91,11 +91,15 @@ def _scores(args, checkpoint: str) -> dict:
     net, _ = load_supernet(checkpoint)
     task = build_task(run_config(args, "unused", 1)["task"])
     calib = Calibrator(task, num_images=64, batch_size=32)
-    archs = _archs(net.space)
-    return {split: evaluate_points(net, task, archs, split, calib) for split in ("val", "test")}
+    archs = {name: arch for name, arch in _archs().items() if name in subnets}
+    return {split: evaluate_points(net, task, archs, split, calib) for split in splits}
 
 
-def _archs(space) -> dict:
+def _archs() -> dict:
+    """The three subnets of the demo's pose space (pose rule)."""
+    from scalenas.space.space import SearchSpace
+
+    space = SearchSpace.from_dict(POSE["space"])
     return {"largest": space.largest(True), "smallest": space.smallest(True), "hrnet": space.hrnet(True)}
 
 
@@ -108,24 +112,19 @@ def row(args, name: str) -> dict:
         return {"steps": args.steps, "crops": args.steps * 16, "wall_s": wall, "checkpoint": ckpt,
                 **_scores(args, ckpt)}
     if name == "hrnet_alone":
-        from scalenas.space.space import SearchSpace
-
-        hrnet = _archs(SearchSpace.from_dict({**POSE["space"]}))["hrnet"]
+        hrnet = _archs()["hrnet"]
         ckpt, wall = _train(run_config(args, out, args.steps, sampler={"kind": "fixed", "arch": hrnet.to_dict()}))
         return {"steps": args.steps, "crops": args.steps * 16, "wall_s": wall, **_scores(args, ckpt)}
     if name == "teacher_kd":
-        from scalenas.space.space import SearchSpace
-
-        largest = _archs(SearchSpace.from_dict({**POSE["space"]}))["largest"]
+        largest = _archs()["largest"]
         teacher, wall_t = _train(run_config(args, os.path.join(out, "teacher"), args.teacher_steps,
                                             sampler={"kind": "fixed", "arch": largest.to_dict()}))
         steps = args.student_steps
         ckpt, wall = _train(run_config(args, os.path.join(out, "student"), steps, model={"pretrained": teacher},
-                                       train={**run_config(args, out, steps)["train"],
-                                              "distill": {"teacher": teacher, "weight": 0.5}}))
+                                       train={"distill": {"teacher": teacher, "weight": 0.5}}))
         return {"steps": args.teacher_steps + steps, "crops": (args.teacher_steps + steps) * 16,
                 "teacher_steps": args.teacher_steps, "wall_s": wall_t + wall,
-                "teacher_val_ap": _scores(args, teacher)["val"]["largest"], **_scores(args, ckpt)}
+                "teacher_val_ap": _scores(args, teacher, ("largest",), ("val",))["val"]["largest"], **_scores(args, ckpt)}
     if name == "supernet+finetune":
         return finetune_row(args, out)
     raise ValueError(name)
@@ -137,13 +136,11 @@ def finetune_row(args, out: str) -> dict:
     from scalenas.deploy.extract import ExtractOptions, extract
     from scalenas.deploy.model_dir import load_model
     from scalenas.deploy.runtime import build_model_task
-    from scalenas.train.checkpoint import load_supernet
 
     base = json.load(open(_row_path(args, "supernet")))
-    net, _ = load_supernet(base["checkpoint"])
     os.makedirs(out, exist_ok=True)
     arch_file = os.path.join(out, "hrnet.json")
-    write_arch_file(arch_file, _archs(net.space)["hrnet"], {"kind": "space", "name": "hrnet"})
+    write_arch_file(arch_file, _archs()["hrnet"], {"kind": "space", "name": "hrnet"})
     t0 = time.time()
     model_dir = os.path.join(out, "model")
     r = extract(ExtractOptions(checkpoint=base["checkpoint"], out=model_dir, arch_file=arch_file, calibrate=True,

@@ -21,8 +21,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/scalenas demo -o demo-out
 
+# one worker per core, at most 4 (a module's tests stay on one worker, so its fixtures are built once);
+# the tiny nets of the tests gain little from a second torch thread and a lot from a second process
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=30 tests
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadscope --durations=30 tests
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

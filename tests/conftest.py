@@ -3,16 +3,30 @@ import os
 import pytest
 import torch
 
-from scalenas.utils.runtime import setup_process, torch_threads
+from scalenas.utils.runtime import setup_process, torch_threads, usable_cores
 
 # As every scalenas entry point does: malloc fix, OpenCV pinned to one thread (forked loader workers
 # must not inherit an OpenCV thread pool). Tests use a fixed thread count.
-setup_process(min(2, os.cpu_count() or 1))
+# Under pytest-xdist (``make test`` runs one worker per core) each worker takes its share of the cores (at
+# most 2 threads, as without workers), and the processes tests start (CLIs, torchrun) inherit the cap
+# through OMP_NUM_THREADS, so workers never oversubscribe the cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+_SHARE = max(1, min(2, usable_cores() // _WORKERS))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(_SHARE)
+setup_process(_SHARE)
 
 
 #: The tests' tiny space: width 8, one module per stage, depths 1 and 2 (a few seconds to train).
 TINY_SPACE = {"width": 8, "modules_per_stage": [1, 1, 1], "depth_choices": [1, 2], "stem_channels": 16,
               "stage1_blocks": 1}
+
+
+def pytest_collection_modifyitems(items):
+    """Modules with a ``slow`` test first, each module kept whole and in order (module fixtures are built
+    once): under xdist a minutes-long test that starts last keeps one worker busy after the other is done."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture(autouse=True)

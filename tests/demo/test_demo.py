@@ -12,7 +12,7 @@ from scalenas.demo import run_demo
 @pytest.mark.slow
 def test_demo_tiny_budget(tmp_path, capsys):
     out = tmp_path / "demo-out"
-    res = run_demo(str(out), task="seg", budget_minutes=1.5)
+    res = run_demo(str(out), task="seg", budget_minutes=1.0)
     report = (out / "report.md").read_text()
     assert res["report"] == str(out / "report.md")
     assert (out / "pareto.png").stat().st_size > 10_000
@@ -37,7 +37,7 @@ def test_demo_tiny_budget(tmp_path, capsys):
     assert main_pick["overlays"] and all(os.path.exists(p) for p in main_pick["overlays"])
     assert "Pareto front" in report and ("**Yes**" in report or "**No**" in report)
     # resuming a finished demo redoes nothing and gives the same table
-    again = run_demo(str(out), task="seg", budget_minutes=1.5)
+    again = run_demo(str(out), task="seg", budget_minutes=1.0)
     assert json.loads((out / "report.json").read_text())["seg"]["models"] == models
     assert again["seconds"] < res["seconds"]
 

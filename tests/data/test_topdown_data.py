@@ -223,3 +223,24 @@ def test_keypoint_info_body_ids():
                      ({"upper_body_ids": ["nose"], "lower_body_ids": [2]}, "unknown keypoint name 'nose'")):
         with pytest.raises(ScaleNASError, match=msg):
             KeypointInfo.from_dict({**K3, **bad}, source="info.yaml")
+
+
+def test_seeded_samples_draw_what_torch_manual_seed_would():
+    """SeededSamples seeds only torch's CPU generator (torch.manual_seed's lazy accelerator seeding is slow);
+    a sample's torch draws are the same as under torch.manual_seed of its seed."""
+    from torch.utils.data import Dataset
+
+    from scalenas.data.seeded import SeededSamples, sample_seed
+
+    class Draws(Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.randint(0, 2 ** 62, (4,))
+
+    ds = SeededSamples(Draws(), seed=7)
+    for key in [(0, 0), (0, 2), (5, 1)]:
+        torch.manual_seed(sample_seed(7, *key))
+        expected = torch.randint(0, 2 ** 62, (4,))
+        assert torch.equal(ds[key], expected)

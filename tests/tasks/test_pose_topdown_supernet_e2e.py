@@ -3,8 +3,8 @@ recalibration on training crops, flip test, OKS-NMS, pycocotools): the AP of the
 subnets on **unseen** images (the val split, generated apart from the training images) rises from 0
 untrained to at least 20.
 
-Top-down learns far faster per CPU-minute than bottom-up (tests/tasks/test_pose_supernet_e2e.py learns
-8 training images it memorises, not unseen ones): each crop holds one person at a fixed scale, so the network
+Top-down learns far faster per CPU-minute than bottom-up (tests/tasks/test_pose_supernet_e2e.py
+memorises 8 training images, not unseen ones): each crop holds one person at a fixed scale, so the network
 learns where joints are, not also how many people there are and which joint is whose. The people are
 0.3-0.95 of the 256-px image (77-243 px): tiny people's crops are blurs that minutes of training do not
 read. Measured with one torch thread and the crops read in the training process (as under `make test`'s

@@ -9,10 +9,12 @@ learns where joints are, not also how many people there are and which joint is w
 0.3-0.95 of the 256-px image (77-243 px): tiny people's crops are blurs that minutes of training do not
 read. Measured with one torch thread and the crops read in the training process (as under `make test`'s
 two workers, one per core), fp32 on an AVX2 machine: AP 0.0 -> 21.9 (largest) / 24.0 (smallest) in
-226 s (3.8 CPU-minutes), 25.0 / 22.5 with seed 1; before the fused Adam step 26.8 / 24.4, so the spread
-between runs that differ only in rounding is a few AP. Cheaper runs stay under 20: 320 steps at lr 0.005
+2.0 CPU-minutes on a quiet machine (121 s wall, 121 s user time, data generation and the four evaluations
+included; 2026-12-02), and 195-226 s wall inside `make test`, where the other worker shares the machine;
+25.0 / 22.5 with seed 1; before the fused Adam step 26.8 / 24.4, so the spread between runs that differ
+only in rounding is a few AP. Cheaper runs stay under 20: 320 steps at lr 0.005
 19.2 / 18.6; 96x64 crops 12.5 / 14.5 (400 steps) and 13.1 / 17.2 (500); W8 10.1 / 12.3; 250 steps at
-lr 0.006 11.9 / 14.1. Earlier: 32-crop batches reached 29.0 / 27.0 in 4.5 CPU-minutes.
+lr 0.006 11.9 / 14.1. Earlier: 32-crop batches reached 29.0 / 27.0 in 4.5 minutes inside the suite.
 """
 import numpy as np
 import pytest

@@ -29,8 +29,9 @@ DEFAULTS = {"seg": {"width": 8, "steps": 600, "size": 128, "batch": 8, "lr": 0.0
             "pose-bottomup": {"width": 16, "steps": 600, "size": 128, "batch": 8, "lr": 0.003},
             "pose-topdown": {"width": 12, "steps": 3000, "size": 256, "batch": 16, "lr": 0.005}}
 TOPDOWN_INPUT = [128, 96]  # (H, W) person crops; heatmaps 32x24
-#: lighter than the 210-epoch recipe's rotation 45 / scale 0.35 (method §5.4), for a run of CPU-minutes
-TOPDOWN_AUGMENT = {"rotation_factor": 30, "scale_factor": 0.25}
+#: lighter than the 210-epoch recipe's rotation 45 / scale 0.35 (method §5.4), for a run of CPU-minutes: no
+#: rotation, as the demo (the synthetic people carry their own; see demo.settings.POSE)
+TOPDOWN_AUGMENT = {"rotation_factor": 0, "scale_factor": 0.25}
 ALIASES = {"pose": "pose-bottomup"}
 
 

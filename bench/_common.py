@@ -1,6 +1,11 @@
-"""Shared helpers for bench scripts: interleaved timing (ratios measured side by side) and tables."""
+"""Shared helpers for bench scripts: interleaved timing (ratios measured side by side), tables, and rows
+cached on disk so that a stopped bench continues."""
 from __future__ import annotations
 
+import concurrent.futures as cf
+import json
+import multiprocessing as mp
+import os
 import statistics
 import time
 from typing import Callable
@@ -118,3 +123,31 @@ def infer_fn(model, x) -> Callable[[], None]:
         with torch.no_grad():
             model(x)
     return f
+
+
+def row_path(out: str, name: str) -> str:
+    """Where row ``name`` of a bench whose working folder is ``out`` is kept."""
+    return os.path.join(out, "rows", f"{name}.json")
+
+
+def cached_rows(out: str, jobs: dict[str, Callable[[], dict]], workers: int = 1) -> dict[str, dict]:
+    """Each job's row, run (in the order given, on ``workers`` spawned processes when more than one) only
+    when OUT/rows/<name>.json is missing, and written there atomically: a stopped bench continues.
+    The jobs must pickle (module-level functions, ``functools.partial`` of them)."""
+    os.makedirs(os.path.join(out, "rows"), exist_ok=True)
+    todo = {n: job for n, job in jobs.items() if not os.path.exists(row_path(out, n))}
+    if workers > 1 and len(todo) > 1:
+        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            for f in cf.as_completed([ex.submit(_run_cached, out, n, job) for n, job in todo.items()]):
+                print(f"done: {f.result()}", flush=True)
+    else:
+        for n, job in todo.items():
+            print(f"done: {_run_cached(out, n, job)}", flush=True)
+    return {n: json.load(open(row_path(out, n))) for n in jobs}
+
+
+def _run_cached(out: str, name: str, job: Callable[[], dict]) -> str:
+    from scalenas.utils.io import atomic_write_json
+
+    atomic_write_json(row_path(out, name), job())
+    return row_path(out, name)

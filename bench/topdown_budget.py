@@ -3,8 +3,8 @@ alternatives, at the demo's training budget, on the demo's data.
 
 Every row trains on the data of ``scalenas demo --task pose`` (240 synthetic 256x256 images, people of
 0.15-0.95 of the image height, 128x96 crops from ground-truth boxes) with the demo's settings (W12 space,
-Adam 5e-3 poly, batch 16; rotation 30 / scale 0.25 in the published rows, no rotation since) for the demo's number of training steps on a quiet
-2-core machine (its probe gives ~1,600), one torch thread per row, and reports the val and test AP of the
+Adam 5e-3 poly, batch 16; rotation 30 / scale 0.25 in the published rows, no rotation since) for the
+demo's number of training steps on a quiet 2-core machine (its probe gives ~1,600), one torch thread per row, and reports the val and test AP of the
 largest, smallest and hrnet subnets after BN recalibration on 64 crops (flip test, pycocotools):
 
 - ``supernet``: the demo's recipe (grouped sampling, method §5.1), all steps;
@@ -24,17 +24,16 @@ Each finished row is written to OUT/rows/<name>.json, so a stopped run continues
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import copy
+from functools import partial
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import machine  # noqa: E402
+from _common import cached_rows, machine, row_path  # noqa: E402
 from quickrun import evaluate_points  # noqa: E402
 from scalenas.demo.settings import POSE  # noqa: E402
 from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
@@ -137,7 +136,7 @@ def finetune_row(args, out: str) -> dict:
     from scalenas.deploy.model_dir import load_model
     from scalenas.deploy.runtime import build_model_task
 
-    base = json.load(open(_row_path(args, "supernet")))
+    base = json.load(open(row_path(args.out, "supernet")))
     os.makedirs(out, exist_ok=True)
     arch_file = os.path.join(out, "hrnet.json")
     write_arch_file(arch_file, _archs()["hrnet"], {"kind": "space", "name": "hrnet"})
@@ -157,26 +156,17 @@ def finetune_row(args, out: str) -> dict:
             "wall_s": base["wall_s"] + wall, **res}
 
 
-def _row_path(args, name: str) -> str:
-    return os.path.join(args.out, "rows", f"{name}.json")
-
-
-def _run_row(args, name: str) -> str:
-    path = _row_path(args, name)
-    if not os.path.exists(path):
-        atomic_write_json(path, {"name": name, **row(args, name)})
-    return path
+def named_row(args, name: str) -> dict:
+    return {"name": name, **row(args, name)}
 
 
 def run_rows(args) -> list[dict]:
     """The independent rows on ``--workers`` spawned processes, then the fine-tuning row (it starts from
     the supernet row's checkpoint)."""
     first = [n for n in ROWS if n != "supernet+finetune"]
-    with cf.ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as ex:
-        for f in cf.as_completed([ex.submit(_run_row, args, n) for n in first]):
-            print(f"done: {f.result()}", flush=True)
-    _run_row(args, "supernet+finetune")
-    return [json.load(open(_row_path(args, n))) for n in ROWS]
+    rows = cached_rows(args.out, {n: partial(named_row, args, n) for n in first}, args.workers)
+    rows.update(cached_rows(args.out, {"supernet+finetune": partial(named_row, args, "supernet+finetune")}))
+    return [rows[n] for n in ROWS]
 
 
 def report(args, rows: list[dict]) -> str:
@@ -244,7 +234,6 @@ def main():
     args = ap.parse_args()
     setup_process(1)
     make_data(args)
-    os.makedirs(os.path.join(args.out, "rows"), exist_ok=True)
     rows = run_rows(args)
     md = report(args, rows)
     print(md)

@@ -7,7 +7,7 @@ It answers what the demo's 12 minutes lack: where the curve crosses the issue's 
 hrnet point) and so how many CPU-minutes the bar costs on this machine. Each row runs in its own process
 with one torch thread (longest first, ``--workers`` at a time), so a row's wall time is one core's.
 
-    python bench/topdown_curve.py --out runs/topdown-curve                     # ~30 min on 2 cores
+    python bench/topdown_curve.py --out runs/topdown-curve                     # ~25 min on 2 cores
     python bench/topdown_curve.py --out runs/topdown-curve --publish docs/results/topdown-curve
 
 Each finished row is written to OUT/rows/supernet-<steps>.json, so a stopped run continues where it stopped.
@@ -15,15 +15,13 @@ Each finished row is written to OUT/rows/supernet-<steps>.json, so a stopped run
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
-import json
-import multiprocessing as mp
+from functools import partial
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import machine  # noqa: E402
+from _common import cached_rows, machine  # noqa: E402
 from topdown_budget import SUBNETS, _scores, _train, make_data, run_config  # noqa: E402
 from scalenas.demo.settings import POSE  # noqa: E402
 from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
@@ -42,23 +40,11 @@ def row(args, steps: int) -> dict:
     return {"steps": steps, "crops": steps * bs, "wall_s": wall, **_scores(args, ckpt)}
 
 
-def _row_path(args, steps: int) -> str:
-    return os.path.join(args.out, "rows", f"supernet-{steps}.json")
-
-
-def _run_row(args, steps: int) -> str:
-    path = _row_path(args, steps)
-    if not os.path.exists(path):
-        atomic_write_json(path, row(args, steps))
-    return path
-
-
 def run_rows(args) -> list[dict]:
-    todo = sorted(args.steps, reverse=True)  # longest first: the pool then ends close to together
-    with cf.ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as ex:
-        for f in cf.as_completed([ex.submit(_run_row, args, s) for s in todo]):
-            print(f"done: {f.result()}", flush=True)
-    return [json.load(open(_row_path(args, s))) for s in sorted(args.steps)]
+    """Longest first: the pool then ends close to together."""
+    jobs = {f"supernet-{s}": partial(row, args, s) for s in sorted(args.steps, reverse=True)}
+    rows = cached_rows(args.out, jobs, args.workers)
+    return [rows[f"supernet-{s}"] for s in sorted(args.steps)]
 
 
 def crossing(rows: list[dict], split: str, sub: str, bar: float) -> str:
@@ -117,7 +103,6 @@ def main():
     args = ap.parse_args()
     setup_process(1)
     make_data(args)
-    os.makedirs(os.path.join(args.out, "rows"), exist_ok=True)
     rows = run_rows(args)
     md = report(args, rows)
     print(md)

@@ -32,3 +32,23 @@ def test_report_and_plot(tmp_path):
     assert "| 3200 | 51200 | 16.0 | 49.60 | 42.00 | 39.20 | 42.40 | 36.60 | 33.80 |" in md
     assert "largest ~2988 steps" in md and "hrnet not reached" in md
     assert os.path.getsize(tc.plot(str(tmp_path / "c.png"), rows)) > 5000
+
+
+def _job(tag):
+    _job.calls.append(tag)
+    return {"tag": tag}
+
+
+_job.calls = []
+
+
+def test_cached_rows_runs_each_row_once(tmp_path):
+    from functools import partial
+
+    from _common import cached_rows
+
+    jobs = {"a": partial(_job, 1), "b": partial(_job, 2)}
+    assert cached_rows(str(tmp_path), jobs) == {"a": {"tag": 1}, "b": {"tag": 2}}
+    # a second run (a restarted bench) reads the kept rows and runs nothing
+    assert cached_rows(str(tmp_path), jobs) == {"a": {"tag": 1}, "b": {"tag": 2}}
+    assert _job.calls == [1, 2]

@@ -104,6 +104,22 @@ def test_gaussian_targets_peak_window_and_weights():
     assert t[4, 15, 11] == pytest.approx(np.exp(-(1 + 1) / 8))          # peak (12, 16) is just off the map
 
 
+def test_unbiased_targets_centre_the_gaussian_on_the_sub_pixel_joint():
+    """DARK's unbiased encoding: the peak is at x / stride exactly (not rounded), over the whole heatmap;
+    the same visibility rule as HRNet's window."""
+    joints = np.array([[41.0, 22.0, 2],     # centre (10.25, 5.5)
+                       [10.0, 10.0, 0],     # unlabelled
+                       [-30.0, 20.0, 2]])   # window x in [-13.5, -0.5): off the map
+    t, w = gaussian_targets(joints, (12, 16), sigma=2.0, unbiased=True)
+    assert w[:, 0].tolist() == [1, 0, 0] and t[1].max() == 0 and t[2].max() == 0
+    assert t[0, 5, 10] == pytest.approx(np.exp(-(0.25 ** 2 + 0.5 ** 2) / 8))
+    assert t[0, 6, 10] == pytest.approx(t[0, 5, 10])                    # y = 5.5: 5 and 6 equally far
+    assert t[0, 0, 0] == pytest.approx(np.exp(-(10.25 ** 2 + 5.5 ** 2) / 8))   # not cut to a window
+    # the rounded target peaks at the same pixel but with the whole quarter/half-pixel offset lost
+    rounded, _ = gaussian_targets(joints, (12, 16), sigma=2.0)
+    assert rounded[0, 6, 10] == 1.0 and t[0].max() < 1.0
+
+
 def _person(vis_ids, k=17):
     j = np.zeros((k, 3), np.float32)
     rng = np.random.default_rng(0)
@@ -180,6 +196,7 @@ def test_flipped_crop_mirrors_the_image_and_swaps_joints():
 class _Cfg:
     input_hw = (128, 96)
     sigma = 2.0
+    unbiased_encoding = False
     augment = TopDownAugment()
 
     class loss:

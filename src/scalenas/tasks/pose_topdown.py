@@ -77,6 +77,9 @@ class TopDownPoseConfig(PoseDataConfig):
     input_hw: tuple[int, int] = (256, 192)
     #: Gaussian σ in heatmap pixels (HRNet: 2 at 256x192, 3 at 384x288)
     sigma: float = Field(2.0, gt=0)
+    #: DARK's unbiased encoding: Gaussians centred on the sub-pixel joint instead of HRNet's rounded one
+    #: (see data.topdown.gaussian_targets); pair with ``inference.dark``
+    unbiased_encoding: bool = False
     augment: TopDownAugment = TopDownAugment()
     loss: TopDownLossConfig = TopDownLossConfig()
     inference: TopDownInferenceConfig = TopDownInferenceConfig()
@@ -228,7 +231,8 @@ class TopDownPoseTask(KeypointSplits, Task):
             crop = CropParams(tuple(c), tuple(s), image_width=0)
             js = crop_joints(inst.joints, crop, (w, h), None)
             js[:, 0] = w - 1 - js[:, 0]  # the mirrored crop, joints swapped left/right
-            mirrored.append(gaussian_targets(js[list(self.info.flip_index)], hm_wh, self.cfg.sigma)[0])
+            mirrored.append(gaussian_targets(js[list(self.info.flip_index)], hm_wh, self.cfg.sigma,
+                                            unbiased=self.cfg.unbiased_encoding)[0])
         return _OracleForward(batch["image"], batch["target"].numpy(), np.stack(mirrored))
 
     def _evaluate(self, forward_for: Callable, split: str, device, images: slice, out_dir,

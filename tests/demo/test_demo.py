@@ -47,9 +47,13 @@ def test_demo_pose_is_top_down(tmp_path):
     """`--task pose` runs the top-down task (the bottom-up one is `--task pose-bottomup`), with the same report
     shape: report.json's pose models carry metric_name "AP" and a test AP."""
     out = tmp_path / "demo-out"
-    run_demo(str(out), task="pose", budget_minutes=1.0)
+    run_demo(str(out), task="pose", budget_minutes=1.0, seed=3)
     report = (out / "report.md").read_text()
     assert "## Top-down pose (ScaleNet-P)" in report and "Bottom-up" not in report
+    assert "steps, seed 3 (" in report and json.loads((out / "report.json").read_text())["pose"]["seed"] == 3
+    run_cfg = (out / "pose" / "supernet" / "config.yaml").read_text()
+    search_cfg = (out / "pose" / "search" / "config.yaml").read_text()
+    assert "\nseed: 3\n" in run_cfg and "\n  seed: 3\n" in search_cfg
     models = json.loads((out / "report.json").read_text())["pose"]["models"]
     assert "hrnet" in [m["name"] for m in models]
     for m in models:
@@ -57,3 +61,13 @@ def test_demo_pose_is_top_down(tmp_path):
         assert json.loads(open(os.path.join(m["model_dir"], "model.json")).read())["head"]["kind"] == "pose-topdown"
     main_pick = next(m for m in models if m.get("onnx"))
     assert main_pick["onnx"]["parity_max_abs"] <= 1e-4 and main_pick["overlays"]
+
+
+def test_demo_refuses_another_seed_in_the_same_folder(tmp_path, capsys):
+    """The seed is part of a demo folder's state: resuming it with another seed would mix two runs."""
+    out = tmp_path / "demo-out"
+    out.mkdir()
+    (out / "demo_state.json").write_text(json.dumps({"pose": {"seed": 0, "budget_s": 60}}))
+    assert main(["demo", "--task", "pose", "-o", str(out), "--seed", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seed 1" in err[0] and "seed 0" in err[0] and str(out) in err[0]

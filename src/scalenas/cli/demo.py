@@ -20,12 +20,15 @@ def add_parser(sub):
                    help="time budget for everything (default 12); training and search sizes follow from it")
     p.add_argument("-o", "--out", default="demo-out", help="output folder (default demo-out)")
     p.add_argument("--fresh", action="store_true", help="delete OUT first instead of resuming")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the supernet training and the search (default 0); the data stay the same, so "
+                        "runs with different seeds show the method's spread on the same test images")
     return p
 
 
 def run(args) -> int:
     from scalenas.demo import run_demo
 
-    res = run_demo(args.out, args.task, args.budget_minutes, args.fresh)
+    res = run_demo(args.out, args.task, args.budget_minutes, args.fresh, args.seed)
     print(f"done in {res['seconds'] / 60:.1f} min: {res['report']}")
     return 0

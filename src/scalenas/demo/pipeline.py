@@ -57,7 +57,11 @@ def say(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run_demo(out: str = "demo-out", task: str = "seg", budget_minutes: float = 12.0, fresh: bool = False) -> dict:
+def run_demo(out: str = "demo-out", task: str = "seg", budget_minutes: float = 12.0, fresh: bool = False,
+             seed: int = 0) -> dict:
+    """The demo of ``task`` in ``out`` (resumed when it holds one). ``seed`` seeds the supernet training and the
+    search; the data are always generated with seed 0, so runs with different seeds are scored on the same
+    test images and their spread is the method's, not the data's."""
     if task not in (*TASKS, "both"):
         raise ScaleNASError(f"--task {task!r}: choose {', '.join(TASKS)} or both")
     if budget_minutes <= 0:
@@ -72,31 +76,36 @@ def run_demo(out: str = "demo-out", task: str = "seg", budget_minutes: float = 1
     t0 = time.time()
     results = {}
     for i, t in enumerate(tasks):
+        started = state.get(t, "seed", seed)
+        if started != seed:
+            raise ScaleNASError(f"--seed {seed}: {out} holds a demo run with seed {started}; use another -o, "
+                                f"or --fresh to start over")
+        state.set(t, "seed", seed)
         remaining = budget_minutes * 60 - (time.time() - t0)
         budget = state.get(t, "budget_s") or max(60.0, remaining / (len(tasks) - i))
         state.set(t, "budget_s", budget)
         say(f"task {t}: budget {budget / 60:.1f} min")
-        results[t] = run_task_demo(t, os.path.join(out, t), budget, state)
+        results[t] = run_task_demo(t, os.path.join(out, t), budget, state, seed)
     report = write_report(out, results, budget_minutes, time.time() - t0)
     say(f"report: {report}")
     return {"report": report, "results": results, "seconds": time.time() - t0}
 
 
-def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState) -> dict:
+def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState, seed: int = 0) -> dict:
     """One task's demo: data, supernet, search, deploy; each step is skipped when ``state`` says it is done."""
     t_start = time.time()
     s = settings_for(kind, budget_s)
     budgets = phase_budgets(budget_s, kind)
     os.makedirs(tdir, exist_ok=True)
     data_dir = make_data(kind, tdir, s, state)
-    cfg_dict = run_config(kind, tdir, s, data_dir)
+    cfg_dict = run_config(kind, tdir, s, data_dir, seed)
     steps = train_steps(kind, cfg_dict, budgets["train"], state)
     cfg = RunConfig.model_validate({**cfg_dict, "train": {**cfg_dict["train"], "steps": steps}})
     ckpt_path = train(kind, cfg, state)
     search_dir = os.path.join(tdir, "search")
     # the search gets its share, or all the time that data and training left before the deploy share
     search_s = max(budgets["search"], budget_s - budgets["deploy"] - (time.time() - t_start))
-    search_cfg = search_settings(kind, ckpt_path, cfg_dict["task"], s["search"], search_s, state)
+    search_cfg = search_settings(kind, ckpt_path, cfg_dict["task"], {**s["search"], "seed": seed}, search_s, state)
     search(kind, ckpt_path, search_dir, search_cfg, state)
     models = state.get(kind, "models")
     if models is None:
@@ -105,7 +114,7 @@ def run_task_demo(kind: str, tdir: str, budget_s: float, state: DemoState) -> di
     return {"kind": kind, "dir": tdir, "models": models, "supernet": ckpt_path, "search_dir": search_dir,
             "train_steps": steps, "search_cfg": search_cfg, "config": cfg.model_dump(mode="json"),
             "versions": package_versions(), "budget_s": budget_s,
-            "train_losses": state.get(kind, "train_losses")}
+            "train_losses": state.get(kind, "train_losses"), "seed": seed}
 
 
 def make_data(kind: str, tdir: str, s: dict, state: DemoState) -> str:
@@ -122,11 +131,11 @@ def make_data(kind: str, tdir: str, s: dict, state: DemoState) -> str:
     return data_dir
 
 
-def run_config(kind: str, tdir: str, s: dict, data_dir: str) -> dict:
+def run_config(kind: str, tdir: str, s: dict, data_dir: str, seed: int = 0) -> dict:
     """The supernet's run config (as a dict, before the step count is known)."""
     task_cfg = dict(s["task"])
     task_cfg["root"] = data_dir
-    return {"run_dir": os.path.join(tdir, "supernet"), "seed": 0, "space": s["space"], "task": task_cfg,
+    return {"run_dir": os.path.join(tdir, "supernet"), "seed": seed, "space": s["space"], "task": task_cfg,
             "model": s["model"], "sampler": s["sampler"], "train": dict(s["train"]), "search": {}}
 
 

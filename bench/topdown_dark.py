@@ -10,7 +10,7 @@ ceiling of each (encoding, decoder) pair, a perfect network's AP on the test peo
 ground truth, decoded by the real decoder), comes first: at 32x24 heatmaps half a heatmap pixel is 2 input
 pixels, which the rounded targets lose.
 
-    python bench/topdown_dark.py --out runs/topdown-dark                  # 6 rows, ~55 min on 2 cores
+    python bench/topdown_dark.py --out runs/topdown-dark                  # 6 rows, ~40 min on 2 cores
     python bench/topdown_dark.py --out runs/topdown-dark --publish docs/results/topdown-dark
 
 Each finished row is written to OUT/rows/<encoding>-s<seed>.json, so a stopped run continues where it stopped.

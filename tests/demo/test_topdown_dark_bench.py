@@ -1,5 +1,5 @@
 """``bench/topdown_dark.py``: its task sections, the seed summary and a report that says what the rows
-measured; the training itself is the bench's (~55 minutes)."""
+measured; the training itself is the bench's (~40 minutes)."""
 import argparse
 import os
 import sys

@@ -81,14 +81,15 @@ def _train(cfg_dict: dict) -> tuple[str, float]:
     return res["checkpoint"], time.time() - t0
 
 
-def _scores(args, checkpoint: str, subnets=SUBNETS, splits=("val", "test")) -> dict:
-    """AP on ``splits`` of ``subnets`` of ``checkpoint``, each after BN recalibration."""
+def _scores(args, checkpoint: str, subnets=SUBNETS, splits=("val", "test"), task_cfg: dict | None = None) -> dict:
+    """AP on ``splits`` of ``subnets`` of ``checkpoint``, each after BN recalibration; ``task_cfg``: a task
+    section other than the demo's (e.g. another decoder)."""
     from scalenas.search.calibrate import Calibrator
     from scalenas.tasks.base import build_task
     from scalenas.train.checkpoint import load_supernet
 
     net, _ = load_supernet(checkpoint)
-    task = build_task(run_config(args, "unused", 1)["task"])
+    task = build_task(task_cfg or run_config(args, "unused", 1)["task"])
     calib = Calibrator(task, num_images=64, batch_size=32)
     archs = {name: arch for name, arch in _archs().items() if name in subnets}
     return {split: evaluate_points(net, task, archs, split, calib) for split in splits}

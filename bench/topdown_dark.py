@@ -27,7 +27,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 from _common import cached_rows, machine  # noqa: E402
-from topdown_budget import SUBNETS, _archs, _train, make_data, run_config  # noqa: E402
+from topdown_budget import SUBNETS, _scores, _train, make_data, run_config  # noqa: E402
 from scalenas.demo.settings import POSE  # noqa: E402
 from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from scalenas.utils.markdown import markdown_table  # noqa: E402
@@ -55,23 +55,13 @@ def ceilings(args) -> dict:
 
 def row(args, encoding: str, seed: int) -> dict:
     """The demo's supernet trained with ``encoding`` and ``seed`` (one torch thread), scored with both decoders."""
-    from quickrun import evaluate_points
-    from scalenas.search.calibrate import Calibrator
-    from scalenas.tasks.base import build_task
-    from scalenas.train.checkpoint import load_supernet
-
     setup_process(1)
     out = os.path.join(os.path.abspath(args.out), "runs", f"{encoding}-s{seed}")
     cfg = run_config(args, out, args.steps, task=task_config(args, encoding, "dark"), train={"workers": 0})
     cfg["seed"] = seed
     ckpt, wall = _train(cfg)
-    net, _ = load_supernet(ckpt)
-    res = {"encoding": encoding, "seed": seed, "steps": args.steps, "wall_s": wall}
-    for dec in DECODERS:
-        task = build_task(task_config(args, encoding, dec))
-        calib = Calibrator(task, num_images=64, batch_size=32)
-        res[dec] = {split: evaluate_points(net, task, _archs(), split, calib) for split in ("val", "test")}
-    return res
+    return {"encoding": encoding, "seed": seed, "steps": args.steps, "wall_s": wall,
+            **{dec: _scores(args, ckpt, task_cfg=task_config(args, encoding, dec)) for dec in DECODERS}}
 
 
 def run_rows(args) -> list[dict]:

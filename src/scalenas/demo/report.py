@@ -58,7 +58,7 @@ def write_report(out: str, results: dict, budget_minutes: float, seconds: float)
         name = models[0]["metric_name"]
         h, w = models[0]["input_hw"]
         lines += [f"## {HEADINGS[kind]}", "",
-                  f"Supernet: {r['train_steps']} steps, seed {r.get('seed', 0)} ({rel(r['supernet'])}); search: "
+                  f"Supernet: {r['train_steps']} steps, seed {r['seed']} ({rel(r['supernet'])}); search: "
                   f"{r['search_cfg']['initial']} initial + {r['search_cfg']['generations']} generations of "
                   f"{r['search_cfg']['population']} ({rel(r['search_dir'])}). Params and GFLOPs are the "
                   f"extracted net's (effective: compute that never reaches the head is neither built nor counted); "
@@ -85,7 +85,7 @@ def write_report(out: str, results: dict, budget_minutes: float, seconds: float)
             lines += ["### Predictions on test images", ""]
             lines += [f"![overlay]({rel(p)})" for p in main["overlays"]] + [""]
         summary[kind] = {"models": models, "searched_matches_hrnet": ok, "undertrained": caution is not None, "train_steps": r["train_steps"],
-                         "seed": r.get("seed", 0), "search": r["search_cfg"]}
+                         "seed": r["seed"], "search": r["search_cfg"]}
         if first_pareto is None:
             first_pareto = os.path.join(r["dir"], "pareto.png")
     if first_pareto:

@@ -2,13 +2,15 @@
 
 Every run trains the same W16 bottom-up supernet (grouped sampling) on synthetic stick figures for the
 same number of steps, changing one setting of a base configuration: the number of training images,
-the augmentation strength, σ, the learning rate, the associative-embedding (tag) loss weight and the
-input size. Each run reports, for the hrnet subnet after BN recalibration, AP on *unseen* validation
-images and AP on the images it trained on (no augmentation): a large train/val gap says memorisation
-(more data or augmentation helps), two low numbers say the run is too short or the signal too weak.
+the augmentation strength, σ, the learning rate, the associative-embedding (tag) loss weight, the
+input size and the heatmap loss's background weight (DEKR's). Each run reports, for the hrnet subnet after
+BN recalibration, AP on *unseen* validation images and AP on the images it trained on (no augmentation):
+a large train/val gap says memorisation (more data or augmentation helps), two low numbers say the run is
+too short or the signal too weak. Each is also scored with the ground truth's tags in place of the
+network's, and with the ground truth's heatmaps in place of its heatmaps: which half of the output limits AP.
 
     python bench/bottomup_sweep.py --steps 2000                     # the full sweep (hours on 2 cores)
-    python bench/bottomup_sweep.py --steps 300 --only base,lr       # a subset
+    python bench/bottomup_sweep.py --steps 300 --only base,lr_1e-3   # a subset
     python bench/bottomup_sweep.py --steps 2000 --out docs/results/bottomup-sweep   # JSON + .md
 
 Each finished run is written to OUT/runs/<name>.json, so an interrupted sweep continues where it stopped.
@@ -38,7 +40,7 @@ HHR_AUG = {"max_rotation": 30, "min_scale": 0.75, "max_scale": 1.5, "max_transla
 WEAK_AUG = {"max_rotation": 0, "min_scale": 1.0, "max_scale": 1.0, "max_translate": 0, "flip_prob": 0.5}
 STRONG_AUG = {"max_rotation": 45, "min_scale": 0.5, "max_scale": 2.0, "max_translate": 60, "flip_prob": 0.5}
 BASE = {"train_images": 240, "size": 128, "sigma": 2.0, "lr": 3e-3, "tag_weight": 1e-3, "augment": "hhr",
-        "sampler": "grouped"}
+        "sampler": "grouped", "background_weight": 1.0}
 
 #: one factor at a time: name -> the settings that differ from BASE
 VARIANTS = {
@@ -49,6 +51,8 @@ VARIANTS = {
     "lr_1e-3": {"lr": 1e-3}, "lr_1e-2": {"lr": 1e-2},
     "tag_1e-4": {"tag_weight": 1e-4}, "tag_1e-2": {"tag_weight": 1e-2},
     "size_256": {"size": 256},
+    # DEKR's heatmap loss: background pixels (outside every joint's Gaussian window) weighted down
+    "bg_0.1": {"background_weight": 0.1}, "bg_0.01": {"background_weight": 0.01},
     # not a setting of the recipe: the hrnet subnet trained alone (the fixed sampler), which separates what
     # weight sharing costs from what the recipe does (its largest/smallest columns are untrained subnets)
     "hrnet_alone": {"sampler": "hrnet"},
@@ -59,7 +63,8 @@ def run_config(s: dict, data: str, run_dir: str, steps: int) -> dict:
     split = {"images": "images/{}", "annotations": "annotations/{}.json"}
     aug = {"hhr": HHR_AUG, "weak": WEAK_AUG, "strong": STRONG_AUG}[s["augment"]]
     task = {"name": "pose-bottomup", "root": data, "keypoints": "coco", "input_size": s["size"], "sigma": s["sigma"],
-            "augment": aug, "loss": {"push_factor": s["tag_weight"], "pull_factor": s["tag_weight"]},
+            "augment": aug, "loss": {"push_factor": s["tag_weight"], "pull_factor": s["tag_weight"],
+                                                  "background_weight": s.get("background_weight", 1.0)},
             "search_holdout": 16, "workers": 0, "vis_images": 0,
             **{k: {a: b.format(k) for a, b in split.items()} for k in ("train", "val", "test")}}
     train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": 0, "progress": False, "tensorboard": False,
@@ -83,6 +88,7 @@ def dataset(root: str, s: dict) -> str:
 
     path = os.path.join(root, f"data_{s['size']}_{s['train_images']}")
     if not os.path.exists(path):
+        os.makedirs(root, exist_ok=True)
         # written aside, then renamed: a second sweep process started at the same time (disjoint --only
         # lists) must never read a half-written dataset; the loser of the rename drops its copy (same seed)
         tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", dir=root)
@@ -94,8 +100,10 @@ def dataset(root: str, s: dict) -> str:
     return path
 
 
-def train_ap(cfg: dict, checkpoint: str, images: int = 40) -> float:
-    """AP of the hrnet subnet on the first ``images`` images it trained on, without augmentation."""
+def attribution(cfg: dict, checkpoint: str, images: int = 40) -> dict:
+    """The hrnet subnet's AP on the first ``images`` training images (no augmentation) and on ``images``
+    validation images, each also with the true tags in place of its own (its heatmaps decide) and with
+    the true heatmaps (its tags decide), and the perfect network's: which half of the output limits AP."""
     from scalenas.search.calibrate import Calibrator
     from scalenas.tasks.base import build_task
     from scalenas.train.checkpoint import load_supernet
@@ -104,7 +112,7 @@ def train_ap(cfg: dict, checkpoint: str, images: int = 40) -> float:
     net, _ = load_supernet(checkpoint)
     net.set_active(net.space.hrnet(True))
     Calibrator(task, num_images=32, batch_size=16).calibrate(net)
-    return task.evaluate(net, "train", max_images=images)["AP"]
+    return {split: task.evaluate_attribution(net, split, max_images=images) for split in ("train", "val")}
 
 
 def one_run(name: str, out: str, steps: int) -> dict:
@@ -113,8 +121,10 @@ def one_run(name: str, out: str, steps: int) -> dict:
     cfg = run_config(s, data, os.path.join(out, "work", name), steps)
     t0 = time.time()
     r = quick_supernet_run(copy.deepcopy(cfg), calib_images=32)
-    return {"name": name, "settings": s, "steps": steps, "val_ap": r["after"], "train_ap_hrnet": train_ap(cfg, r["checkpoint"]),
-            "loss_first": r["losses"][0], "loss_last": r["losses"][-1], "wall_s": time.time() - t0}
+    wall = time.time() - t0
+    attr = attribution(cfg, r["checkpoint"])
+    return {"name": name, "settings": s, "steps": steps, "val_ap": r["after"], "train_ap_hrnet": attr["train"]["AP"],
+            "attribution": attr, "loss_first": r["losses"][0], "loss_last": r["losses"][-1], "wall_s": wall}
 
 
 def report(results: list[dict], steps: int) -> tuple[list[str], list[list]]:
@@ -122,6 +132,15 @@ def report(results: list[dict], steps: int) -> tuple[list[str], list[list]]:
     rows = [[r["name"], ", ".join(f"{k}={v}" for k, v in VARIANTS[r["name"]].items()) or "(base)", r["val_ap"]["hrnet"],
              r["val_ap"]["largest"], r["val_ap"]["smallest"], r["train_ap_hrnet"], r["loss_last"], r["wall_s"] / 60]
             for r in results]
+    return headers, rows
+
+
+def attribution_report(results: list[dict]) -> tuple[list[str], list[list]]:
+    """One row per run and split: the hrnet subnet's AP as it is, with the true tags, with the true heatmaps,
+    and the perfect network's."""
+    headers = ["variant", "images", "AP", "AP with true tags", "AP with true heatmaps", "perfect network"]
+    rows = [[r["name"], split, a["AP"], a["AP_true_tags"], a["AP_true_heatmaps"], a["AP_oracle"]]
+            for r in results if "attribution" in r for split, a in r["attribution"].items()]
     return headers, rows
 
 
@@ -148,9 +167,15 @@ def main():
     title = (f"bottom-up W16 supernet, {args.steps} steps, batch 8, grouped sampling, BN recalibrated on 32 train "
              f"images; val = 40 unseen images, train = 40 training images without augmentation ({machine()})")
     print_table(headers, rows, title)
+    fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
+    md = [f"# Bottom-up sweep\n\n{title}\n"] + markdown_table(headers, rows, fmt)
+    a_headers, a_rows = attribution_report(results)
+    if a_rows:
+        a_title = ("which half of the output limits AP (hrnet subnet, 40 images of each split): its own heatmaps "
+                   "with the ground truth's tags, the ground truth's heatmaps with its own tags")
+        print_table(a_headers, a_rows, a_title)
+        md += [f"\n{a_title[0].upper()}{a_title[1:]}:\n"] + markdown_table(a_headers, a_rows, fmt)
     atomic_write_json(os.path.join(args.out, "sweep.json"), {"steps": args.steps, "base": BASE, "runs": results})
-    md = [f"# Bottom-up sweep\n\n{title}\n"] + markdown_table(
-        headers, rows, lambda v: f"{v:.2f}" if isinstance(v, float) else str(v))
     atomic_write_text(os.path.join(args.out, "sweep.md"), "\n".join(md) + "\n")
 
 

@@ -164,6 +164,16 @@ def test_fake_models_k7(k7, tmp_path):
         task.predict(lambda x: (torch.zeros(1, 34, 32, 32)[:, :10], torch.zeros(1, 17, 64, 64)), img)
 
 
+def test_attribution_swaps_each_half(k7):
+    """The silent model's heatmaps find nobody even with the true tags; the true heatmaps with its constant
+    tags find people but merge those sharing an image, so they fall short of the perfect network."""
+    task = BottomUpPoseTask.from_config(_cfg(k7))
+    a = task.evaluate_attribution(_Silent(), "val")
+    assert a["AP"] == 0.0 and a["AP_true_tags"] == 0.0
+    assert a["AP_oracle"] == task.evaluate_oracle("val")["AP"] >= 90.0
+    assert 0.0 < a["AP_true_heatmaps"] < a["AP_oracle"], a
+
+
 def test_evaluation_shards_across_ranks_and_gathers(k7, monkeypatch):
     """Two simulated ranks each decode half the images; rank 0 scores the gathered results."""
     import scalenas.tasks.pose_bottomup as pb

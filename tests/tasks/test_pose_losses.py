@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,6 +101,24 @@ def test_heatmap_loss_masks_pixels():
     mask[1] = 0
     out = heatmap_loss(pred, gt, mask)
     assert out.tolist() == [1.0, 0.0]
+
+
+def test_heatmap_loss_background_weight_by_hand():
+    """DEKR's weighting: target > 0 (inside a Gaussian window) counts 1, the rest background_weight."""
+    from scalenas.tasks.pose_targets import heatmaps
+
+    gt = torch.from_numpy(heatmaps(np.array([[[6.0, 6.0, 2]]]), (16, 16), sigma=1.0))[None]  # (1, 1, 16, 16)
+    window = int((gt > 0).sum())
+    assert window == 9 * 9  # the 6σ+3 kernel, wholly inside the map, positive everywhere
+    pred = gt + 0.5           # error 0.25 on every pixel
+    mask = torch.ones(1, 16, 16)
+    assert heatmap_loss(pred, gt, mask).item() == pytest.approx(0.25)
+    want = 0.25 * (window + 0.1 * (256 - window)) / 256
+    assert heatmap_loss(pred, gt, mask, background_weight=0.1).item() == pytest.approx(want)
+    mask[:, :8] = 0           # the ignore mask still zeroes what it covers
+    inside = int((gt[0, 0, 8:] > 0).sum())
+    want = 0.25 * (inside + 0.1 * (128 - inside)) / 256
+    assert heatmap_loss(pred, gt, mask, background_weight=0.1).item() == pytest.approx(want)
 
 
 def test_bottomup_loss_components_sum():

@@ -57,6 +57,8 @@ class LossConfig(Strict):
     push_factor: float = Field(1e-3, ge=0)
     pull_factor: float = Field(1e-3, ge=0)
     ae_type: Literal["exp", "max"] = "exp"
+    #: heatmap-loss weight of pixels outside every joint's Gaussian window: 1 as HigherHRNet, 0.1 as DEKR
+    background_weight: float = Field(1.0, gt=0, le=1)
 
 
 class InferenceConfig(Strict):
@@ -205,7 +207,7 @@ class BottomUpPoseTask(KeypointSplits, Task):
     def loss(self, outputs, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         lc = self.cfg.loss
         return bottomup_loss(outputs, batch, self.info.num_joints, lc.heatmap_factors, lc.push_factor,
-                             lc.pull_factor, lc.ae_type)
+                             lc.pull_factor, lc.ae_type, lc.background_weight)
 
     # -- inference --------------------------------------------------------------------------------
     def decode(self, forward: Callable, image_bgr: np.ndarray, device: torch.device | str = "cpu",
@@ -254,6 +256,42 @@ class BottomUpPoseTask(KeypointSplits, Task):
         return self._evaluate(lambda iid, img: OracleForward(idx.people(iid), img.shape[:2], self.info.flip_index,
                                                              cfg.input_size, cfg.scales, self.cfg.sigma, cfg.stride),
                               split, "cpu", eval_slice(max_images), out_dir, cfg)
+
+    def evaluate_attribution(self, model: torch.nn.Module, split: str, device: torch.device | str = "cpu",
+                             max_images: int | None = None) -> dict[str, float]:
+        """Which half of the bottom-up output limits AP: ``model``'s AP on ``split`` as it is, with the
+        ground truth's tags in place of its own (``AP_true_tags``: its heatmaps decide), with the ground
+        truth's heatmaps in place of its own (``AP_true_heatmaps``: its tags decide), and the perfect
+        network's (``AP_oracle``, the ceiling). Ground-truth parts are ``OracleForward``'s renderings."""
+        idx = self.index(split)
+        cfg = self.decode_config()
+        k = self.info.num_joints
+        was_training = model.training
+        model.eval()
+
+        def mixed(keep: str) -> Callable:
+            def forward_for(iid, img):
+                oracle = OracleForward(idx.people(iid), img.shape[:2], self.info.flip_index, cfg.input_size,
+                                       cfg.scales, self.cfg.sigma, cfg.stride)
+
+                def forward(x):
+                    y4, y2 = model(x)[:2]
+                    o4, o2 = (o.to(y4.device, y4.dtype) for o in oracle(x))
+                    if keep == "heatmaps":      # the model's heatmaps, the true tags
+                        return torch.cat([y4[:, :k], o4[:, k:]], 1), y2
+                    return torch.cat([o4[:, :k], y4[:, k:2 * k]], 1), o2   # the true heatmaps, the model's tags
+                return forward
+            return forward_for
+
+        try:
+            images = eval_slice(max_images)
+            out = {"AP": self._evaluate(lambda iid, img: model, split, device, images, None)["AP"],
+                   "AP_true_tags": self._evaluate(mixed("heatmaps"), split, device, images, None)["AP"],
+                   "AP_true_heatmaps": self._evaluate(mixed("tags"), split, device, images, None)["AP"]}
+        finally:
+            model.train(was_training)
+        out["AP_oracle"] = self.evaluate_oracle(split, max_images)["AP"]
+        return out
 
     def _evaluate(self, forward_for: Callable, split: str, device, images: slice, out_dir,
                   dcfg: DecodeConfig | None = None) -> dict[str, float]:

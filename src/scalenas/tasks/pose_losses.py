@@ -12,10 +12,19 @@ import torch
 from scalenas.errors import ScaleNASError
 
 
-def heatmap_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def heatmap_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, background_weight: float = 1.0
+                 ) -> torch.Tensor:
     """(B, K, H, W) prediction and target, (B, H, W) mask -> (B,) mean squared error per image,
-    averaged over joints and pixels (masked pixels count as zero error, as in HigherHRNet)."""
-    return ((pred - gt) ** 2 * mask[:, None].to(pred.dtype)).mean(dim=(1, 2, 3))
+    averaged over joints and pixels (masked pixels count as zero error, as in HigherHRNet).
+
+    ``background_weight`` < 1 is DEKR's weighting (Geng et al. 2021, ``bg_weight`` 0.1 on COCO): pixels
+    outside every joint's Gaussian window (where the target is exactly 0; the truncated kernel is positive
+    everywhere inside its window) count with that weight. Without it an image's few peak pixels are
+    outweighed by thousands of background pixels and a short run learns flat, sub-threshold maps."""
+    err = (pred - gt) ** 2 * mask[:, None].to(pred.dtype)
+    if background_weight != 1.0:
+        err = err * torch.where(gt > 0, 1.0, background_weight).to(err.dtype)
+    return err.mean(dim=(1, 2, 3))
 
 
 def ae_loss(tags: torch.Tensor, joints: torch.Tensor, loss_type: str = "exp") -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +65,8 @@ def ae_loss(tags: torch.Tensor, joints: torch.Tensor, loss_type: str = "exp") ->
 
 
 def bottomup_loss(outputs, batch: dict, num_joints: int, heatmap_factors=(1.0, 1.0), push_factor: float = 1e-3,
-                  pull_factor: float = 1e-3, ae_type: str = "exp") -> tuple[torch.Tensor, dict[str, float]]:
+                  pull_factor: float = 1e-3, ae_type: str = "exp", background_weight: float = 1.0
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """HigherHRNet's total loss: sum over resolutions of the batch-mean heatmap loss, plus the batch-mean
     push and pull (1/4 resolution only), weighted. Components are reported weighted (they sum to the loss)."""
     y4, y2 = outputs[0], outputs[1]
@@ -64,8 +74,8 @@ def bottomup_loss(outputs, batch: dict, num_joints: int, heatmap_factors=(1.0, 1
     if y4.shape[1] != 2 * k or y2.shape[1] < k:
         raise ScaleNASError(f"pose loss: the head outputs {y4.shape[1]} and {y2.shape[1]} channels; the dataset "
                             f"has {k} keypoints, so a bottom-up head needs {2 * k} (heatmaps + tags) and {k}")
-    hm4 = heatmap_loss(y4[:, :k], batch["heatmaps_0"], batch["mask_0"]).mean() * heatmap_factors[0]
-    hm2 = heatmap_loss(y2[:, :k], batch["heatmaps_1"], batch["mask_1"]).mean() * heatmap_factors[1]
+    hm4 = heatmap_loss(y4[:, :k], batch["heatmaps_0"], batch["mask_0"], background_weight).mean() * heatmap_factors[0]
+    hm2 = heatmap_loss(y2[:, :k], batch["heatmaps_1"], batch["mask_1"], background_weight).mean() * heatmap_factors[1]
     push, pull = ae_loss(y4[:, k:2 * k].float(), batch["joints"], ae_type)
     push = push.mean() * push_factor
     pull = pull.mean() * pull_factor

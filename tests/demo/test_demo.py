@@ -71,3 +71,14 @@ def test_demo_refuses_another_seed_in_the_same_folder(tmp_path, capsys):
     assert main(["demo", "--task", "pose", "-o", str(out), "--seed", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--seed 1" in err[0] and "seed 0" in err[0] and str(out) in err[0]
+
+
+@pytest.mark.parametrize("task", ["seg", "pose", "pose-bottomup"])
+def test_phase_shares_split_the_whole_budget(task):
+    """Every phase gets a positive share and together they are the budget, so the demo neither leaves time
+    unplanned nor plans more than it has."""
+    from scalenas.demo.settings import phase_budgets
+
+    b = phase_budgets(720.0, task)
+    assert set(b) == {"data", "train", "search", "deploy"} and min(b.values()) > 0
+    assert sum(b.values()) == pytest.approx(720.0)

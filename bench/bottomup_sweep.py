@@ -59,16 +59,17 @@ VARIANTS = {
 }
 
 
-def run_config(s: dict, data: str, run_dir: str, steps: int) -> dict:
+def run_config(s: dict, data: str, run_dir: str, steps: int, every: int = 0) -> dict:
+    """The run config of settings ``s``; ``every`` > 0 keeps a checkpoint every ``every`` steps (all of them)."""
     split = {"images": "images/{}", "annotations": "annotations/{}.json"}
     aug = {"hhr": HHR_AUG, "weak": WEAK_AUG, "strong": STRONG_AUG}[s["augment"]]
     task = {"name": "pose-bottomup", "root": data, "keypoints": "coco", "input_size": s["size"], "sigma": s["sigma"],
             "augment": aug, "loss": {"push_factor": s["tag_weight"], "pull_factor": s["tag_weight"],
-                                                  "background_weight": s.get("background_weight", 1.0)},
+                                     "background_weight": s["background_weight"]},
             "search_holdout": 16, "workers": 0, "vis_images": 0,
             **{k: {a: b.format(k) for a, b in split.items()} for k in ("train", "val", "test")}}
-    train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": 0, "progress": False, "tensorboard": False,
-             "optimizer": {"name": "adam", "lr": s["lr"], "weight_decay": 0.0},
+    train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": every, "keep_last": 0, "progress": False,
+             "tensorboard": False, "optimizer": {"name": "adam", "lr": s["lr"], "weight_decay": 0.0},
              "schedule": {"name": "poly", "warmup_steps": 20}, "amp": "auto"}
     return {"run_dir": run_dir, "seed": 0, "space": SPACE, "task": task, "sampler": sampler(s["sampler"]),
             "train": train}
@@ -115,16 +116,25 @@ def attribution(cfg: dict, checkpoint: str, images: int = 40) -> dict:
     return {split: task.evaluate_attribution(net, split, max_images=images) for split in ("train", "val")}
 
 
-def one_run(name: str, out: str, steps: int) -> dict:
+def one_run(name: str, out: str, steps: int, every: int = 0) -> dict:
+    """Train variant ``name`` and score it; with ``every`` the attribution is also taken at every
+    intermediate checkpoint (``trajectory``: one run's course, not shorter runs, whose schedules end sooner)."""
+    from scalenas.train.checkpoint import CKPT_RE, list_checkpoints
+
     s = {**BASE, **VARIANTS[name]}
     data = dataset(os.path.join(out, "data"), s)
-    cfg = run_config(s, data, os.path.join(out, "work", name), steps)
+    cfg = run_config(s, data, os.path.join(out, "work", f"{name}_every{every}" if every else name), steps, every)
     t0 = time.time()
     r = quick_supernet_run(copy.deepcopy(cfg), calib_images=32)
     wall = time.time() - t0
     attr = attribution(cfg, r["checkpoint"])
-    return {"name": name, "settings": s, "steps": steps, "val_ap": r["after"], "train_ap_hrnet": attr["train"]["AP"],
-            "attribution": attr, "loss_first": r["losses"][0], "loss_last": r["losses"][-1], "wall_s": wall}
+    out_run = {"name": name, "settings": s, "steps": steps, "val_ap": r["after"], "train_ap_hrnet": attr["train"]["AP"],
+               "attribution": attr, "loss_first": r["losses"][0], "loss_last": r["losses"][-1], "wall_s": wall}
+    if every:
+        steps_of = {int(CKPT_RE.search(p).group(1)): p for p in list_checkpoints(cfg["run_dir"])}
+        out_run["trajectory"] = {str(k): attribution(cfg, p) for k, p in steps_of.items() if k < steps}
+        out_run["trajectory"][str(steps)] = attr
+    return out_run
 
 
 def report(results: list[dict], steps: int) -> tuple[list[str], list[list]]:
@@ -144,11 +154,22 @@ def attribution_report(results: list[dict]) -> tuple[list[str], list[list]]:
     return headers, rows
 
 
+def trajectory_report(results: list[dict]) -> tuple[list[str], list[list]]:
+    """One row per run and checkpoint: the hrnet subnet's AP on training and validation images, and on the
+    validation images with the true tags and with the true heatmaps."""
+    headers = ["variant", "step", "train AP", "val AP", "val AP with true tags", "val AP with true heatmaps"]
+    rows = [[r["name"], int(step), a["train"]["AP"], a["val"]["AP"], a["val"]["AP_true_tags"], a["val"]["AP_true_heatmaps"]]
+            for r in results if "trajectory" in r
+            for step, a in sorted(r["trajectory"].items(), key=lambda kv: int(kv[0]))]
+    return headers, rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--only", default="", help="comma-separated variants (default: all): " + ", ".join(VARIANTS))
     ap.add_argument("--out", default="runs/bottomup_sweep")
+    ap.add_argument("--every", type=int, default=0, help="also score a checkpoint every N steps of each run")
     args = ap.parse_args()
     setup_process()
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
@@ -157,9 +178,10 @@ def main():
         sys.exit(f"bottomup_sweep: error: unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     results = []
     for name in names:
-        path = os.path.join(args.out, "runs", f"{name}_{args.steps}.json")
+        tail = f"_every{args.every}" if args.every else ""
+        path = os.path.join(args.out, "runs", f"{name}_{args.steps}{tail}.json")
         if not os.path.exists(path):  # finished runs are kept: an interrupted sweep continues
-            atomic_write_json(path, one_run(name, args.out, args.steps))
+            atomic_write_json(path, one_run(name, args.out, args.steps, args.every))
         results.append(json.load(open(path)))
         print(f"{name}: val AP hrnet {results[-1]['val_ap']['hrnet']:.2f}, train AP {results[-1]['train_ap_hrnet']:.2f}",
               flush=True)
@@ -175,6 +197,11 @@ def main():
                    "with the ground truth's tags, the ground truth's heatmaps with its own tags")
         print_table(a_headers, a_rows, a_title)
         md += [f"\n{a_title[0].upper()}{a_title[1:]}:\n"] + markdown_table(a_headers, a_rows, fmt)
+    t_headers, t_rows = trajectory_report(results)
+    if t_rows:
+        t_title = f"the hrnet subnet along each run, checkpoints every {args.every} steps (40 images of each split)"
+        print_table(t_headers, t_rows, t_title)
+        md += [f"\n{t_title[0].upper()}{t_title[1:]}:\n"] + markdown_table(t_headers, t_rows, fmt)
     atomic_write_json(os.path.join(args.out, "sweep.json"), {"steps": args.steps, "base": BASE, "runs": results})
     atomic_write_text(os.path.join(args.out, "sweep.md"), "\n".join(md) + "\n")
 

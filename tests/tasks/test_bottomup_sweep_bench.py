@@ -29,6 +29,17 @@ def test_attribution_report_rows():
     assert rows == [["base", "train", 0.0, 0.5, 12.0, 57.0], ["base", "val", 0.0, 0.5, 12.0, 51.0]]
 
 
+def test_checkpoints_every_and_trajectory_rows():
+    assert bs.run_config(dict(bs.BASE), "/d", "/r", steps=10)["train"]["ckpt_every"] == 0
+    cfg = bs.run_config(dict(bs.BASE), "/d", "/r", steps=10, every=5)
+    assert cfg["train"]["ckpt_every"] == 5 and cfg["train"]["keep_last"] == 0  # every checkpoint is kept
+    a = lambda v: {"AP": v, "AP_true_tags": v + 1, "AP_true_heatmaps": v + 10, "AP_oracle": 50.0}  # noqa: E731
+    traj = {"1000": {"train": a(1.0), "val": a(0.5)}, "200": {"train": a(0.2), "val": a(0.1)}}
+    headers, rows = bs.trajectory_report([{"name": "base", "trajectory": traj}, {"name": "bg_0.1"}])
+    assert headers[1:] == ["step", "train AP", "val AP", "val AP with true tags", "val AP with true heatmaps"]
+    assert rows == [["base", 200, 0.2, 0.1, 1.1, 10.1], ["base", 1000, 1.0, 0.5, 1.5, 10.5]]  # by step, not text
+
+
 def test_docstring_examples_name_real_variants():
     for names in re.findall(r"--only ([\w.,-]+)", bs.__doc__):
         assert set(names.split(",")) <= set(bs.VARIANTS), names

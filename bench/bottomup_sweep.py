@@ -191,17 +191,14 @@ def main():
     print_table(headers, rows, title)
     fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
     md = [f"# Bottom-up sweep\n\n{title}\n"] + markdown_table(headers, rows, fmt)
-    a_headers, a_rows = attribution_report(results)
-    if a_rows:
-        a_title = ("which half of the output limits AP (hrnet subnet, 40 images of each split): its own heatmaps "
-                   "with the ground truth's tags, the ground truth's heatmaps with its own tags")
-        print_table(a_headers, a_rows, a_title)
-        md += [f"\n{a_title[0].upper()}{a_title[1:]}:\n"] + markdown_table(a_headers, a_rows, fmt)
-    t_headers, t_rows = trajectory_report(results)
-    if t_rows:
-        t_title = f"the hrnet subnet along each run, checkpoints every {args.every} steps (40 images of each split)"
-        print_table(t_headers, t_rows, t_title)
-        md += [f"\n{t_title[0].upper()}{t_title[1:]}:\n"] + markdown_table(t_headers, t_rows, fmt)
+    tables = [(attribution_report(results), "Which half of the output limits AP (hrnet subnet, 40 images of each "
+               "split): its own heatmaps with the ground truth's tags, the ground truth's heatmaps with its own tags"),
+              (trajectory_report(results), f"The hrnet subnet along each run, checkpoints every {args.every} steps "
+               "(40 images of each split)")]
+    for (t_headers, t_rows), t_title in tables:
+        if t_rows:  # runs made before a table existed have nothing for it
+            print_table(t_headers, t_rows, t_title)
+            md += [f"\n{t_title}:\n"] + markdown_table(t_headers, t_rows, fmt)
     atomic_write_json(os.path.join(args.out, "sweep.json"), {"steps": args.steps, "base": BASE, "runs": results})
     atomic_write_text(os.path.join(args.out, "sweep.md"), "\n".join(md) + "\n")
 

@@ -3,10 +3,10 @@
 Every run trains the same W16 bottom-up supernet (grouped sampling) on synthetic stick figures for the
 same number of steps, changing one setting of a base configuration: the number of training images,
 the augmentation strength, σ, the learning rate, the associative-embedding (tag) loss weight, the
-input size and the heatmap loss's background weight (DEKR's). Each run reports, for the hrnet subnet after
-BN recalibration, AP on *unseen* validation images and AP on the images it trained on (no augmentation):
-a large train/val gap says memorisation (more data or augmentation helps), two low numbers say the run is
-too short or the signal too weak. Each is also scored with the ground truth's tags in place of the
+input size, the heatmap loss's background weight (DEKR's) and the heatmap loss itself (CenterNet's focal
+loss). Each run reports, for the hrnet subnet after BN recalibration, AP on *unseen* validation images and
+AP on the images it trained on (no augmentation): a large train/val gap says memorisation (more data or
+augmentation helps), two low numbers say the run is too short or the signal too weak. Each is also scored with the ground truth's tags in place of the
 network's, and with the ground truth's heatmaps in place of its heatmaps: which half of the output limits AP.
 
     python bench/bottomup_sweep.py --steps 2000                     # the full sweep (hours on 2 cores)
@@ -40,7 +40,7 @@ HHR_AUG = {"max_rotation": 30, "min_scale": 0.75, "max_scale": 1.5, "max_transla
 WEAK_AUG = {"max_rotation": 0, "min_scale": 1.0, "max_scale": 1.0, "max_translate": 0, "flip_prob": 0.5}
 STRONG_AUG = {"max_rotation": 45, "min_scale": 0.5, "max_scale": 2.0, "max_translate": 60, "flip_prob": 0.5}
 BASE = {"train_images": 240, "size": 128, "sigma": 2.0, "lr": 3e-3, "tag_weight": 1e-3, "augment": "hhr",
-        "sampler": "grouped", "background_weight": 1.0}
+        "sampler": "grouped", "background_weight": 1.0, "heatmap": "mse"}
 
 #: one factor at a time: name -> the settings that differ from BASE
 VARIANTS = {
@@ -53,6 +53,9 @@ VARIANTS = {
     "size_256": {"size": 256},
     # DEKR's heatmap loss: background pixels (outside every joint's Gaussian window) weighted down
     "bg_0.1": {"background_weight": 0.1}, "bg_0.01": {"background_weight": 0.01},
+    # CenterNet's focal heatmap loss (the decoder reads the heatmaps as logits): with the base tag weight, which
+    # is then small beside it (what the heatmaps alone gain), and with CornerNet's 0.1 for pull and push
+    "focal": {"heatmap": "focal"}, "focal_tag_0.1": {"heatmap": "focal", "tag_weight": 0.1},
     # not a setting of the recipe: the hrnet subnet trained alone (the fixed sampler), which separates what
     # weight sharing costs from what the recipe does (its largest/smallest columns are untrained subnets)
     "hrnet_alone": {"sampler": "hrnet"},
@@ -65,7 +68,7 @@ def run_config(s: dict, data: str, run_dir: str, steps: int, every: int = 0) -> 
     aug = {"hhr": HHR_AUG, "weak": WEAK_AUG, "strong": STRONG_AUG}[s["augment"]]
     task = {"name": "pose-bottomup", "root": data, "keypoints": "coco", "input_size": s["size"], "sigma": s["sigma"],
             "augment": aug, "loss": {"push_factor": s["tag_weight"], "pull_factor": s["tag_weight"],
-                                     "background_weight": s["background_weight"]},
+                                     "background_weight": s["background_weight"], "heatmap": s["heatmap"]},
             "search_holdout": 16, "workers": 0, "vis_images": 0,
             **{k: {a: b.format(k) for a, b in split.items()} for k in ("train", "val", "test")}}
     train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": every, "keep_last": 0, "progress": False,

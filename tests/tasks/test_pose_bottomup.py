@@ -174,6 +174,39 @@ def test_attribution_swaps_each_half(k7):
     assert 0.0 < a["AP_true_heatmaps"] < a["AP_oracle"], a
 
 
+def test_focal_heads_decode_like_mse_heads(k7):
+    """With ``loss.heatmap: focal`` the decoder reads heatmap channels as logits: the perfect network (which
+    then outputs logits) scores as with the MSE head, and the silent model's zeros are probabilities 0.1."""
+    from scalenas.tasks.pose_targets import FOCAL_PRIOR_LOGIT, focal_heatmaps, focal_logits
+
+    h = torch.tensor([0.0, 1e-3, 0.1, 0.5, 1.0])
+    assert torch.allclose(focal_heatmaps(focal_logits(h)), h.clamp(1e-6, 1 - 1e-6), atol=1e-6)
+    assert focal_heatmaps(torch.zeros(1)).item() == pytest.approx(0.1) and FOCAL_PRIOR_LOGIT < 0
+    mse = BottomUpPoseTask.from_config(_cfg(k7))
+    focal = BottomUpPoseTask.from_config(_cfg(k7, loss={"heatmap": "focal"}))
+    assert focal.decode_config().focal and not mse.decode_config().focal
+    assert focal.evaluate_oracle("val")["AP"] == pytest.approx(mse.evaluate_oracle("val")["AP"], abs=0.5)
+    with pytest.raises(Exception, match="background_weight"):
+        BottomUpPoseTask.from_config(_cfg(k7, loss={"heatmap": "focal", "background_weight": 0.1}))
+
+
+class _Counting(_Silent):
+    calls = 0
+
+    def forward(self, x):
+        type(self).calls += 1
+        return super().forward(x)
+
+
+def test_attribution_runs_the_model_once_per_input(k7):
+    """The two mixed passes replay the first pass's outputs: as many forwards as one plain evaluation."""
+    task = BottomUpPoseTask.from_config(_cfg(k7))
+    task.evaluate(_Counting(), "val")
+    plain, _Counting.calls = _Counting.calls, 0
+    assert task.evaluate_attribution(_Counting(), "val") == task.evaluate_attribution(_Silent(), "val")
+    assert _Counting.calls == plain > 0
+
+
 def test_evaluation_shards_across_ranks_and_gathers(k7, monkeypatch):
     """Two simulated ranks each decode half the images; rank 0 scores the gathered results."""
     import scalenas.tasks.pose_bottomup as pb

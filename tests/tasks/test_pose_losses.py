@@ -121,6 +121,42 @@ def test_heatmap_loss_background_weight_by_hand():
     assert heatmap_loss(pred, gt, mask, background_weight=0.1).item() == pytest.approx(want)
 
 
+def test_heatmap_focal_loss_by_hand():
+    """One peak (target 1) and its neighbour (target 0.5) and a far pixel (target 0), computed by hand with
+    p = sigmoid(logit + prior)."""
+    from scalenas.tasks.pose_losses import heatmap_focal_loss
+    from scalenas.tasks.pose_targets import FOCAL_PRIOR_LOGIT
+
+    gt = torch.zeros(1, 1, 4, 4)
+    gt[0, 0, 1, 1], gt[0, 0, 1, 2] = 1.0, 0.5
+    logits = torch.full((1, 1, 4, 4), -20.0)        # p ~ 0: every negative costs ~0
+    logits[0, 0, 1, 1], logits[0, 0, 1, 2] = 0.0, 1.0
+    mask = torch.ones(1, 4, 4)
+    p_peak, p_near = (torch.sigmoid(torch.tensor(v + FOCAL_PRIOR_LOGIT)) for v in (0.0, 1.0))
+    want = -((1 - p_peak) ** 2 * torch.log(p_peak) + (1 - 0.5) ** 4 * p_near ** 2 * torch.log(1 - p_near))
+    assert heatmap_focal_loss(logits, gt, mask).item() == pytest.approx(want.item(), rel=1e-4)
+    mask[0, 1, 2] = 0                                # a masked pixel costs nothing
+    want = -((1 - p_peak) ** 2 * torch.log(p_peak))
+    assert heatmap_focal_loss(logits, gt, mask).item() == pytest.approx(want.item(), rel=1e-4)
+    mask[0, 1, 1] = 0                                # no peak left: divided by 1, not 0
+    assert heatmap_focal_loss(logits, gt, mask).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_focal_loss_prefers_sharp_peaks_to_flat_maps():
+    """MSE's cheap minimum, a flat low map, is expensive under the focal loss: a map with the right peak
+    beats it by far, where MSE scores them within a factor of two."""
+    from scalenas.tasks.pose_losses import heatmap_focal_loss
+    from scalenas.tasks.pose_targets import focal_logits, heatmaps
+
+    gt = torch.from_numpy(heatmaps(np.array([[[8.0, 8.0, 2]]]), (16, 16), sigma=2.0))[None]
+    mask = torch.ones(1, 16, 16)
+    flat = torch.full_like(gt, 0.05)
+    sharp = (gt > 0.99).float() * 0.9 + 0.01        # the right peak, nothing around it
+    focal = [heatmap_focal_loss(focal_logits(h), gt, mask).item() for h in (flat, sharp)]
+    mse = [heatmap_loss(h, gt, mask).item() for h in (flat, sharp)]
+    assert focal[0] > 10 * focal[1] and mse[1] > 0.5 * mse[0]
+
+
 def test_bottomup_loss_components_sum():
     k = 3
     y4 = torch.zeros(2, 2 * k, 8, 8, requires_grad=True)

@@ -59,6 +59,16 @@ class LossConfig(Strict):
     ae_type: Literal["exp", "max"] = "exp"
     #: heatmap-loss weight of pixels outside every joint's Gaussian window: 1 as HigherHRNet, 0.1 as DEKR
     background_weight: float = Field(1.0, gt=0, le=1)
+    #: "mse" (HigherHRNet) or "focal" (CenterNet's penalty-reduced focal loss; the heatmap channels are then
+    #: logits, which the decoder turns into probabilities, so its thresholds keep their meaning)
+    heatmap: Literal["mse", "focal"] = "mse"
+
+    @model_validator(mode="after")
+    def _one_weighting(self):
+        if self.heatmap == "focal" and self.background_weight != 1.0:
+            raise ValueError("background_weight applies to the mse heatmap loss; the focal loss weights "
+                             "pixels itself (leave background_weight at 1.0)")
+        return self
 
 
 class InferenceConfig(Strict):
@@ -194,7 +204,8 @@ class BottomUpPoseTask(KeypointSplits, Task):
                             project_to_image=t.project_to_image, nms_kernel=t.nms_kernel,
                             max_people=self.cfg.max_people, detection_threshold=t.detection_threshold,
                             tag_threshold=t.tag_threshold, use_detection_val=t.use_detection_val,
-                            ignore_too_much=t.ignore_too_much, adjust=t.adjust, refine=t.refine)
+                            ignore_too_much=t.ignore_too_much, adjust=t.adjust, refine=t.refine,
+                            focal=self.cfg.loss.heatmap == "focal")
 
     # -- data -------------------------------------------------------------------------------------
     def build_dataset(self, split: str, train: bool = False) -> Dataset:
@@ -207,7 +218,7 @@ class BottomUpPoseTask(KeypointSplits, Task):
     def loss(self, outputs, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         lc = self.cfg.loss
         return bottomup_loss(outputs, batch, self.info.num_joints, lc.heatmap_factors, lc.push_factor,
-                             lc.pull_factor, lc.ae_type, lc.background_weight)
+                             lc.pull_factor, lc.ae_type, lc.background_weight, lc.heatmap)
 
     # -- inference --------------------------------------------------------------------------------
     def decode(self, forward: Callable, image_bgr: np.ndarray, device: torch.device | str = "cpu",
@@ -254,7 +265,8 @@ class BottomUpPoseTask(KeypointSplits, Task):
         if flip is not None:
             cfg = dataclasses.replace(cfg, flip=flip)
         return self._evaluate(lambda iid, img: OracleForward(idx.people(iid), img.shape[:2], self.info.flip_index,
-                                                             cfg.input_size, cfg.scales, self.cfg.sigma, cfg.stride),
+                                                             cfg.input_size, cfg.scales, self.cfg.sigma, cfg.stride,
+                                                             cfg.focal),
                               split, "cpu", eval_slice(max_images), out_dir, cfg)
 
     def evaluate_attribution(self, model: torch.nn.Module, split: str, device: torch.device | str = "cpu",
@@ -268,14 +280,25 @@ class BottomUpPoseTask(KeypointSplits, Task):
         k = self.info.num_joints
         was_training = model.training
         model.eval()
+        # the model's outputs per image, in call order (scales, flips): the first pass runs the model, the
+        # two mixed passes replay them, as the decoder feeds each pass the same inputs
+        outputs: dict[int, list] = {}
+
+        def recorded(iid, img):
+            def forward(x):
+                y = model(x)
+                outputs.setdefault(iid, []).append(y[:2])
+                return y
+            return forward
 
         def mixed(keep: str) -> Callable:
             def forward_for(iid, img):
                 oracle = OracleForward(idx.people(iid), img.shape[:2], self.info.flip_index, cfg.input_size,
-                                       cfg.scales, self.cfg.sigma, cfg.stride)
+                                       cfg.scales, self.cfg.sigma, cfg.stride, cfg.focal)
+                replay = iter(outputs[iid])
 
                 def forward(x):
-                    y4, y2 = model(x)[:2]
+                    y4, y2 = next(replay)
                     o4, o2 = (o.to(y4.device, y4.dtype) for o in oracle(x))
                     if keep == "heatmaps":      # the model's heatmaps, the true tags
                         return torch.cat([y4[:, :k], o4[:, k:]], 1), y2
@@ -285,7 +308,7 @@ class BottomUpPoseTask(KeypointSplits, Task):
 
         try:
             images = eval_slice(max_images)
-            out = {"AP": self._evaluate(lambda iid, img: model, split, device, images, None)["AP"],
+            out = {"AP": self._evaluate(recorded, split, device, images, None)["AP"],
                    "AP_true_tags": self._evaluate(mixed("heatmaps"), split, device, images, None)["AP"],
                    "AP_true_heatmaps": self._evaluate(mixed("tags"), split, device, images, None)["AP"]}
         finally:

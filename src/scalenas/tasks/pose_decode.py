@@ -19,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 
 from scalenas.data.pose_transforms import multi_scale_size, normalize, resize_for_test, to_image_coords
 from scalenas.errors import ScaleNASError
+from scalenas.tasks.pose_targets import focal_heatmaps
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class DecodeConfig:
     adjust: bool = True                         # ADJUST
     refine: bool = True                         # REFINE
     stride: int = 32                            # input sides must be multiples of this (our backbone)
+    focal: bool = False                         # heatmap channels are focal logits (task.loss.heatmap "focal")
 
 
 @dataclass
@@ -61,9 +63,10 @@ def _as_tensor(x, device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(device).float()
 
 
-def _one_pass(forward: Callable, x: torch.Tensor, k: int, flip_index: Sequence[int] | None):
+def _one_pass(forward: Callable, x: torch.Tensor, k: int, flip_index: Sequence[int] | None, focal: bool = False):
     """Heatmaps (1, K, h, w) averaged over the head's resolutions at the finest one, and 1/4-res tags
-    upsampled to it; with ``flip_index`` the input is mirrored and the outputs mirrored back."""
+    upsampled to it; with ``flip_index`` the input is mirrored and the outputs mirrored back; with ``focal``
+    each output's heatmap channels are probabilities of focal logits (averaged as probabilities)."""
     xin = x.flip(3) if flip_index is not None else x
     outs = forward(xin)
     if isinstance(outs, (torch.Tensor, np.ndarray)):
@@ -76,6 +79,8 @@ def _one_pass(forward: Callable, x: torch.Tensor, k: int, flip_index: Sequence[i
     size = outs[-1].shape[-2:]
     hm, tag = 0, None
     for i, o in enumerate(outs):
+        if focal:  # probabilities before resizing: bilinear logits would not average as probabilities
+            o = torch.cat([focal_heatmaps(o[:, :k]), o[:, k:]], 1)
         if o.shape[-2:] != size:
             o = F.interpolate(o, size=size, mode="bilinear", align_corners=False)
         if flip_index is not None:
@@ -105,9 +110,9 @@ def aggregate(forward: Callable, image_bgr: np.ndarray, num_joints: int, flip_in
     for s in scales:
         resized, _, _, _ = resize_for_test(image_bgr, cfg.input_size, s, min_s, cfg.stride)
         x = torch.from_numpy(normalize(resized))[None].to(device)
-        passes = [_one_pass(forward, x, num_joints, None)]
+        passes = [_one_pass(forward, x, num_joints, None, cfg.focal)]
         if cfg.flip:
-            passes.append(_one_pass(forward, x, num_joints, flip_index))
+            passes.append(_one_pass(forward, x, num_joints, flip_index, cfg.focal))
         if target is None:
             target = (base_wh[1], base_wh[0]) if cfg.project_to_image else tuple(passes[0][0].shape[-2:])
         hm = 0

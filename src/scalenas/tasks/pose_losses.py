@@ -8,8 +8,10 @@ references with a (B, M, M) matrix. It computes the same numbers as HigherHRNet'
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from scalenas.errors import ScaleNASError
+from scalenas.tasks.pose_targets import FOCAL_PRIOR_LOGIT
 
 
 def heatmap_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, background_weight: float = 1.0
@@ -25,6 +27,27 @@ def heatmap_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, backg
     if background_weight != 1.0:
         err = err * torch.where(gt > 0, 1.0, background_weight).to(err.dtype)
     return err.mean(dim=(1, 2, 3))
+
+
+def heatmap_focal_loss(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, alpha: float = 2.0,
+                       beta: float = 4.0) -> torch.Tensor:
+    """CornerNet/CenterNet's penalty-reduced focal loss on Gaussian heatmaps: (B, K, H, W) logits (their
+    probabilities are :func:`~scalenas.tasks.pose_targets.focal_heatmaps`) and targets, (B, H, W) mask ->
+    (B,) loss per image, summed over joints and pixels and divided by the image's number of peaks.
+
+    A target's peaks (pixels equal to the maximum of their 3x3 window, above 0) are positives with
+    ``-(1 - p)^alpha log p``; every other pixel is a negative with ``-(1 - gt)^beta p^alpha log(1 - p)``, so
+    pixels near a peak are penalised less. Unlike MSE, a flat low map is not a cheap minimum: each missed
+    peak costs ``log p``, which is what a short bottom-up run's blurred maps lack (see the README)."""
+    z = logits.float() + FOCAL_PRIOR_LOGIT
+    gt = gt.float()
+    p = torch.sigmoid(z)
+    peak = (gt > 0) & (gt == F.max_pool2d(gt, 3, stride=1, padding=1))
+    m = mask[:, None].to(z.dtype)
+    pos = (1 - p) ** alpha * F.logsigmoid(z) * peak
+    neg = (1 - gt) ** beta * p ** alpha * F.logsigmoid(-z) * ~peak
+    n = (peak * m).sum(dim=(1, 2, 3)).clamp(min=1)
+    return -((pos + neg) * m).sum(dim=(1, 2, 3)) / n
 
 
 def ae_loss(tags: torch.Tensor, joints: torch.Tensor, loss_type: str = "exp") -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,17 +88,24 @@ def ae_loss(tags: torch.Tensor, joints: torch.Tensor, loss_type: str = "exp") ->
 
 
 def bottomup_loss(outputs, batch: dict, num_joints: int, heatmap_factors=(1.0, 1.0), push_factor: float = 1e-3,
-                  pull_factor: float = 1e-3, ae_type: str = "exp", background_weight: float = 1.0
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
-    """HigherHRNet's total loss: sum over resolutions of the batch-mean heatmap loss, plus the batch-mean
-    push and pull (1/4 resolution only), weighted. Components are reported weighted (they sum to the loss)."""
+                  pull_factor: float = 1e-3, ae_type: str = "exp", background_weight: float = 1.0,
+                  heatmap: str = "mse") -> tuple[torch.Tensor, dict[str, float]]:
+    """HigherHRNet's total loss: sum over resolutions of the batch-mean heatmap loss (``heatmap`` "mse", or
+    "focal": :func:`heatmap_focal_loss`), plus the batch-mean push and pull (1/4 resolution only), weighted.
+    Components are reported weighted (they sum to the loss)."""
     y4, y2 = outputs[0], outputs[1]
     k = num_joints
     if y4.shape[1] != 2 * k or y2.shape[1] < k:
         raise ScaleNASError(f"pose loss: the head outputs {y4.shape[1]} and {y2.shape[1]} channels; the dataset "
                             f"has {k} keypoints, so a bottom-up head needs {2 * k} (heatmaps + tags) and {k}")
-    hm4 = heatmap_loss(y4[:, :k], batch["heatmaps_0"], batch["mask_0"], background_weight).mean() * heatmap_factors[0]
-    hm2 = heatmap_loss(y2[:, :k], batch["heatmaps_1"], batch["mask_1"], background_weight).mean() * heatmap_factors[1]
+    if heatmap == "focal":
+        def hm_loss(pred, gt, mask):
+            return heatmap_focal_loss(pred, gt, mask)
+    else:
+        def hm_loss(pred, gt, mask):
+            return heatmap_loss(pred, gt, mask, background_weight)
+    hm4 = hm_loss(y4[:, :k], batch["heatmaps_0"], batch["mask_0"]).mean() * heatmap_factors[0]
+    hm2 = hm_loss(y2[:, :k], batch["heatmaps_1"], batch["mask_1"]).mean() * heatmap_factors[1]
     push, pull = ae_loss(y4[:, k:2 * k].float(), batch["joints"], ae_type)
     push = push.mean() * push_factor
     pull = pull.mean() * pull_factor

@@ -16,6 +16,21 @@ import torch
 from scalenas.data.pose_transforms import affine_matrix, compose, flip_matrix, multi_scale_size, transform_joints
 
 MAX_NUM_PEOPLE = 30
+#: the focal heatmap head's prior (CenterNet, Zhou et al. 2019: bias -2.19, a 0.1 probability everywhere at
+#: the start), carried by the activation instead of the head's initial bias, so the model needs no change
+FOCAL_PRIOR_LOGIT = float(np.log(0.1 / 0.9))
+
+
+def focal_heatmaps(logits: torch.Tensor) -> torch.Tensor:
+    """A focal-trained head's heatmap channels -> joint probabilities in (0, 1)."""
+    return torch.sigmoid(logits + FOCAL_PRIOR_LOGIT)
+
+
+def focal_logits(heatmaps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The inverse of :func:`focal_heatmaps` (heatmaps clamped to [eps, 1 - eps]): what a perfect focal-trained
+    head would output."""
+    h = heatmaps.clamp(eps, 1 - eps)
+    return torch.log(h) - torch.log1p(-h) - FOCAL_PRIOR_LOGIT
 
 
 @functools.lru_cache(maxsize=16)
@@ -128,7 +143,8 @@ class OracleForward:
     """
 
     def __init__(self, joints_image: np.ndarray, image_hw: tuple[int, int], flip_index, input_size: int,
-                 scales=(1.0,), sigma: float = 2.0, stride: int = 32):
+                 scales=(1.0,), sigma: float = 2.0, stride: int = 32, focal: bool = False):
+        self.focal = focal  # heatmap channels as a focal-trained head's logits (see focal_logits)
         self.joints = np.asarray(joints_image, np.float32)
         self.hw = tuple(image_hw)
         self.flip_index = list(flip_index)
@@ -152,4 +168,8 @@ class OracleForward:
         else:
             self._last = x
             js = transform_joints(self.joints, m)
-        return oracle_outputs(js, (h, w), self.sigma)
+        outs = oracle_outputs(js, (h, w), self.sigma)
+        if not self.focal:
+            return outs
+        k = self.joints.shape[1]
+        return tuple(torch.cat([focal_logits(o[:, :k]), o[:, k:]], 1) for o in outs)

@@ -151,3 +151,16 @@ def _run_cached(out: str, name: str, job: Callable[[], dict]) -> str:
 
     atomic_write_json(row_path(out, name), job())
     return row_path(out, name)
+
+
+def publish(prefix: str, settings: dict, doc: dict, md: str, plot: Callable[[str], str] | None = None,
+            caption: str = "") -> None:
+    """A bench's published results: PREFIX.json (``settings``, this machine, then ``doc``), PREFIX.md (``md``,
+    with PREFIX.png linked under ``caption`` when there is a ``plot``, a function of the .png path that draws it)."""
+    from scalenas.utils.io import atomic_write_json, atomic_write_text
+
+    atomic_write_json(f"{prefix}.json", {"settings": settings, "machine": machine(), **doc})
+    if plot is not None:
+        md += f"\n![{caption}]({os.path.basename(prefix)}.png)\n"
+        plot(f"{prefix}.png")
+    atomic_write_text(f"{prefix}.md", md)

@@ -33,10 +33,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import cached_rows, machine, row_path  # noqa: E402
+from _common import cached_rows, machine, publish, row_path  # noqa: E402
 from quickrun import evaluate_points  # noqa: E402
 from scalenas.demo.settings import POSE  # noqa: E402
-from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from scalenas.utils.markdown import markdown_table  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
 
@@ -55,6 +54,11 @@ def run_config(args, run_dir: str, steps: int, **sections) -> dict:
     for key, update in sections.items():
         d[key] = {**d[key], **update}
     return d
+
+
+def recipe() -> dict:
+    """The demo's recipe as published with a bench's rows: its space, task and train sections."""
+    return {k: POSE[k] for k in ("space", "task", "train")}
 
 
 def _data(args) -> str:
@@ -240,11 +244,8 @@ def main():
     print(md)
     if args.publish:
         keep = {k: v for k, v in vars(args).items() if k not in ("out", "publish")}
-        atomic_write_json(f"{args.publish}.json", {"settings": keep, "machine": machine(),
-                                                   "rows": [{k: v for k, v in r.items() if k != "checkpoint"}
-                                                            for r in rows]})
-        atomic_write_text(f"{args.publish}.md", md + f"\n![test AP]({os.path.basename(args.publish)}.png)\n")
-        plot(f"{args.publish}.png", rows)
+        publish(args.publish, keep, {"rows": [{k: v for k, v in r.items() if k != "checkpoint"} for r in rows]}, md,
+                partial(plot, rows=rows), "test AP")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import cached_rows, machine  # noqa: E402
-from topdown_budget import SUBNETS, _scores, _train, make_data, run_config  # noqa: E402
+from _common import cached_rows, machine, publish  # noqa: E402
+from topdown_budget import SUBNETS, _scores, _train, make_data, recipe, run_config  # noqa: E402
 from scalenas.demo.settings import POSE  # noqa: E402
-from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from scalenas.utils.markdown import markdown_table  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
 
@@ -107,12 +106,8 @@ def main():
     md = report(args, rows)
     print(md)
     if args.publish:
-        atomic_write_json(f"{args.publish}.json", {"settings": {"steps": args.steps, "workers": args.workers},
-                                                   "machine": machine(), "recipe": {k: POSE[k] for k in
-                                                                                    ("space", "task", "train")},
-                                                   "rows": rows})
-        atomic_write_text(f"{args.publish}.md", md + f"\n![AP against steps]({os.path.basename(args.publish)}.png)\n")
-        plot(f"{args.publish}.png", rows)
+        publish(args.publish, {"steps": args.steps, "workers": args.workers}, {"recipe": recipe(), "rows": rows}, md,
+                partial(plot, rows=rows), "AP against steps")
 
 
 if __name__ == "__main__":

@@ -24,10 +24,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import cached_rows, machine  # noqa: E402
-from topdown_budget import SUBNETS, _scores, _train, make_data, run_config  # noqa: E402
+from _common import cached_rows, machine, publish  # noqa: E402
+from topdown_budget import SUBNETS, _scores, _train, make_data, recipe, run_config  # noqa: E402
 from scalenas.demo.settings import POSE  # noqa: E402
-from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from scalenas.utils.markdown import markdown_table  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
 
@@ -120,12 +119,8 @@ def main():
     md = report(args, rows)
     print(md)
     if args.publish:
-        atomic_write_json(f"{args.publish}.json", {"settings": {"steps": args.steps, "workers": args.workers,
-                                                                "seeds": sorted({r["seed"] for r in rows})},
-                                                   "machine": machine(), "recipe": {k: POSE[k] for k in
-                                                                                    ("space", "task", "train")},
-                                                   "rows": rows})
-        atomic_write_text(f"{args.publish}.md", md)
+        publish(args.publish, {"steps": args.steps, "workers": args.workers,
+                               "seeds": sorted({r["seed"] for r in rows})}, {"recipe": recipe(), "rows": rows}, md)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ references with a (B, M, M) matrix. It computes the same numbers as HigherHRNet'
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
@@ -98,12 +100,7 @@ def bottomup_loss(outputs, batch: dict, num_joints: int, heatmap_factors=(1.0, 1
     if y4.shape[1] != 2 * k or y2.shape[1] < k:
         raise ScaleNASError(f"pose loss: the head outputs {y4.shape[1]} and {y2.shape[1]} channels; the dataset "
                             f"has {k} keypoints, so a bottom-up head needs {2 * k} (heatmaps + tags) and {k}")
-    if heatmap == "focal":
-        def hm_loss(pred, gt, mask):
-            return heatmap_focal_loss(pred, gt, mask)
-    else:
-        def hm_loss(pred, gt, mask):
-            return heatmap_loss(pred, gt, mask, background_weight)
+    hm_loss = heatmap_focal_loss if heatmap == "focal" else partial(heatmap_loss, background_weight=background_weight)
     hm4 = hm_loss(y4[:, :k], batch["heatmaps_0"], batch["mask_0"]).mean() * heatmap_factors[0]
     hm2 = hm_loss(y2[:, :k], batch["heatmaps_1"], batch["mask_1"]).mean() * heatmap_factors[1]
     push, pull = ae_loss(y4[:, k:2 * k].float(), batch["joints"], ae_type)

@@ -29,8 +29,7 @@ def focal_heatmaps(logits: torch.Tensor) -> torch.Tensor:
 def focal_logits(heatmaps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """The inverse of :func:`focal_heatmaps` (heatmaps clamped to [eps, 1 - eps]): what a perfect focal-trained
     head would output."""
-    h = heatmaps.clamp(eps, 1 - eps)
-    return torch.log(h) - torch.log1p(-h) - FOCAL_PRIOR_LOGIT
+    return torch.logit(heatmaps, eps) - FOCAL_PRIOR_LOGIT
 
 
 @functools.lru_cache(maxsize=16)

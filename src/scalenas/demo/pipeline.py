@@ -143,7 +143,7 @@ def train_steps(kind: str, cfg_dict: dict, budget_s: float, state: DemoState) ->
     """2a. How many training steps fit the training budget, from steps timed through the engine."""
     steps = state.get(kind, "train_steps")
     if steps is None:
-        probe = _probe_step_seconds(RunConfig.model_validate(cfg_dict))
+        probe = probe_step_seconds(RunConfig.model_validate(cfg_dict))
         steps = int(max(20, min(4000, budget_s / (probe * TRAIN_MARGIN))))
         state.set(kind, "train_step_probe_s", probe)
         state.set(kind, "train_steps", steps)
@@ -151,7 +151,7 @@ def train_steps(kind: str, cfg_dict: dict, budget_s: float, state: DemoState) ->
     return steps
 
 
-def _probe_step_seconds(cfg: RunConfig) -> float:
+def probe_step_seconds(cfg: RunConfig) -> float:
     """Mean seconds of one engine training step on this machine, over one round of the grouped
     sampler's 11 groups (smallest to largest subnet), timed after a first round that starts the loader
     workers and builds every group's kernels."""

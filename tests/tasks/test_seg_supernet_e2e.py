@@ -16,7 +16,7 @@ def test_short_seg_supernet_run_learns(tmp_path, tiny_space_cfg):
                     "crop_size": [64, 64], "base_size": 64, "scale_range": [0.75, 1.25], "workers": 0,
                     "eval_batch_size": 16, "vis_images": 0},
            "sampler": {"kind": "grouped"},
-           "train": {"steps": 120, "batch_size": 8, "workers": 1, "ckpt_every": 0, "progress": False,
+           "train": {"steps": 200, "batch_size": 8, "workers": 1, "ckpt_every": 0, "progress": False,
                      "tensorboard": False, "optimizer": {"name": "adam", "lr": 0.004, "weight_decay": 0.0},
                      "schedule": {"name": "poly", "warmup_steps": 10}}}
     r = quick_supernet_run(cfg, calib_images=16)
@@ -29,5 +29,7 @@ def test_short_seg_supernet_run_learns(tmp_path, tiny_space_cfg):
     print("mIoU before", r["before"], "after", r["after"], "chance", round(chance, 2))
     for name in r["after"]:
         assert r["after"][name] > r["before"][name] + 5.0, name
-        assert r["after"][name] > 1.3 * chance, name  # measured: ~13-14 vs chance 8.8 after 120 steps
+        # measured after 200 steps: 14.1 / 14.8 vs chance 8.8 (120 steps gave 13-14 on some CPUs and 9.5 / 11.2 on
+        # an AVX-512 BF16 EPYC, fp32 both: a run this short is chaotic, so the margin comes from steps)
+        assert r["after"][name] > 1.3 * chance, name
     assert np.mean(r["losses"][-10:]) < 0.8 * np.mean(r["losses"][:10])

@@ -77,7 +77,7 @@ def write_report(out: str, results: dict, budget_minutes: float, seconds: float)
         main = next((m for m in models if m.get("onnx")), None)
         if main:
             lines += [f"ONNX export of `{main['hash']}` ({rel(main['onnx']['path']) if main['onnx']['path'] else 'n/a'}):"
-                      f" parity with PyTorch max abs diff {main['onnx']['parity_max_abs']:.2e} (tolerance 1e-4).", ""]
+                      f" parity with PyTorch max abs diff {main['onnx']['parity_max_abs']:.2e} (tolerance 1e-4 × max(1, max |output|)).", ""]
         lines += [f"### Pareto front ({kind})", "", f"![pareto]({kind}/pareto.png)", "", "### Architectures", ""]
         for m in models:
             lines += [f"**{m['name']}** (`{m['hash']}`)", "", f"![{m['name']}]({rel(m['drawing'])})", ""]

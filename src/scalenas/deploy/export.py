@@ -13,7 +13,8 @@ falls back to dynamo if the legacy exporter fails or is gone in a later torch.
 Parity: the exported model (ONNX Runtime, or the loaded TorchScript module) against PyTorch eager on
 random inputs and on real ones (an image of the task's val/test split when the data is reachable,
 else a deterministic natural-looking synthetic image), at two input sizes and batch sizes other
-than the export example's, so a graph that baked in a shape fails. Max abs diff must be <= ``tol``.
+than the export example's, so a graph that baked in a shape fails. Each input's max abs diff must be
+<= ``tol`` x max(1, its max |output|): fp32 rounding grows with the outputs' magnitude.
 """
 from __future__ import annotations
 
@@ -142,9 +143,14 @@ class ParityReport:
     def max_abs(self) -> float:
         return max((c.max_abs for c in self.cases), default=float("nan"))
 
+    def bound(self, case: ParityCase) -> float:
+        # relative above |output| 1: two correct fp32 conv implementations differ with the outputs' size
+        # (a HR-NAS net's logits of |22| by 1.08e-4 on an AVX-512 BF16 EPYC, 5e-6 of their magnitude)
+        return self.tol * max(1.0, case.max_ref)
+
     @property
     def passed(self) -> bool:
-        return bool(self.cases) and all(c.max_abs <= self.tol for c in self.cases)
+        return bool(self.cases) and all(c.max_abs <= self.bound(c) for c in self.cases)
 
     def to_dict(self) -> dict:
         return {"runtime": self.runtime, "tol": self.tol, "max_abs": self.max_abs, "passed": self.passed,
@@ -152,7 +158,7 @@ class ParityReport:
 
     def lines(self) -> list[str]:
         out = [f"parity {self.runtime} vs torch eager fp32: max abs diff {self.max_abs:.3g} "
-               f"(tol {self.tol:g}) over {len(self.cases)} inputs: {'OK' if self.passed else 'FAILED'}"]
+               f"(tol {self.tol:g} x max(1, max |output|)) over {len(self.cases)} inputs: {'OK' if self.passed else 'FAILED'}"]
         for c in self.cases:
             out.append(f"  {c.label:<28} {'x'.join(map(str, c.shape)):<16} max abs diff {c.max_abs:.3g}  "
                        f"(max |output| {c.max_ref:.3g})")
@@ -273,8 +279,8 @@ def export_model_dir(model_path: str, fmt: str, out: str | None = None, opset: i
         for line in rep.lines():
             log(line)
         if not rep.passed:
-            raise ScaleNASError(f"{out}: parity check failed: max abs diff {rep.max_abs:.3g} > tol {tol:g} "
-                                f"(see the table above); the file was not written")
+            raise ScaleNASError(f"{out}: parity check failed: max abs diff {rep.max_abs:.3g} above tol {tol:g} x "
+                                f"max(1, max |output|) (see the table above); the file was not written")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -65,6 +65,25 @@ def _data(args) -> str:
     return os.path.join(os.path.abspath(args.out), "data")
 
 
+def bench_parser(doc: str, files: str) -> argparse.ArgumentParser:
+    """The arguments of every top-down bench (working folder, rows at a time, publishing); each adds its own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="working folder (data, runs, rows/*.json)")
+    ap.add_argument("--workers", type=int, default=2, help="rows trained at a time, one torch thread each")
+    ap.add_argument("--publish", default=None, metavar="PREFIX", help=f"write {files}")
+    return ap
+
+
+def run_and_report(args, run_rows, report) -> tuple[list[dict], str]:
+    """A top-down bench's steps: the demo's data, its rows (each kept in OUT/rows), the report printed."""
+    setup_process(1)
+    make_data(args)
+    rows = run_rows(args)
+    md = report(args, rows)
+    print(md)
+    return rows, md
+
+
 def make_data(args) -> None:
     from scalenas.data.synth_pose import generate
 
@@ -227,21 +246,14 @@ def _three(ap: dict) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="working folder (data, runs, rows/*.json)")
+    ap = bench_parser(__doc__, "PREFIX.json, PREFIX.md and PREFIX.png")
     ap.add_argument("--steps", type=int, default=1600, help="the demo's training steps (default 1600)")
     ap.add_argument("--teacher-steps", type=int, default=600)
     ap.add_argument("--student-steps", type=int, default=900)
     ap.add_argument("--finetune-epochs", type=int, default=15)
     ap.add_argument("--finetune-lr", type=float, default=1e-3)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--publish", default=None, metavar="PREFIX", help="write PREFIX.json and PREFIX.md")
     args = ap.parse_args()
-    setup_process(1)
-    make_data(args)
-    rows = run_rows(args)
-    md = report(args, rows)
-    print(md)
+    rows, md = run_and_report(args, run_rows, report)
     if args.publish:
         keep = {k: v for k, v in vars(args).items() if k not in ("out", "publish")}
         publish(args.publish, keep, {"rows": [{k: v for k, v in r.items() if k != "checkpoint"} for r in rows]}, md,

@@ -14,7 +14,6 @@ Each finished row is written to OUT/rows/supernet-<steps>.json, so a stopped run
 """
 from __future__ import annotations
 
-import argparse
 from functools import partial
 import os
 import sys
@@ -22,7 +21,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 from _common import cached_rows, machine, publish  # noqa: E402
-from topdown_budget import SUBNETS, _scores, _train, make_data, recipe, run_config  # noqa: E402
+from topdown_budget import SUBNETS, _scores, _train, bench_parser, recipe, run_and_report, run_config  # noqa: E402
 from scalenas.demo.settings import POSE  # noqa: E402
 from scalenas.utils.markdown import markdown_table  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
@@ -93,18 +92,11 @@ def plot(path: str, rows: list[dict]) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="working folder (data, runs, rows/*.json)")
+    ap = bench_parser(__doc__, "PREFIX.json, PREFIX.md and PREFIX.png")
     ap.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")], default=[1600, 3200, 4800],
                     help="comma-separated step counts (default 1600,3200,4800)")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--publish", default=None, metavar="PREFIX", help="write PREFIX.json, PREFIX.md and PREFIX.png")
     args = ap.parse_args()
-    setup_process(1)
-    make_data(args)
-    rows = run_rows(args)
-    md = report(args, rows)
-    print(md)
+    rows, md = run_and_report(args, run_rows, report)
     if args.publish:
         publish(args.publish, {"steps": args.steps, "workers": args.workers}, {"recipe": recipe(), "rows": rows}, md,
                 partial(plot, rows=rows), "AP against steps")

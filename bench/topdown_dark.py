@@ -17,7 +17,6 @@ Each finished row is written to OUT/rows/<encoding>-s<seed>.json, so a stopped r
 """
 from __future__ import annotations
 
-import argparse
 import copy
 from functools import partial
 import os
@@ -26,10 +25,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import cached_rows, machine  # noqa: E402
-from topdown_budget import SUBNETS, _scores, _train, make_data, run_config  # noqa: E402
+from _common import cached_rows, machine, publish  # noqa: E402
+from topdown_budget import SUBNETS, _scores, _train, bench_parser, make_data, recipe, run_config  # noqa: E402
 from scalenas.demo.settings import POSE  # noqa: E402
-from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from scalenas.utils.markdown import markdown_table  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
 
@@ -122,13 +120,10 @@ def plot(path: str, rows: list[dict]) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="working folder (data, runs, rows/*.json)")
+    ap = bench_parser(__doc__, "PREFIX.json, PREFIX.md and PREFIX.png")
     ap.add_argument("--steps", type=int, default=2400, help="training steps per row (default 2400, the demo's)")
     ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2],
                     help="comma-separated seeds (default 0,1,2)")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--publish", default=None, metavar="PREFIX", help="write PREFIX.json, PREFIX.md and PREFIX.png")
     args = ap.parse_args()
     setup_process(1)
     make_data(args)
@@ -137,13 +132,9 @@ def main():
     md = report(args, rows, ceiling)
     print(md)
     if args.publish:
-        atomic_write_json(f"{args.publish}.json", {"settings": {"steps": args.steps, "seeds": args.seeds,
-                                                                "workers": args.workers},
-                                                   "machine": machine(), "ceiling_test_ap": ceiling,
-                                                   "recipe": {k: POSE[k] for k in ("space", "task", "train")},
-                                                   "rows": rows})
-        atomic_write_text(f"{args.publish}.md", md + f"\n![test AP per seed]({os.path.basename(args.publish)}.png)\n")
-        plot(f"{args.publish}.png", rows)
+        publish(args.publish, {"steps": args.steps, "seeds": args.seeds, "workers": args.workers},
+                {"ceiling_test_ap": ceiling, "recipe": recipe(), "rows": rows}, md, partial(plot, rows=rows),
+                "test AP per seed")
 
 
 if __name__ == "__main__":

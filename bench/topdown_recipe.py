@@ -15,7 +15,6 @@ Each finished row is written to OUT/rows/<name>.json, so a stopped run continues
 """
 from __future__ import annotations
 
-import argparse
 from functools import partial
 import json
 import os
@@ -25,7 +24,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 from _common import cached_rows, machine, publish  # noqa: E402
-from topdown_budget import SUBNETS, _scores, _train, make_data, recipe, run_config  # noqa: E402
+from topdown_budget import SUBNETS, _scores, _train, bench_parser, recipe, run_and_report, run_config  # noqa: E402
 from scalenas.demo.settings import POSE  # noqa: E402
 from scalenas.utils.markdown import markdown_table  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
@@ -100,24 +99,17 @@ def report(args, rows: list[dict]) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="working folder (data, runs, rows/*.json)")
+    ap = bench_parser(__doc__, "PREFIX.json and PREFIX.md")
     ap.add_argument("--steps", type=int, default=1600)
     ap.add_argument("--only", type=lambda s: s.split(","), default=list(VARIANTS),
                     help=f"comma-separated rows (default all: {','.join(VARIANTS)})")
     ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0],
                     help="comma-separated training seeds (default 0; the data stay the same)")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--publish", default=None, metavar="PREFIX", help="write PREFIX.json and PREFIX.md")
     args = ap.parse_args()
     unknown = [n for n in args.only if n not in VARIANTS]
     if unknown:
         ap.error(f"--only: unknown row(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    setup_process(1)
-    make_data(args)
-    rows = run_rows(args)
-    md = report(args, rows)
-    print(md)
+    rows, md = run_and_report(args, run_rows, report)
     if args.publish:
         publish(args.publish, {"steps": args.steps, "workers": args.workers,
                                "seeds": sorted({r["seed"] for r in rows})}, {"recipe": recipe(), "rows": rows}, md)

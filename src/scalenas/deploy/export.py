@@ -149,6 +149,10 @@ class ParityReport:
         return self.tol * max(1.0, case.max_ref)
 
     @property
+    def rule(self) -> str:
+        return f"tol {self.tol:g} x max(1, max |output|)"
+
+    @property
     def passed(self) -> bool:
         return bool(self.cases) and all(c.max_abs <= self.bound(c) for c in self.cases)
 
@@ -158,7 +162,7 @@ class ParityReport:
 
     def lines(self) -> list[str]:
         out = [f"parity {self.runtime} vs torch eager fp32: max abs diff {self.max_abs:.3g} "
-               f"(tol {self.tol:g} x max(1, max |output|)) over {len(self.cases)} inputs: {'OK' if self.passed else 'FAILED'}"]
+               f"({self.rule}) over {len(self.cases)} inputs: {'OK' if self.passed else 'FAILED'}"]
         for c in self.cases:
             out.append(f"  {c.label:<28} {'x'.join(map(str, c.shape)):<16} max abs diff {c.max_abs:.3g}  "
                        f"(max |output| {c.max_ref:.3g})")
@@ -279,8 +283,8 @@ def export_model_dir(model_path: str, fmt: str, out: str | None = None, opset: i
         for line in rep.lines():
             log(line)
         if not rep.passed:
-            raise ScaleNASError(f"{out}: parity check failed: max abs diff {rep.max_abs:.3g} above tol {tol:g} x "
-                                f"max(1, max |output|) (see the table above); the file was not written")
+            raise ScaleNASError(f"{out}: parity check failed: max abs diff {rep.max_abs:.3g} above "
+                                f"{rep.rule} (see the table above); the file was not written")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -29,7 +29,8 @@ SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_chann
 #: per task: branch-0 width, steps (or minutes of training, when set and --steps is not given), image size (the
 #: top-down input is a person crop, see TOPDOWN_INPUT), batch, Adam LR, training and validation images. Bottom-up
 #: needs more width to learn keypoints + tags in CPU-minutes. Top-down trains a fixed 6,000 steps on 4,000 images:
-#: more images keep paying at that length (2,000: val AP 61.35 / 58.85 / 59.48; 4,000: 63.19 / 60.43 / 62.38), and
+#: more images keep paying at that length (2,000: val AP 61.35 / 58.85 / 59.48; 4,000: 63.19 / 60.43 / 62.38 on one
+#: thread, 61.16 / 59.63 / 59.92 on two), and
 #: a clock-sized run gets ~4,700 steps in the machine's slow hours, too few (8,000 images: 55.9 / 54.5 / 54.2);
 #: 200 val images (~460 people) because 40 moved a run by a few AP (README, the top-down bench)
 DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.004, "train_images": 240,

@@ -39,6 +39,7 @@ DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "bat
                               "train_images": 240, "val_images": 40},
             "pose-topdown": {"width": 12, "steps": 6000, "minutes": None, "size": 256, "batch": 16, "lr": 0.02,
                              "train_images": 4000, "val_images": 200}}
+CALIB_IMAGES = 32  # BN recalibration set of every scored subnet (crops, for top-down)
 TOPDOWN_INPUT = [128, 96]  # (H, W) person crops; heatmaps 32x24
 #: lighter than the 210-epoch recipe's rotation 45 / scale 0.35 / half-body 0.3 (method §5.4), for a run of
 #: CPU-minutes: no rotation and no half-body crops, as the demo (see demo.settings.POSE and topdown-recipe.md)
@@ -115,7 +116,8 @@ def main():
             from scalenas.data.synth_pose import generate
         pose_heights = args.heights and args.task != "seg"
         extra = {"heights": tuple(float(v) for v in args.heights.split(","))} if pose_heights else {}
-        print(generate(data, train=args.train_images, val=args.val_images, test=8, size=(args.size, args.size), seed=0, **extra))
+        print(generate(data, train=args.train_images, val=args.val_images, test=8, size=(args.size, args.size),
+                       seed=0, **extra))
     width = args.width
     cfg = config(args.task, data, os.path.join(out, "run"), args.steps, args.size, width, args.batch, args.lr)
     if args.minutes:
@@ -123,8 +125,9 @@ def main():
         args.steps = cfg["train"]["steps"] = int(args.minutes * 60 / (probe * TRAIN_MARGIN))
         print(f"measured {probe * 1e3:.0f} ms per training step: {args.steps} steps fit {args.minutes:g} minutes")
     t0 = time.time()
-    r = quick_supernet_run(cfg, calib_images=32)
-    run_s, wall = time.time() - t0, time.time() - start  # wall: all of it, data generation and probe included
+    r = quick_supernet_run(cfg, calib_images=CALIB_IMAGES)
+    end = time.time()
+    run_s, wall = end - t0, end - start  # wall: all of it, data generation and probe included
     rows = [[name, r["before"][name], r["after"][name]] for name in r["after"]]
     chance = None
     if args.task == "seg":
@@ -135,7 +138,7 @@ def main():
         chance = majority_class_miou(task.build_dataset("val", train=False), task.head.num_classes)
     print_table(["subnet", f"val {r['metric']} at step 0", f"val {r['metric']} after {args.steps} steps"], rows,
                 f"{args.task} supernet W{width}, {_input(args)}, {args.steps} steps, batch {args.batch}, "
-                f"Adam {args.lr:g}, grouped sampling, BN recalibrated on 32 train images ({machine()}); "
+                f"Adam {args.lr:g}, grouped sampling, BN recalibrated on {CALIB_IMAGES} train images ({machine()}); "
                 f"wall {wall / 60:.1f} min in all, {run_s / 60:.1f} of them training and evaluating")
     logs = [json.loads(x) for x in open(os.path.join(out, "run", "train_log.jsonl"))]
     ips = sorted(x["img_per_s"] for x in logs)[len(logs) // 2]
@@ -144,8 +147,8 @@ def main():
     print(f"median training throughput {ips:.1f} img/s; first/last loss {r['losses'][0]:.4f} / {r['losses'][-1]:.4f}")
     if args.json:
         print(dumps_json({"before": r["before"], "after": r["after"], "metric": r["metric"], "steps": args.steps,
-                          "train_images": args.train_images, "train_img_per_s": ips, "wall_s": wall, "train_eval_s": run_s,
-                          "chance": chance}, indent=None))
+                          "train_images": args.train_images, "train_img_per_s": ips, "wall_s": wall,
+                          "train_eval_s": run_s, "chance": chance}, indent=None))
 
 
 if __name__ == "__main__":

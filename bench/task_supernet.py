@@ -33,8 +33,8 @@ SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_chann
 #: thread, 61.16 / 59.63 / 59.92 on two), and
 #: a clock-sized run gets ~4,700 steps in the machine's slow hours, too few (8,000 images: 55.9 / 54.5 / 54.2);
 #: 200 val images (~460 people) because 40 moved a run by a few AP (README, the top-down bench)
-DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.004, "train_images": 240,
-                    "val_images": 40},
+DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.004,
+                    "train_images": 240, "val_images": 40},
             "pose-bottomup": {"width": 16, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.003,
                               "train_images": 240, "val_images": 40},
             "pose-topdown": {"width": 12, "steps": 6000, "minutes": None, "size": 256, "batch": 16, "lr": 0.02,
@@ -49,7 +49,8 @@ TOPDOWN_DARK = {"unbiased_encoding": True, "inference": {"dark": True}}
 ALIASES = {"pose": "pose-bottomup"}
 
 
-def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int, batch: int, lr: float) -> dict:
+def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int, batch: int, lr: float,
+           seed: int = 0) -> dict:
     # top-down crops are read in the training process (2 torch threads), as in the demo: as fast as 2 loader
     # workers here (135-153 against 145-163 ms a step), and the step probe of --minutes then times what trains
     # (with 2 fresh workers it read 181-210 ms where training ran at 130-140)
@@ -68,7 +69,8 @@ def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int
         t.update({"input_hw": TOPDOWN_INPUT, "augment": TOPDOWN_AUGMENT, **TOPDOWN_DARK} if task == "pose-topdown"
                  else {"input_size": size})
         sampler = {"kind": "grouped", "smallest_fusion": 0.0}
-    return {"run_dir": run_dir, "seed": 0, "space": {**SPACE, "width": width}, "task": t, "sampler": sampler, "train": train}
+    return {"run_dir": run_dir, "seed": seed, "space": {**SPACE, "width": width}, "task": t, "sampler": sampler,
+            "train": train}
 
 
 def _input(args) -> str:
@@ -95,6 +97,8 @@ def main():
     ap.add_argument("--heights", default=None, metavar="LO,HI",
                     help="pose: person heights as fractions of the image's short side (default: the generator's)")
     ap.add_argument("--width", type=int, default=None, help="branch-0 width (default: the task's)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="training seed (initial weights, sampling, augmentation); the data stays seed 0")
     ap.add_argument("--out", default=None, help="keep the data and run here (default: a temporary folder)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -119,7 +123,8 @@ def main():
         print(generate(data, train=args.train_images, val=args.val_images, test=8, size=(args.size, args.size),
                        seed=0, **extra))
     width = args.width
-    cfg = config(args.task, data, os.path.join(out, "run"), args.steps, args.size, width, args.batch, args.lr)
+    cfg = config(args.task, data, os.path.join(out, "run"), args.steps, args.size, width, args.batch, args.lr,
+                 args.seed)
     if args.minutes:
         probe = probe_step_seconds(RunConfig.model_validate(cfg))
         args.steps = cfg["train"]["steps"] = int(args.minutes * 60 / (probe * TRAIN_MARGIN))
@@ -138,7 +143,8 @@ def main():
         chance = majority_class_miou(task.build_dataset("val", train=False), task.head.num_classes)
     print_table(["subnet", f"val {r['metric']} at step 0", f"val {r['metric']} after {args.steps} steps"], rows,
                 f"{args.task} supernet W{width}, {_input(args)}, {args.steps} steps, batch {args.batch}, "
-                f"Adam {args.lr:g}, grouped sampling, BN recalibrated on {CALIB_IMAGES} train images ({machine()}); "
+                f"Adam {args.lr:g}, seed {args.seed}, grouped sampling, BN recalibrated on {CALIB_IMAGES} train images "
+                f"({machine()}); "
                 f"wall {wall / 60:.1f} min in all, {run_s / 60:.1f} of them training and evaluating")
     logs = [json.loads(x) for x in open(os.path.join(out, "run", "train_log.jsonl"))]
     ips = sorted(x["img_per_s"] for x in logs)[len(logs) // 2]
@@ -147,7 +153,7 @@ def main():
     print(f"median training throughput {ips:.1f} img/s; first/last loss {r['losses'][0]:.4f} / {r['losses'][-1]:.4f}")
     if args.json:
         print(dumps_json({"before": r["before"], "after": r["after"], "metric": r["metric"], "steps": args.steps,
-                          "train_images": args.train_images, "train_img_per_s": ips, "wall_s": wall,
+                          "train_images": args.train_images, "seed": args.seed, "train_img_per_s": ips, "wall_s": wall,
                           "train_eval_s": run_s, "chance": chance}, indent=None))
 
 

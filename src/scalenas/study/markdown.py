@@ -161,10 +161,11 @@ def study_markdown(doc: dict, timings: dict, plots: dict) -> str:
     st = doc["settings"]
     lines = [f"# Does the search work? ({doc['metric']}, {st['archs']} archs, {st['seeds']} seeds)", "",
              f"Supernets: {st['supernet']['steps']} steps x batch {st['supernet']['batch_size']} "
-             f"({st['supernet']['images']} images) per sampler and seed. Stand-alone: every arch trained alone from "
-             f"scratch with the same recipe for {st['standalone']['steps']} steps ({st['standalone']['images']} "
-             f"images), scored on the test split. Inherited scores: BN recalibrated on {st['search']['calib_images']} "
-             f"images, scored on the {st['search_split_images']}-image search split. Hypervolume on "
+             f"({st['supernet']['images']} images seen) per sampler and seed. Stand-alone: every arch trained alone "
+             f"from scratch with the same recipe for {st['standalone']['steps']} steps "
+             f"({st['standalone']['images']} images seen), scored on the test split. Inherited scores: BN "
+             f"recalibrated on {st['search']['calib_images']} images, scored on the {st['search_split_images']}-image "
+             f"search split. Hypervolume on "
              f"{st['hypervolume']['objectives']} with reference point {st['hypervolume']['reference_point']}. "
              f"Bootstrap: {st['bootstrap']['resamples']} resamples of the archs.", "",
              "## Reading", ""] + _reading(doc) + [

@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 
+import torch
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 from _common import machine, print_table  # noqa: E402
@@ -27,18 +29,21 @@ from scalenas.utils.runtime import setup_process  # noqa: E402
 
 SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_channels": 16, "stage1_blocks": 1}
 #: per task: branch-0 width, steps (or minutes of training, when set and --steps is not given), image size (the
-#: top-down input is a person crop, see TOPDOWN_INPUT), batch, Adam LR, training and validation images. Bottom-up
+#: top-down input is a person crop, see TOPDOWN_INPUT), batch, Adam LR, linear warm-up steps, training and
+#: validation images. Bottom-up
 #: needs more width to learn keypoints + tags in CPU-minutes. Top-down trains a fixed 6,000 steps on 4,000 images:
 #: more images keep paying at that length (2,000: val AP 61.35 / 58.85 / 59.48; 4,000: 63.19 / 60.43 / 62.38 on one
 #: thread, 61.16 / 59.63 / 59.92 on two), and
 #: a clock-sized run gets ~4,700 steps in the machine's slow hours, too few (8,000 images: 55.9 / 54.5 / 54.2);
-#: 200 val images (~460 people) because 40 moved a run by a few AP (README, the top-down bench)
+#: 200 val images (~460 people) because 40 moved a run by a few AP (README, the top-down bench). Its warm-up is
+#: 500 steps: over training seeds 0-2 the 20 of the other tasks gave 62.3 / 57.1 / 60.6 (one seed's smallest subnet
+#: at 50.7) and 500 gave 65.0 / 63.0 / 62.8 (docs/results/topdown-bench-seeds.md)
 DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.004,
-                    "train_images": 240, "val_images": 40},
+                    "warmup": 20, "train_images": 240, "val_images": 40},
             "pose-bottomup": {"width": 16, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.003,
-                              "train_images": 240, "val_images": 40},
+                              "warmup": 20, "train_images": 240, "val_images": 40},
             "pose-topdown": {"width": 12, "steps": 6000, "minutes": None, "size": 256, "batch": 16, "lr": 0.02,
-                             "train_images": 4000, "val_images": 200}}
+                             "warmup": 500, "train_images": 4000, "val_images": 200}}
 CALIB_IMAGES = 32  # BN recalibration set of every scored subnet (crops, for top-down)
 TOPDOWN_INPUT = [128, 96]  # (H, W) person crops; heatmaps 32x24
 #: lighter than the 210-epoch recipe's rotation 45 / scale 0.35 / half-body 0.3 (method §5.4), for a run of
@@ -50,13 +55,13 @@ ALIASES = {"pose": "pose-bottomup"}
 
 
 def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int, batch: int, lr: float,
-           seed: int = 0) -> dict:
+           seed: int = 0, warmup: int = 20) -> dict:
     # top-down crops are read in the training process (2 torch threads), as in the demo: as fast as 2 loader
     # workers here (135-153 against 145-163 ms a step), and the step probe of --minutes then times what trains
     # (with 2 fresh workers it read 181-210 ms where training ran at 130-140)
     workers = 0 if task == "pose-topdown" else 2
     train = {"steps": steps, "batch_size": batch, "workers": workers, "ckpt_every": 0, "progress": True,
-             "tensorboard": False, "schedule": {"name": "poly", "warmup_steps": 20}, "amp": "auto",
+             "tensorboard": False, "schedule": {"name": "poly", "warmup_steps": warmup}, "amp": "auto",
              "optimizer": {"name": "adam", "lr": lr, "weight_decay": 0.0}}
     if task == "seg":
         t = {"name": "segmentation", "format": "folder", "root": data, "search_holdout": 16, "crop_size": [size, size],
@@ -97,6 +102,7 @@ def main():
     ap.add_argument("--heights", default=None, metavar="LO,HI",
                     help="pose: person heights as fractions of the image's short side (default: the generator's)")
     ap.add_argument("--width", type=int, default=None, help="branch-0 width (default: the task's)")
+    ap.add_argument("--warmup", type=int, help="linear warm-up steps of the poly schedule (default: the task's)")
     ap.add_argument("--seed", type=int, default=0,
                     help="training seed (initial weights, sampling, augmentation); the data stays seed 0")
     ap.add_argument("--out", default=None, help="keep the data and run here (default: a temporary folder)")
@@ -106,7 +112,7 @@ def main():
     d = DEFAULTS[args.task]
     if args.steps is None and args.minutes is None:
         args.minutes = d["minutes"]
-    for key in ("steps", "size", "batch", "lr", "width", "train_images", "val_images"):
+    for key in ("steps", "size", "batch", "lr", "warmup", "width", "train_images", "val_images"):
         if getattr(args, key) is None:
             setattr(args, key, d[key])
     setup_process()
@@ -124,7 +130,7 @@ def main():
                        seed=0, **extra))
     width = args.width
     cfg = config(args.task, data, os.path.join(out, "run"), args.steps, args.size, width, args.batch, args.lr,
-                 args.seed)
+                 args.seed, args.warmup)
     if args.minutes:
         probe = probe_step_seconds(RunConfig.model_validate(cfg))
         args.steps = cfg["train"]["steps"] = int(args.minutes * 60 / (probe * TRAIN_MARGIN))
@@ -143,8 +149,8 @@ def main():
         chance = majority_class_miou(task.build_dataset("val", train=False), task.head.num_classes)
     print_table(["subnet", f"val {r['metric']} at step 0", f"val {r['metric']} after {args.steps} steps"], rows,
                 f"{args.task} supernet W{width}, {_input(args)}, {args.steps} steps, batch {args.batch}, "
-                f"Adam {args.lr:g}, seed {args.seed}, grouped sampling, BN recalibrated on {CALIB_IMAGES} train images "
-                f"({machine()}); "
+                f"Adam {args.lr:g} (warm-up {args.warmup} steps), seed {args.seed}, grouped sampling, "
+                f"BN recalibrated on {CALIB_IMAGES} train images ({machine()}); "
                 f"wall {wall / 60:.1f} min in all, {run_s / 60:.1f} of them training and evaluating")
     logs = [json.loads(x) for x in open(os.path.join(out, "run", "train_log.jsonl"))]
     ips = sorted(x["img_per_s"] for x in logs)[len(logs) // 2]
@@ -153,7 +159,8 @@ def main():
     print(f"median training throughput {ips:.1f} img/s; first/last loss {r['losses'][0]:.4f} / {r['losses'][-1]:.4f}")
     if args.json:
         print(dumps_json({"before": r["before"], "after": r["after"], "metric": r["metric"], "steps": args.steps,
-                          "train_images": args.train_images, "seed": args.seed, "train_img_per_s": ips, "wall_s": wall,
+                          "train_images": args.train_images, "lr": args.lr, "warmup": args.warmup, "seed": args.seed,
+                          "threads": torch.get_num_threads(), "train_img_per_s": ips, "wall_s": wall,
                           "train_eval_s": run_s, "chance": chance}, indent=None))
 
 

@@ -61,9 +61,12 @@ POSE = {
     # torch threads, not 1 beside 2 loader workers): 88 demo steps took 32.4 s against 37.6 on 2 cores
     # Adam 0.02: 1,600 steps (one core, seed 0) gave the hrnet point val / test AP 37.5 / 32.7, 40.6 / 32.6,
     # 44.5 / 38.1 and 23.5 / 20.8 at 0.005 / 0.01 / 0.02 / 0.04 (docs/results/topdown-recipe.md): a run of minutes
-    # needs the large steps, and 0.04 overshoots
+    # needs the large steps, and 0.04 overshoots. A warm-up of 8 epochs (~216 steps of 442 crops; 6-11% of the
+    # 2,000-3,700 steps a 12-minute demo trains): from step 20, Adam 2e-2 left seed 0 (one core, 2,854 steps) at
+    # test AP best <= hrnet / hrnet 42.18 / 41.67, and 221 warm-up steps gave 51.45 / 47.50 (the top-down bench over
+    # 4 seeds: every subnet's mean +3 to +6 AP with 500 of 6,000 steps; docs/results/topdown-bench-seeds.md)
     "train": {"batch_size": 16, "workers": 0, "optimizer": {"name": "adam", "lr": 0.02, "weight_decay": 0.0},
-              "schedule": {"name": "poly", "power": 0.9, "warmup_steps": 20}, "amp": "auto", "ckpt_every": 50,
+              "schedule": {"name": "poly", "power": 0.9, "warmup_epochs": 8}, "amp": "auto", "ckpt_every": 50,
               "log_every": 10},
     "search": {"strategy": "evolution", "parents": 16, "crossover_prob": 0.25, "bit_mutation_prob": 0.2,
                "depth_mutation_prob": 0.1, "objectives": ["metric", "gflops"], "calib_images": 64,

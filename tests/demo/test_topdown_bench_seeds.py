@@ -1,0 +1,44 @@
+"""``bench/topdown_bench_seeds.py``: a row is the top-down bench's own JSON record with its recipe, the report
+marks a run as meeting the bar only when all three subnets reach it within 20 minutes, and summarises each
+recipe over its runs; the real rows are the bench's (~20 minutes each)."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "bench"))
+
+import topdown_bench_seeds as tbs  # noqa: E402
+
+
+def _row(recipe, seed, aps, wall_min=18.0, threads=1):
+    return {"recipe": recipe, "seed": seed, "threads": threads, "steps": 6000, "wall_s": wall_min * 60,
+            "after": dict(zip(tbs.SUBNETS, aps))}
+
+
+def test_report_marks_the_bar_and_summarises_each_recipe():
+    rows = [_row("warmup20", 0, (63.19, 60.43, 62.38)),
+            _row("warmup20", 1, (63.27, 60.25, 59.90)),       # hrnet under 60
+            _row("lr_1e-2", 0, (63.12, 60.76, 60.84), 20.3),  # over 20 minutes
+            _row("lr_1e-2", 2, (62.83, 61.18, 60.03), 17.5)]
+    md = tbs.report(rows)
+    assert "| warmup20 | 0 | 1 | 6000 | 18.0 | 63.19 | 60.43 | 62.38 | yes |" in md
+    assert "| warmup20 | 1 | 1 | 6000 | 18.0 | 63.27 | 60.25 | 59.90 | no |" in md
+    assert "| lr_1e-2 | 0 | 1 | 6000 | 20.3 | 63.12 | 60.76 | 60.84 | no |" in md
+    assert "| warmup20 | 2 | 63.23 ± 0.06 | 60.34 ± 0.13 | 61.14 ± 1.75 | 59.90 | 1 of 2 |" in md
+    assert "| lr_1e-2 | 2 | 62.97 ± 0.21 | 60.97 ± 0.30 | 60.44 ± 0.57 | 60.03 | 1 of 2 |" in md
+
+
+def test_a_row_is_the_benchs_record(tmp_path, monkeypatch):
+    tiny = ["--steps", "2", "--train-images", "20", "--val-images", "2", "--width", "4", "--size", "96", "--batch", "4"]
+    monkeypatch.setitem(tbs.RECIPES, "tiny", tiny)
+    r = tbs.row(str(tmp_path), "tiny", 3)
+    assert r["recipe"] == "tiny" and r["args"] == tiny and r["seed"] == 3 and r["threads"] == 1
+    assert r["steps"] == 2 and r["train_images"] == 20 and set(r["after"]) == set(tbs.SUBNETS)
+    assert os.path.isdir(os.path.join(tmp_path, "runs", "tiny-seed3", "run"))
+
+
+def test_a_failed_run_is_one_line_naming_the_command(tmp_path, monkeypatch):
+    monkeypatch.setitem(tbs.RECIPES, "bad", ["--steps", "notanumber"])
+    with pytest.raises(SystemExit, match="task_supernet.py .*--steps notanumber.* failed"):
+        tbs.row(str(tmp_path), "bad", 0)

@@ -2,13 +2,13 @@
 
 Every run trains the same W16 bottom-up supernet (grouped sampling) on synthetic stick figures for the
 same number of steps, changing one setting of a base configuration: the number of training images,
-the augmentation strength, σ, the learning rate, the associative-embedding (tag) loss weight, the
-input size, the heatmap loss's background weight (DEKR's) and the heatmap loss itself (CenterNet's focal
-loss). Each run reports, for the hrnet subnet after BN recalibration, AP on *unseen* validation images and
-AP on the images it trained on (no augmentation): a large train/val gap says memorisation (more data or
-augmentation helps), two low numbers say the run is too short or the signal too weak. Each is also scored
-with the ground truth's tags in place of the network's, and with the ground truth's heatmaps in place of its
-heatmaps: which half of the output limits AP.
+the augmentation strength, σ, the learning rate and its warm-up, the associative-embedding (tag) loss
+weight, the image and input size, the heatmap loss's background weight (DEKR's) and the heatmap loss
+itself (CenterNet's focal loss). Each run reports, for the hrnet subnet after BN recalibration, AP on
+*unseen* validation images and AP on the images it trained on (no augmentation): a large train/val gap
+says memorisation (more data or augmentation helps), two low numbers say the run is too short or the
+signal too weak. Each is also scored with the ground truth's tags in place of the network's, and with the
+ground truth's heatmaps in place of its heatmaps: which half of the output limits AP.
 
     python bench/bottomup_sweep.py --steps 2000                     # the full sweep (hours on 2 cores)
     python bench/bottomup_sweep.py --steps 300 --only base,lr_1e-3   # a subset
@@ -39,19 +39,26 @@ SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_chann
          "width": 16}
 HHR_AUG = {"max_rotation": 30, "min_scale": 0.75, "max_scale": 1.5, "max_translate": 40, "flip_prob": 0.5}
 WEAK_AUG = {"max_rotation": 0, "min_scale": 1.0, "max_scale": 1.0, "max_translate": 0, "flip_prob": 0.5}
+NOROT_AUG = {**HHR_AUG, "max_rotation": 0}  # the synthetic people carry their own rotation (top-down lesson)
 STRONG_AUG = {"max_rotation": 45, "min_scale": 0.5, "max_scale": 2.0, "max_translate": 60, "flip_prob": 0.5}
 BASE = {"train_images": 240, "size": 128, "sigma": 2.0, "lr": 3e-3, "tag_weight": 1e-3, "augment": "hhr",
-        "sampler": "grouped", "background_weight": 1.0, "heatmap": "mse"}
+        "sampler": "grouped", "background_weight": 1.0, "heatmap": "mse", "warmup": 20,
+        "input": None}  # network input side; None: the image size
 
 #: one factor at a time: name -> the settings that differ from BASE
 VARIANTS = {
     "base": {},
     "images_60": {"train_images": 60}, "images_960": {"train_images": 960},
-    "aug_weak": {"augment": "weak"}, "aug_strong": {"augment": "strong"},
+    "aug_weak": {"augment": "weak"}, "aug_strong": {"augment": "strong"}, "aug_norot": {"augment": "norot"},
     "sigma_1": {"sigma": 1.0}, "sigma_3": {"sigma": 3.0},
     "lr_1e-3": {"lr": 1e-3}, "lr_1e-2": {"lr": 1e-2},
     "tag_1e-4": {"tag_weight": 1e-4}, "tag_1e-2": {"tag_weight": 1e-2},
     "size_256": {"size": 256},
+    # the same 128-px images (so the same validation people) enlarged to a 256 input: heatmaps of twice the
+    # resolution, where size_256 also redraws the data at 256 px
+    "input_256": {"input": 256},
+    # the top-down bench's lesson (session 17): a long linear warm-up, alone and before a high Adam rate
+    "warm_500": {"warmup": 500}, "lr_2e-2_warm_500": {"lr": 2e-2, "warmup": 500},
     # DEKR's heatmap loss: background pixels (outside every joint's Gaussian window) weighted down
     "bg_0.1": {"background_weight": 0.1}, "bg_0.01": {"background_weight": 0.01},
     # CenterNet's focal heatmap loss (the decoder reads the heatmaps as logits): with the base tag weight, which
@@ -66,15 +73,15 @@ VARIANTS = {
 def run_config(s: dict, data: str, run_dir: str, steps: int, every: int = 0) -> dict:
     """The run config of settings ``s``; ``every`` > 0 keeps a checkpoint every ``every`` steps (all of them)."""
     split = {"images": "images/{}", "annotations": "annotations/{}.json"}
-    aug = {"hhr": HHR_AUG, "weak": WEAK_AUG, "strong": STRONG_AUG}[s["augment"]]
-    task = {"name": "pose-bottomup", "root": data, "keypoints": "coco", "input_size": s["size"], "sigma": s["sigma"],
-            "augment": aug, "loss": {"push_factor": s["tag_weight"], "pull_factor": s["tag_weight"],
+    aug = {"hhr": HHR_AUG, "weak": WEAK_AUG, "norot": NOROT_AUG, "strong": STRONG_AUG}[s["augment"]]
+    task = {"name": "pose-bottomup", "root": data, "keypoints": "coco", "input_size": s["input"] or s["size"],
+            "sigma": s["sigma"], "augment": aug, "loss": {"push_factor": s["tag_weight"], "pull_factor": s["tag_weight"],
                                      "background_weight": s["background_weight"], "heatmap": s["heatmap"]},
             "search_holdout": 16, "workers": 0, "vis_images": 0,
             **{k: {a: b.format(k) for a, b in split.items()} for k in ("train", "val", "test")}}
     train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": every, "keep_last": 0, "progress": False,
              "tensorboard": False, "optimizer": {"name": "adam", "lr": s["lr"], "weight_decay": 0.0},
-             "schedule": {"name": "poly", "warmup_steps": 20}, "amp": "auto"}
+             "schedule": {"name": "poly", "warmup_steps": s["warmup"]}, "amp": "auto"}
     return {"run_dir": run_dir, "seed": 0, "space": SPACE, "task": task, "sampler": sampler(s["sampler"]),
             "train": train}
 

@@ -36,14 +36,15 @@ SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_chann
 #: thread, 61.16 / 59.63 / 59.92 on two), and
 #: a clock-sized run gets ~4,700 steps in the machine's slow hours, too few (8,000 images: 55.9 / 54.5 / 54.2);
 #: 200 val images (~460 people) because 40 moved a run by a few AP (README, the top-down bench). Its warm-up is
-#: 500 steps: over training seeds 0-2 the 20 of the other tasks gave 62.3 / 57.1 / 60.6 (one seed's smallest subnet
-#: at 50.7) and 500 gave 65.0 / 63.0 / 62.8 (docs/results/topdown-bench-seeds.md)
+#: 1,000 steps: over training seeds 0-3 on one thread the 20 of the other tasks gave subnets down to 50.7, 500 gave
+#: 66.2 / 63.9 / 63.5 with one seed under 60, 1,000 gave 67.9 / 64.9 / 63.8 with none under 63.0
+#: (docs/results/topdown-bench-seeds.md)
 DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.004,
                     "warmup": 20, "train_images": 240, "val_images": 40},
             "pose-bottomup": {"width": 16, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.003,
                               "warmup": 20, "train_images": 240, "val_images": 40},
             "pose-topdown": {"width": 12, "steps": 6000, "minutes": None, "size": 256, "batch": 16, "lr": 0.02,
-                             "warmup": 500, "train_images": 4000, "val_images": 200}}
+                             "warmup": 1000, "train_images": 4000, "val_images": 200}}
 CALIB_IMAGES = 32  # BN recalibration set of every scored subnet (crops, for top-down)
 TOPDOWN_INPUT = [128, 96]  # (H, W) person crops; heatmaps 32x24
 #: lighter than the 210-epoch recipe's rotation 45 / scale 0.35 / half-body 0.3 (method §5.4), for a run of

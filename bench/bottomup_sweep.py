@@ -41,6 +41,7 @@ HHR_AUG = {"max_rotation": 30, "min_scale": 0.75, "max_scale": 1.5, "max_transla
 WEAK_AUG = {"max_rotation": 0, "min_scale": 1.0, "max_scale": 1.0, "max_translate": 0, "flip_prob": 0.5}
 NOROT_AUG = {**HHR_AUG, "max_rotation": 0}  # the synthetic people carry their own rotation (top-down lesson)
 STRONG_AUG = {"max_rotation": 45, "min_scale": 0.5, "max_scale": 2.0, "max_translate": 60, "flip_prob": 0.5}
+AUGMENTS = {"hhr": HHR_AUG, "weak": WEAK_AUG, "norot": NOROT_AUG, "strong": STRONG_AUG}  # settings' "augment"
 BASE = {"train_images": 240, "size": 128, "sigma": 2.0, "lr": 3e-3, "tag_weight": 1e-3, "augment": "hhr",
         "sampler": "grouped", "background_weight": 1.0, "heatmap": "mse", "warmup": 20,
         "input": None}  # network input side; None: the image size
@@ -70,13 +71,18 @@ VARIANTS = {
 }
 
 
+def input_side(s: dict) -> int:
+    """The network's input side of settings ``s``: their ``input``, or the image size when that is None."""
+    return s["input"] or s["size"]
+
+
 def run_config(s: dict, data: str, run_dir: str, steps: int, every: int = 0) -> dict:
     """The run config of settings ``s``; ``every`` > 0 keeps a checkpoint every ``every`` steps (all of them)."""
     split = {"images": "images/{}", "annotations": "annotations/{}.json"}
-    aug = {"hhr": HHR_AUG, "weak": WEAK_AUG, "norot": NOROT_AUG, "strong": STRONG_AUG}[s["augment"]]
-    task = {"name": "pose-bottomup", "root": data, "keypoints": "coco", "input_size": s["input"] or s["size"],
-            "sigma": s["sigma"], "augment": aug, "loss": {"push_factor": s["tag_weight"], "pull_factor": s["tag_weight"],
-                                     "background_weight": s["background_weight"], "heatmap": s["heatmap"]},
+    task = {"name": "pose-bottomup", "root": data, "keypoints": "coco", "input_size": input_side(s),
+            "sigma": s["sigma"], "augment": AUGMENTS[s["augment"]],
+            "loss": {"push_factor": s["tag_weight"], "pull_factor": s["tag_weight"],
+                     "background_weight": s["background_weight"], "heatmap": s["heatmap"]},
             "search_holdout": 16, "workers": 0, "vis_images": 0,
             **{k: {a: b.format(k) for a, b in split.items()} for k in ("train", "val", "test")}}
     train = {"steps": steps, "batch_size": 8, "workers": 2, "ckpt_every": every, "keep_last": 0, "progress": False,
@@ -149,7 +155,8 @@ def one_run(name: str, out: str, steps: int, every: int = 0) -> dict:
 
 
 def report(results: list[dict], steps: int) -> tuple[list[str], list[list]]:
-    headers = ["variant", "changed", "val AP hrnet", "val AP largest", "val AP smallest", "train AP hrnet", "loss last", "min"]
+    headers = ["variant", "changed", "val AP hrnet", "val AP largest", "val AP smallest", "train AP hrnet",
+               "loss last", "min"]
     rows = [[r["name"], ", ".join(f"{k}={v}" for k, v in VARIANTS[r["name"]].items()) or "(base)", r["val_ap"]["hrnet"],
              r["val_ap"]["largest"], r["val_ap"]["smallest"], r["train_ap_hrnet"], r["loss_last"], r["wall_s"] / 60]
             for r in results]
@@ -169,7 +176,8 @@ def trajectory_report(results: list[dict]) -> tuple[list[str], list[list]]:
     """One row per run and checkpoint: the hrnet subnet's AP on training and validation images, and on the
     validation images with the true tags and with the true heatmaps."""
     headers = ["variant", "step", "train AP", "val AP", "val AP with true tags", "val AP with true heatmaps"]
-    rows = [[r["name"], int(step), a["train"]["AP"], a["val"]["AP"], a["val"]["AP_true_tags"], a["val"]["AP_true_heatmaps"]]
+    rows = [[r["name"], int(step), a["train"]["AP"], a["val"]["AP"], a["val"]["AP_true_tags"],
+             a["val"]["AP_true_heatmaps"]]
             for r in results if "trajectory" in r
             for step, a in sorted(r["trajectory"].items(), key=lambda kv: int(kv[0]))]
     return headers, rows
@@ -194,7 +202,8 @@ def main():
         if not os.path.exists(path):  # finished runs are kept: an interrupted sweep continues
             atomic_write_json(path, one_run(name, args.out, args.steps, args.every))
         results.append(json.load(open(path)))
-        print(f"{name}: val AP hrnet {results[-1]['val_ap']['hrnet']:.2f}, train AP {results[-1]['train_ap_hrnet']:.2f}",
+        last = results[-1]
+        print(f"{name}: val AP hrnet {last['val_ap']['hrnet']:.2f}, train AP {last['train_ap_hrnet']:.2f}",
               flush=True)
     headers, rows = report(results, args.steps)
     title = (f"bottom-up W16 supernet, {args.steps} steps, batch 8, grouped sampling, BN recalibrated on 32 train "

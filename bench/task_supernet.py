@@ -36,8 +36,8 @@ SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_chann
 #: thread, 61.16 / 59.63 / 59.92 on two), and
 #: a clock-sized run gets ~4,700 steps in the machine's slow hours, too few (8,000 images: 55.9 / 54.5 / 54.2);
 #: 200 val images (~460 people) because 40 moved a run by a few AP (README, the top-down bench). Its warm-up is
-#: 1,000 steps: over training seeds 0-3 on one thread the 20 of the other tasks gave subnets down to 50.7, 500 gave
-#: 66.2 / 63.9 / 63.5 with one seed under 60, 1,000 gave 67.9 / 64.9 / 63.8 with none under 63.0
+#: 1,000 steps: the 20 of the other tasks left subnets as low as 50.7 (seeds 0-2); over seeds 0-3 on one thread
+#: 500 gave 66.2 / 63.9 / 63.5 with one seed under 60, 1,000 gave 67.9 / 64.9 / 63.8 with none under 63.0
 #: (docs/results/topdown-bench-seeds.md)
 DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.004,
                     "warmup": 20, "train_images": 240, "val_images": 40},

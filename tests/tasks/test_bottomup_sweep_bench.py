@@ -13,12 +13,18 @@ def test_each_variant_changes_only_its_setting(name):
     cfg = bs.run_config(s, "/data", "/run", steps=10)
     base = bs.run_config(dict(bs.BASE), "/data", "/run", steps=10)
     assert cfg["task"]["loss"]["background_weight"] == s["background_weight"]
-    assert cfg["task"]["loss"]["push_factor"] == s["tag_weight"] and cfg["task"]["input_size"] == (s["input"] or s["size"])
+    assert cfg["task"]["loss"]["push_factor"] == s["tag_weight"] and cfg["task"]["input_size"] == bs.input_side(s)
     assert cfg["train"]["optimizer"]["lr"] == s["lr"] and cfg["train"]["steps"] == 10
     assert cfg["train"]["schedule"]["warmup_steps"] == s["warmup"]
     if name != "base" and not name.startswith("images_"):  # those change the dataset, not the config
         assert cfg != base
     assert (cfg["sampler"]["kind"] == "fixed") == (name == "hrnet_alone")
+
+
+def test_input_side_is_the_image_size_unless_set():
+    assert bs.input_side(bs.BASE) == bs.BASE["size"] == 128
+    assert bs.input_side({**bs.BASE, **bs.VARIANTS["input_256"]}) == 256
+    assert bs.input_side({**bs.BASE, **bs.VARIANTS["size_256"]}) == 256
 
 
 def test_attribution_report_rows():

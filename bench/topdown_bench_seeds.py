@@ -3,11 +3,13 @@ recipes: how far one run's val AP is from the mean, so that a single run's figur
 
 Every row is one call of the bench with ``--json`` (its defaults: W12 supernet, 4,000 training images,
 200 unseen val images, 6,000 steps of 16 crops) and one of the recipes below, on one torch thread, two rows at
-a time (the 2-core machine's two cores); the data are the same (seed 0) in every row.
+a time (the 2-core machine's two cores); the data are the same (seed 0) in every row. ``--threads 2 --workers 1``
+gives the bench as shipped on this machine (alone, both cores).
 
     python bench/topdown_bench_seeds.py --out runs/topdown-seeds                   # 6 rows, ~1 h on 2 cores
     python bench/topdown_bench_seeds.py --out runs/topdown-seeds --only warmup1000 --seeds 3
     python bench/topdown_bench_seeds.py --out runs/topdown-seeds --only b32 --seeds 1,2
+    python bench/topdown_bench_seeds.py --out runs/topdown-seeds --only warmup1000 --seeds 0 --threads 2 --workers 1
     python bench/topdown_bench_seeds.py --out runs/topdown-seeds --publish docs/results/topdown-bench-seeds
 
 Each finished row is written to OUT/rows/<name>.json, so a stopped run continues where it stopped.
@@ -39,12 +41,12 @@ RECIPES = {
 }
 
 
-def row(out: str, recipe: str, seed: int) -> dict:
-    """Run the bench once (one thread) and return its JSON record with the recipe's name."""
+def row(out: str, recipe: str, seed: int, threads: int = 1) -> dict:
+    """Run the bench once on ``threads`` torch threads and return its JSON record with the recipe's name."""
     bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_supernet.py")
     cmd = [sys.executable, bench, "--task", "pose-topdown", *RECIPES[recipe], "--seed", str(seed), "--json",
-           "--out", os.path.join(out, "runs", row_name(recipe, seed))]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+           "--out", os.path.join(out, "runs", row_name(recipe, seed, threads))]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no error output)"])[-1]
@@ -53,8 +55,8 @@ def row(out: str, recipe: str, seed: int) -> dict:
     return {"recipe": recipe, "args": RECIPES[recipe], **record}
 
 
-def row_name(recipe: str, seed: int) -> str:
-    return f"{recipe}-seed{seed}"
+def row_name(recipe: str, seed: int, threads: int = 1) -> str:
+    return f"{recipe}-seed{seed}" + (f"-{threads}threads" if threads != 1 else "")
 
 
 def report(rows: list[dict]) -> str:
@@ -118,14 +120,21 @@ def main():
     ap.add_argument("--only", type=lambda s: s.split(","), default=["warmup1000", "warmup20"],
                     help=f"comma-separated recipes (default warmup1000,warmup20; known: {','.join(RECIPES)})")
     ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
-    ap.add_argument("--workers", type=int, default=2, help="rows at a time, one thread each")
+    ap.add_argument("--workers", type=int, default=2, help="rows at a time")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of each row (default 1)")
     ap.add_argument("--publish", metavar="PREFIX", help="write PREFIX.json, PREFIX.md and PREFIX.png")
     args = ap.parse_args()
     unknown = [n for n in args.only if n not in RECIPES]
     if unknown:
         ap.error(f"--only: unknown recipe(s) {', '.join(unknown)}; known: {', '.join(RECIPES)}")
+    cores = len(os.sched_getaffinity(0))
+    if args.threads < 1 or args.workers < 1 or args.threads * args.workers > cores:
+        # rows side by side must not share a core: the table compares their minutes
+        ap.error(f"--threads {args.threads} x --workers {args.workers} must be between 1 and this process's "
+                 f"{cores} cores")
     out = os.path.abspath(args.out)
-    cached_rows(out, {row_name(n, s): partial(row, out, n, s) for n in args.only for s in args.seeds}, args.workers)
+    cached_rows(out, {row_name(n, s, args.threads): partial(row, out, n, s, args.threads)
+                      for n in args.only for s in args.seeds}, args.workers)
     folder = os.path.join(out, "rows")
     kept = [json.load(open(os.path.join(folder, f))) for f in sorted(os.listdir(folder)) if f.endswith(".json")]
     rows = sorted((r for r in kept if r["recipe"] in RECIPES), key=lambda r: (list(RECIPES).index(r["recipe"]),

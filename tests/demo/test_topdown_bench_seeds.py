@@ -42,3 +42,16 @@ def test_a_failed_run_is_one_line_naming_the_command(tmp_path, monkeypatch):
     monkeypatch.setitem(tbs.RECIPES, "bad", ["--steps", "notanumber"])
     with pytest.raises(SystemExit, match="task_supernet.py .*--steps notanumber.* failed"):
         tbs.row(str(tmp_path), "bad", 0)
+
+
+def test_rows_on_more_threads_are_named_apart_and_never_share_a_core(monkeypatch, capsys):
+    assert tbs.row_name("warmup1000", 0) == "warmup1000-seed0"
+    assert tbs.row_name("warmup1000", 0, 2) == "warmup1000-seed0-2threads"
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(sys, "argv", ["topdown_bench_seeds.py", "--out", "unused", "--threads", str(cores),
+                                      "--workers", "2"])
+    with pytest.raises(SystemExit) as e:
+        tbs.main()
+    assert e.value.code == 2
+    assert f"--threads {cores} x --workers 2 must be between 1 and this process's {cores} cores" in \
+        capsys.readouterr().err

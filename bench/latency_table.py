@@ -50,8 +50,9 @@ def main(argv=None) -> int:
     head = HeadSpec(a.head)
     settings = LatencySettings(tuple(a.input), a.threads, a.warmup, a.repeats, a.device, a.backend)
     print(f"machine: {machine()}")
-    print(f"space: width {a.width}, modules {a.modules}, depths {a.depths}; head {a.head}; input {a.input[0]}x{a.input[1]}; "
-          f"backend {a.backend}, device {a.device}, threads {settings.resolved().threads}")
+    print(f"space: width {a.width}, modules {a.modules}, depths {a.depths}; head {a.head}; "
+          f"input {a.input[0]}x{a.input[1]}; backend {a.backend}, device {a.device}, "
+          f"threads {settings.resolved().threads}")
     t0 = time.perf_counter()
 
     def progress(done, total):
@@ -76,7 +77,8 @@ def main(argv=None) -> int:
     print_table(["arch", "depths", "edges", "eff. GFLOPs (2^30)", "measured ms", "predicted ms", "error %"], rows,
                 title=f"held-out archs ({len(held)})")
     fit = table.fit
-    print_table(["predictor", "Spearman (held-out)", "mean abs % error (held-out)", "Spearman (fit)", "mean abs % (fit)"],
+    print_table(["predictor", "Spearman (held-out)", "mean abs % error (held-out)", "Spearman (fit)",
+                 "mean abs % (fit)"],
                 [["latency table", fit.get("holdout_spearman"), fit.get("holdout_mape"), fit["fit_spearman"],
                   fit["fit_mape"]],
                  ["GFLOPs alone (rank only)", spearman(gflops, meas), "-", "-", "-"]], title="prediction quality")

@@ -54,8 +54,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     setup_process(args.threads)
-    print(f"machine: {machine()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}, oneDNN bf16 "
-          f"{'supported' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'NOT supported (bf16 convs fall back to slow kernels)'}")
+    bf16 = ("supported" if torch.ops.mkldnn._is_mkldnn_bf16_supported()
+            else "NOT supported (bf16 convs fall back to slow kernels)")
+    print(f"machine: {machine()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}, oneDNN bf16 {bf16}")
     searched = get_preset("scalenet-s1").arch
     rows = []
     tmp = tempfile.mkdtemp(prefix="onnx_vs_eager_")

@@ -4,8 +4,9 @@ alternatives, at the demo's training budget, on the demo's data.
 Every row trains on the data of ``scalenas demo --task pose`` (240 synthetic 256x256 images, people of
 0.15-0.95 of the image height, 128x96 crops from ground-truth boxes) with the demo's settings (W12 space,
 Adam 5e-3 poly, batch 16; rotation 30 / scale 0.25 in the published rows, no rotation since) for the
-demo's number of training steps on a quiet 2-core machine (its probe gives ~1,600), one torch thread per row, and reports the val and test AP of the
-largest, smallest and hrnet subnets after BN recalibration on 64 crops (flip test, pycocotools):
+demo's number of training steps on a quiet 2-core machine (its probe gives ~1,600), one torch thread per row,
+and reports the val and test AP of the largest, smallest and hrnet subnets after BN recalibration on 64 crops
+(flip test, pycocotools):
 
 - ``supernet``: the demo's recipe (grouped sampling, method §5.1), all steps;
 - ``teacher_kd``: the paper's segmentation recipe (method §5.2): the largest subnet trained alone for
@@ -147,7 +148,8 @@ def row(args, name: str) -> dict:
                                        train={"distill": {"teacher": teacher, "weight": 0.5}}))
         return {"steps": args.teacher_steps + steps, "crops": (args.teacher_steps + steps) * 16,
                 "teacher_steps": args.teacher_steps, "wall_s": wall_t + wall,
-                "teacher_val_ap": _scores(args, teacher, ("largest",), ("val",))["val"]["largest"], **_scores(args, ckpt)}
+                "teacher_val_ap": _scores(args, teacher, ("largest",), ("val",))["val"]["largest"],
+                **_scores(args, ckpt)}
     if name == "supernet+finetune":
         return finetune_row(args, out)
     raise ValueError(name)

@@ -7,6 +7,8 @@ import json
 import multiprocessing as mp
 import os
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable
 
@@ -123,6 +125,19 @@ def infer_fn(model, x) -> Callable[[], None]:
         with torch.no_grad():
             model(x)
     return f
+
+
+def bench_json(script: str, args: list[str], threads: int | None = None) -> dict:
+    """Run ``bench/<script>`` (a bench that prints its record as a JSON line with ``--json``) in a fresh
+    process, on ``threads`` torch threads when given, and return that record; a failed run stops the caller
+    with one line naming the command and the run's last line of error output."""
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), script), *args, "--json"]
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no error output)"])[-1]
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {done.returncode}): {last}")
+    return json.loads([x for x in done.stdout.splitlines() if x.startswith("{")][-1])
 
 
 def row_path(out: str, name: str) -> str:

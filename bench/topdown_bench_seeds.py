@@ -21,12 +21,11 @@ from functools import partial
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import cached_rows, machine, publish  # noqa: E402
+from _common import bench_json, cached_rows, machine, publish  # noqa: E402
 from scalenas.utils.markdown import markdown_table  # noqa: E402
 
 SUBNETS = ("largest", "smallest", "hrnet")
@@ -34,6 +33,8 @@ BAR = 60.0  # issue 14: val AP of every one of SUBNETS within 20 minutes
 #: recipe name -> the bench's arguments (the rest are its defaults)
 RECIPES = {
     "warmup1000": ["--lr", "0.02", "--warmup", "1000"],  # the default since session 18 (1/6 of the 6,000 steps)
+    # the sweep's bottom-up width (session 19): wider, half the steps
+    "w16_3000": ["--lr", "0.02", "--warmup", "1000", "--width", "16", "--steps", "3000"],
     "warmup500": ["--lr", "0.02", "--warmup", "500"],  # the default of session 17
     "warmup20": ["--lr", "0.02", "--warmup", "20"],  # the default before it (the other tasks' warm-up)
     "lr_1e-2": ["--lr", "0.01", "--warmup", "20"],
@@ -43,15 +44,9 @@ RECIPES = {
 
 def row(out: str, recipe: str, seed: int, threads: int = 1) -> dict:
     """Run the bench once on ``threads`` torch threads and return its JSON record with the recipe's name."""
-    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_supernet.py")
-    cmd = [sys.executable, bench, "--task", "pose-topdown", *RECIPES[recipe], "--seed", str(seed), "--json",
-           "--out", os.path.join(out, "runs", row_name(recipe, seed, threads))]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no error output)"])[-1]
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {done.returncode}): {last}")
-    record = json.loads([x for x in done.stdout.splitlines() if x.startswith("{")][-1])
+    record = bench_json("task_supernet.py", ["--task", "pose-topdown", *RECIPES[recipe], "--seed", str(seed),
+                                             "--out", os.path.join(out, "runs", row_name(recipe, seed, threads))],
+                        threads)
     return {"recipe": recipe, "args": RECIPES[recipe], **record}
 
 

@@ -15,7 +15,11 @@ def test_each_variant_changes_only_its_setting(name):
     assert cfg["task"]["loss"]["background_weight"] == s["background_weight"]
     assert cfg["task"]["loss"]["push_factor"] == s["tag_weight"] and cfg["task"]["input_size"] == bs.input_side(s)
     assert cfg["train"]["optimizer"]["lr"] == s["lr"] and cfg["train"]["steps"] == 10
-    assert cfg["train"]["schedule"]["warmup_steps"] == s["warmup"]
+    assert cfg["train"]["schedule"]["warmup_steps"] == s["warmup"] and cfg["train"]["batch_size"] == s["batch"]
+    if s["init"]:  # the starting weights: a checkpoint that one_run trains first (topdown_init)
+        assert s["init"] == "topdown" and "model" not in cfg
+        cfg = bs.run_config(s, "/data", "/run", steps=10, init="/ck.pt")
+        assert cfg["model"] == {"pretrained": "/ck.pt"}
     if name != "base" and not name.startswith("images_"):  # those change the dataset, not the config
         assert cfg != base
     assert (cfg["sampler"]["kind"] == "fixed") == (name == "hrnet_alone")
@@ -50,3 +54,40 @@ def test_checkpoints_every_and_trajectory_rows():
 def test_docstring_examples_name_real_variants():
     for names in re.findall(r"--only ([\w.,-]+)", bs.__doc__):
         assert set(names.split(",")) <= set(bs.VARIANTS), names
+
+
+def test_peaks_of_the_perfect_network_fall_on_their_own_joints(tmp_path):
+    """The peaks table on a perfect network (the ground truth's outputs): every candidate on a joint of its
+    own type, and in every height bin nearly every labelled joint found; a blank map finds nothing."""
+    import torch
+    from scalenas.data.synth_pose import generate
+    from scalenas.tasks.base import build_task
+    from scalenas.tasks.pose_targets import OracleForward
+
+    s = dict(bs.BASE)
+    generate(str(tmp_path / "d"), train=0, val=6, test=0, size=(128, 128), seed=0)
+    task = build_task(bs.run_config(s, str(tmp_path / "d"), str(tmp_path / "r"), steps=1)["task"])
+    dc = task.decode_config()
+    idx = task.index("val")
+
+    def oracle(iid, img):
+        return OracleForward(idx.people(iid), img.shape[:2], task.info.flip_index, dc.input_size, dc.scales,
+                             s["sigma"], dc.stride)
+
+    p = bs.peaks(task, oracle, "val", images=6)
+    total = p["own"] + p["mirror"] + p["other_joint"] + p["neither"]
+    assert total > 50 and p["own"] >= 0.97 * total and p["neither"] == 0
+    rec = p["recall_by_height"]
+    assert list(rec) == ["<20", "20-40", ">=40"] and sum(v["joints"] for v in rec.values()) > 50
+    assert all(v["found"] >= 0.9 * v["joints"] for v in rec.values() if v["joints"])
+
+    def blank(iid, img):
+        return lambda x: tuple(torch.zeros(1, 2 * task.info.num_joints, x.shape[2] // d, x.shape[3] // d)
+                               for d in (4, 2))
+
+    q = bs.peaks(task, blank, "val", images=6)
+    assert q["own"] + q["mirror"] + q["other_joint"] + q["neither"] == 0
+    assert all(v["found"] == 0 for v in q["recall_by_height"].values())
+    headers, rows = bs.peaks_report([{"name": "oracle", "attribution": {"val": {"peaks": p}}}, {"name": "old"}])
+    assert headers[-3:] == ["recall, people <20 px", "recall, people 20-40 px", "recall, people >=40 px"]
+    assert len(rows) == 1 and rows[0][1] == total and abs(sum(rows[0][2:6]) - 1) < 1e-9

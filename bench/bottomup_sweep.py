@@ -164,7 +164,8 @@ def attribution(cfg: dict, checkpoint: str, images: int = 40) -> dict:
 
 
 def hrnet_subnet(cfg: dict, checkpoint: str):
-    """The task of run config ``cfg`` and the hrnet subnet of ``checkpoint``, BN recalibrated on 32 images."""
+    """The task of run config ``cfg`` and the hrnet subnet of ``checkpoint``, BN recalibrated on 32 images,
+    in eval mode (in train mode BN would normalise each decoded image by its own statistics)."""
     from scalenas.search.calibrate import Calibrator
     from scalenas.tasks.base import build_task
     from scalenas.train.checkpoint import load_supernet
@@ -173,7 +174,7 @@ def hrnet_subnet(cfg: dict, checkpoint: str):
     net, _ = load_supernet(checkpoint)
     net.set_active(net.space.hrnet(True))
     Calibrator(task, num_images=32, batch_size=16).calibrate(net)
-    return task, net
+    return task, net.eval()
 
 
 def add_peaks(run: dict, out: str, every: int = 0) -> dict:

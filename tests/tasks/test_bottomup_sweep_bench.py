@@ -91,3 +91,15 @@ def test_peaks_of_the_perfect_network_fall_on_their_own_joints(tmp_path):
     headers, rows = bs.peaks_report([{"name": "oracle", "attribution": {"val": {"peaks": p}}}, {"name": "old"}])
     assert headers[-3:] == ["recall, people <20 px", "recall, people 20-40 px", "recall, people >=40 px"]
     assert len(rows) == 1 and rows[0][1] == total and abs(sum(rows[0][2:6]) - 1) < 1e-9
+
+
+def test_readme_sweep_commands_name_real_variants():
+    import os
+
+    readme = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.md")
+    with open(readme, encoding="utf-8") as f:
+        commands = re.findall(r"bottomup_sweep\.py([^`]*)`", f.read())
+    lists = [names for c in commands for names in re.findall(r"--only\s+([\w.,-]+)", c)]
+    assert len(lists) >= 3  # the session-18 and -19 rows and the 8,000-step trajectory
+    for names in lists:
+        assert set(names.split(",")) <= set(bs.VARIANTS), names

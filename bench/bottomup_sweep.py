@@ -82,6 +82,8 @@ VARIANTS = {
     "topdown_init": {"init": "topdown"},
     # not one factor: the levers that each moved the floor most (session 19), together
     "combined": {"init": "topdown", "batch": 16, "augment": "norot"},
+    # and on four times the images: the 8,000-step run of "combined" memorises the 224 it has
+    "combined_960": {"init": "topdown", "batch": 16, "augment": "norot", "train_images": 960},
 }
 #: bench/task_supernet.py's top-down recipe (warm-up, Adam, crops, its 4,000 256-px images) for the sweep's space;
 #: the images are another draw than the sweep's (they share no validation image)

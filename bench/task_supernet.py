@@ -3,7 +3,7 @@ smallest and hrnet subnets (BN-recalibrated) before and after training, and the 
 throughput next to the training throughput.
 
     python bench/task_supernet.py --task seg  --steps 600
-    python bench/task_supernet.py --task pose-topdown    # W12, 4000 images, 6000 steps: 12-19 min (machine's pace)
+    python bench/task_supernet.py --task pose-topdown    # W16, 4000 images, 3000 steps: 8-11 min (machine's pace)
     python bench/task_supernet.py --task pose-topdown --minutes 15   # as many steps as 15 min of training allow
     python bench/task_supernet.py --task pose-bottomup --steps 2000   # (--task pose: the same, an alias)
 """
@@ -31,19 +31,22 @@ SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_chann
 #: per task: branch-0 width, steps (or minutes of training, when set and --steps is not given), image size (the
 #: top-down input is a person crop, see TOPDOWN_INPUT), batch, Adam LR, linear warm-up steps, training and
 #: validation images. Bottom-up
-#: needs more width to learn keypoints + tags in CPU-minutes. Top-down trains a fixed 6,000 steps on 4,000 images:
+#: needs more width to learn keypoints + tags in CPU-minutes. Top-down trained W12 for a fixed 6,000 steps on 4,000
+#: images in sessions 15-18:
 #: more images keep paying at that length (2,000: val AP 61.35 / 58.85 / 59.48; 4,000: 63.19 / 60.43 / 62.38 on one
 #: thread, 61.16 / 59.63 / 59.92 on two), and
 #: a clock-sized run gets ~4,700 steps in the machine's slow hours, too few (8,000 images: 55.9 / 54.5 / 54.2);
-#: 200 val images (~460 people) because 40 moved a run by a few AP (README, the top-down bench). Its warm-up is
+#: 200 val images (~460 people) because 40 moved a run by a few AP (README, the top-down bench). Its warm-up,
 #: 1,000 steps: the 20 of the other tasks left subnets as low as 50.7 (seeds 0-2); over seeds 0-3 on one thread
 #: 500 gave 66.2 / 63.9 / 63.5 with one seed under 60, 1,000 gave 67.9 / 64.9 / 63.8 with none under 63.0
-#: (docs/results/topdown-bench-seeds.md)
+#: (docs/results/topdown-bench-seeds.md). Since session 19 it is W16 (the bottom-up width) for 3,000 steps:
+#: over seeds 0-3 on one thread 73.2 / 68.3 / 65.6, none under 63.7, in 8.3-10.4 minutes where W12 for 6,000
+#: steps took 18.6-18.9, which leaves a slower machine (AVX2 only) room under the bar's 20 minutes
 DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.004,
                     "warmup": 20, "train_images": 240, "val_images": 40},
             "pose-bottomup": {"width": 16, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.003,
                               "warmup": 20, "train_images": 240, "val_images": 40},
-            "pose-topdown": {"width": 12, "steps": 6000, "minutes": None, "size": 256, "batch": 16, "lr": 0.02,
+            "pose-topdown": {"width": 16, "steps": 3000, "minutes": None, "size": 256, "batch": 16, "lr": 0.02,
                              "warmup": 1000, "train_images": 4000, "val_images": 200}}
 CALIB_IMAGES = 32  # BN recalibration set of every scored subnet (crops, for top-down)
 TOPDOWN_INPUT = [128, 96]  # (H, W) person crops; heatmaps 32x24

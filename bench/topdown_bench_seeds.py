@@ -1,15 +1,15 @@
 """The top-down bench (``bench/task_supernet.py --task pose-topdown``) over several training seeds and
 recipes: how far one run's val AP is from the mean, so that a single run's figure can be read.
 
-Every row is one call of the bench with ``--json`` (its defaults: W12 supernet, 4,000 training images,
-200 unseen val images, 6,000 steps of 16 crops) and one of the recipes below, on one torch thread, two rows at
-a time (the 2-core machine's two cores); the data are the same (seed 0) in every row. ``--threads 2 --workers 1``
-gives the bench as shipped on this machine (alone, both cores).
+Every row is one call of the bench with ``--json`` (its defaults: 4,000 training images, 200 unseen val
+images, batches of 16 crops; since session 19 a W16 supernet for 3,000 steps) and one of the recipes below,
+on one torch thread, two rows at a time (the 2-core machine's two cores); the data are the same (seed 0) in
+every row. ``--threads 2 --workers 1`` gives the bench as shipped on this machine (alone, both cores).
 
-    python bench/topdown_bench_seeds.py --out runs/topdown-seeds                   # 6 rows, ~1 h on 2 cores
-    python bench/topdown_bench_seeds.py --out runs/topdown-seeds --only warmup1000 --seeds 3
+    python bench/topdown_bench_seeds.py --out runs/topdown-seeds                   # 6 rows, ~45 min on 2 cores
+    python bench/topdown_bench_seeds.py --out runs/topdown-seeds --only w16_3000 --seeds 3
     python bench/topdown_bench_seeds.py --out runs/topdown-seeds --only b32 --seeds 1,2
-    python bench/topdown_bench_seeds.py --out runs/topdown-seeds --only warmup1000 --seeds 0 --threads 2 --workers 1
+    python bench/topdown_bench_seeds.py --out runs/topdown-seeds --only w16_3000 --seeds 0 --threads 2 --workers 1
     python bench/topdown_bench_seeds.py --out runs/topdown-seeds --publish docs/results/topdown-bench-seeds
 
 Each finished row is written to OUT/rows/<name>.json, so a stopped run continues where it stopped.
@@ -30,15 +30,18 @@ from scalenas.utils.markdown import markdown_table  # noqa: E402
 
 SUBNETS = ("largest", "smallest", "hrnet")
 BAR = 60.0  # issue 14: val AP of every one of SUBNETS within 20 minutes
-#: recipe name -> the bench's arguments (the rest are its defaults)
+W12_6000 = ["--width", "12", "--steps", "6000"]  # the bench's network and length in sessions 15-18
+#: recipe name -> the bench's arguments (the rest are its defaults); each names its width and steps, so that a
+#: change of the bench's defaults leaves the recipes' rows reproducible
 RECIPES = {
-    "warmup1000": ["--lr", "0.02", "--warmup", "1000"],  # the default since session 18 (1/6 of the 6,000 steps)
-    # the sweep's bottom-up width (session 19): wider, half the steps
+    # the default since session 19: the sweep's bottom-up width, half the steps, in half the minutes
     "w16_3000": ["--lr", "0.02", "--warmup", "1000", "--width", "16", "--steps", "3000"],
-    "warmup500": ["--lr", "0.02", "--warmup", "500"],  # the default of session 17
-    "warmup20": ["--lr", "0.02", "--warmup", "20"],  # the default before it (the other tasks' warm-up)
-    "lr_1e-2": ["--lr", "0.01", "--warmup", "20"],
-    "b32": ["--lr", "0.02", "--warmup", "20", "--batch", "32", "--steps", "3200"],  # the same minutes: larger steps
+    "warmup1000": ["--lr", "0.02", "--warmup", "1000", *W12_6000],  # session 18's (1/6 of the 6,000 steps)
+    "warmup500": ["--lr", "0.02", "--warmup", "500", *W12_6000],  # session 17's
+    "warmup20": ["--lr", "0.02", "--warmup", "20", *W12_6000],  # the one before (the other tasks' warm-up)
+    "lr_1e-2": ["--lr", "0.01", "--warmup", "20", *W12_6000],
+    # the same minutes in larger steps
+    "b32": ["--lr", "0.02", "--warmup", "20", "--batch", "32", "--width", "12", "--steps", "3200"],
 }
 
 
@@ -66,8 +69,9 @@ def report(rows: list[dict]) -> str:
                             f"{sum(_meets(r) for r in rs)} of {len(rs)}"])
     return "\n".join([
         "# Top-down bench over seeds", "",
-        "`bench/task_supernet.py --task pose-topdown` (W12 supernet, 128x96 crops of 4,000 synthetic 256x256 "
-        "images, grouped sampling, Adam poly, BN recalibrated on 32 crops; val AP on 200 unseen images with flip "
+        "`bench/task_supernet.py --task pose-topdown` (a W16 supernet for 3,000 steps, W12 for 6,000 in the "
+        "recipes before session 19; 128x96 crops of 4,000 synthetic 256x256 images, grouped sampling, Adam poly, "
+        "BN recalibrated on 32 crops; val AP on 200 unseen images with flip "
         f"test and DARK), one row per recipe, training seed and thread count, the data the same in every row "
         f"({machine().rsplit(',', 1)[0]}). "
         f"`meets` is val AP >= {BAR:g} for all three subnets within 20 minutes of wall time.", "",
@@ -112,8 +116,8 @@ def plot(rows: list[dict], path: str) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="working folder (runs and finished rows)")
-    ap.add_argument("--only", type=lambda s: s.split(","), default=["warmup1000", "warmup20"],
-                    help=f"comma-separated recipes (default warmup1000,warmup20; known: {','.join(RECIPES)})")
+    ap.add_argument("--only", type=lambda s: s.split(","), default=["w16_3000", "warmup1000"],
+                    help=f"comma-separated recipes (default w16_3000,warmup1000; known: {','.join(RECIPES)})")
     ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     ap.add_argument("--workers", type=int, default=2, help="rows at a time")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of each row (default 1)")

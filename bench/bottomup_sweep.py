@@ -84,6 +84,13 @@ VARIANTS = {
     "combined": {"init": "topdown", "batch": 16, "augment": "norot"},
     # and on four times the images: the 8,000-step run of "combined" memorises the 224 it has
     "combined_960": {"init": "topdown", "batch": 16, "augment": "norot", "train_images": 960},
+    # images drawn at 256 px (size_256's lever, 4x the pixels a step, so batch 8 as there) with the top-down start
+    # and no rotation, on 240 and on 960 images
+    "combined_256": {"init": "topdown", "augment": "norot", "size": 256},
+    "combined_256_960": {"init": "topdown", "augment": "norot", "size": 256, "train_images": 960},
+    # the first rows at val AP ~10 (session 19): without the top-down start, and on four times the images again
+    "norot_256_960": {"augment": "norot", "size": 256, "train_images": 960},
+    "combined_256_3840": {"init": "topdown", "augment": "norot", "size": 256, "train_images": 3840},
 }
 #: bench/task_supernet.py's top-down recipe (warm-up, Adam, crops, its 4,000 256-px images) for the sweep's space;
 #: the images are another draw than the sweep's (they share no validation image)

@@ -4,9 +4,9 @@ Every run trains the same W16 bottom-up supernet (grouped sampling) on synthetic
 same number of steps, changing one setting of a base configuration: the number of training images,
 the augmentation strength, σ, the learning rate and its warm-up, the associative-embedding (tag) loss
 weight, the image and input size, the batch size, the starting weights (a top-down supernet's), the heatmap
-loss's background weight (DEKR's) and the heatmap loss itself (CenterNet's focal loss). Each run reports, for the hrnet subnet after BN recalibration, AP on
-*unseen* validation images and AP on the images it trained on (no augmentation): a large train/val gap
-says memorisation (more data or augmentation helps), two low numbers say the run is too short or the
+loss's background weight (DEKR's) and the heatmap loss itself (CenterNet's focal loss). Each run reports, for
+the hrnet subnet after BN recalibration, AP on *unseen* validation images and AP on the images it trained on
+(no augmentation): a large train/val gap says memorisation (more data or augmentation helps), two low numbers say the run is too short or the
 signal too weak. Each is also scored with the ground truth's tags in place of the network's, and with the
 ground truth's heatmaps in place of its heatmaps: which half of the output limits AP; and where its heatmap
 peaks fall (on their own joint, the mirror joint, another joint or none; recall per person height).
@@ -146,6 +146,11 @@ def dataset(root: str, s: dict) -> str:
     return path
 
 
+def work_dir(out: str, name: str, every: int = 0) -> str:
+    """The run folder of variant ``name`` (a run that keeps a checkpoint every ``every`` steps has its own)."""
+    return os.path.join(out, "work", f"{name}_every{every}" if every else name)
+
+
 def topdown_init(root: str) -> dict:
     """The top-down supernet that ``init: topdown`` variants start from: ``bench/task_supernet.py`` with
     TOPDOWN_INIT, run once under ROOT/topdown_init; its JSON record (val AP of its subnets, top-down, and its
@@ -191,8 +196,7 @@ def add_peaks(run: dict, out: str, every: int = 0) -> dict:
     from scalenas.train.checkpoint import list_checkpoints
 
     s = {**BASE, **run["settings"]}
-    name = f"{run['name']}_every{every}" if every else run["name"]
-    cfg = run_config(s, dataset(os.path.join(out, "data"), s), os.path.join(out, "work", name), run["steps"])
+    cfg = run_config(s, dataset(os.path.join(out, "data"), s), work_dir(out, run["name"], every), run["steps"])
     task, net = hrnet_subnet(cfg, list_checkpoints(cfg["run_dir"])[-1])
     run["attribution"]["val"]["peaks"] = peaks(task, lambda iid, img: net, "val")
     return run
@@ -222,6 +226,7 @@ def peaks(task, forward_for: Callable, split: str, images: int = 40) -> dict:
         cand = peak_nms(maps.heatmaps, dc.nms_kernel).numpy()
         people = idx.people(iid)                                          # (P, K, 3) image coordinates
         labelled = people[..., 2] > 0
+        bins = [_height_bin(np.ptp(p[m, 1])) for p, m in zip(people, labelled)]  # each person has a joint
         for j in range(cand.shape[0]):
             ys, xs = np.nonzero(cand[j] > dc.detection_threshold)
             xy = to_image_coords(np.stack([xs, ys], 1).astype(np.float64), maps.center, maps.scale_vec,
@@ -233,10 +238,9 @@ def peaks(task, forward_for: Callable, split: str, images: int = 40) -> dict:
             where["other_joint"] += int((other & ~own & ~mirror).sum())
             where["neither"] += int((~other & ~own & ~mirror).sum())
             for p in np.nonzero(labelled[:, j])[0]:
-                h = np.ptp(people[p, labelled[p], 1])
                 hit = bool(len(xy)) and np.linalg.norm(xy - people[p, j, :2], axis=1).min() <= PEAK_RADIUS
-                found[_height_bin(h)][0] += int(hit)
-                found[_height_bin(h)][1] += 1
+                found[bins[p]][0] += int(hit)
+                found[bins[p]][1] += 1
     return {**where, "recall_by_height": {b: {"found": f, "joints": n} for b, (f, n) in found.items()}}
 
 
@@ -262,8 +266,7 @@ def one_run(name: str, out: str, steps: int, every: int = 0) -> dict:
     s = {**BASE, **VARIANTS[name]}
     data = dataset(os.path.join(out, "data"), s)
     init = topdown_init(out) if s["init"] == "topdown" else None
-    cfg = run_config(s, data, os.path.join(out, "work", f"{name}_every{every}" if every else name), steps, every,
-                     init and init["checkpoint"])
+    cfg = run_config(s, data, work_dir(out, name, every), steps, every, init and init["checkpoint"])
     t0 = time.time()
     r = quick_supernet_run(copy.deepcopy(cfg), calib_images=32)
     wall = time.time() - t0

@@ -6,10 +6,11 @@ the augmentation strength, σ, the learning rate and its warm-up, the associativ
 weight, the image and input size, the batch size, the starting weights (a top-down supernet's), the heatmap
 loss's background weight (DEKR's) and the heatmap loss itself (CenterNet's focal loss). Each run reports, for
 the hrnet subnet after BN recalibration, AP on *unseen* validation images and AP on the images it trained on
-(no augmentation): a large train/val gap says memorisation (more data or augmentation helps), two low numbers say the run is too short or the
-signal too weak. Each is also scored with the ground truth's tags in place of the network's, and with the
-ground truth's heatmaps in place of its heatmaps: which half of the output limits AP; and where its heatmap
-peaks fall (on their own joint, the mirror joint, another joint or none; recall per person height).
+(no augmentation): a large train/val gap says memorisation (more data or augmentation helps), two low numbers
+say the run is too short or the signal too weak. Each is also scored with the ground truth's tags in place of
+the network's, and with the ground truth's heatmaps in place of its heatmaps: which half of the output limits
+AP; and where its heatmap peaks fall (on their own joint, the mirror joint, another joint or none; recall per
+person height).
 
     python bench/bottomup_sweep.py --steps 2000                     # the full sweep (hours on 2 cores)
     python bench/bottomup_sweep.py --steps 300 --only base,lr_1e-3   # a subset

@@ -5,7 +5,9 @@ throughput next to the training throughput.
     python bench/task_supernet.py --task seg  --steps 600
     python bench/task_supernet.py --task pose-topdown    # W16, 4000 images, 3000 steps: 8-11 min (machine's pace)
     python bench/task_supernet.py --task pose-topdown --minutes 15   # as many steps as 15 min of training allow
-    python bench/task_supernet.py --task pose-bottomup --steps 2000   # (--task pose: the same, an alias)
+    python bench/task_supernet.py --task pose-bottomup --init topdown   # a top-down run first, then 2,000 steps
+    python bench/task_supernet.py --task pose-bottomup --init runs/td/run   # from that folder's last checkpoint
+                                                                           # (--task pose: an alias of pose-bottomup)
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import machine, print_table  # noqa: E402
+from _common import bench_json, machine, print_table  # noqa: E402
 from quickrun import quick_supernet_run  # noqa: E402
 from scalenas.demo.pipeline import TRAIN_MARGIN, probe_step_seconds  # noqa: E402
 from scalenas.train.config import RunConfig  # noqa: E402
@@ -43,11 +45,13 @@ SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_chann
 #: over seeds 0-3 on one thread 73.2 / 68.3 / 65.6, none under 63.7, in 8.3-10.4 minutes where W12 for 6,000
 #: steps took 18.6-18.9, which leaves a slower machine (AVX2 only) room under the bar's 20 minutes
 DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.004,
-                    "warmup": 20, "train_images": 240, "val_images": 40},
+                    "warmup": 20, "train_images": 240, "val_images": 40, "init": None, "rotation": None},
             "pose-bottomup": {"width": 16, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.003,
-                              "warmup": 20, "train_images": 240, "val_images": 40},
+                              "warmup": 20, "train_images": 240, "val_images": 40, "init": None,
+                              "rotation": None},
             "pose-topdown": {"width": 16, "steps": 3000, "minutes": None, "size": 256, "batch": 16, "lr": 0.02,
-                             "warmup": 1000, "train_images": 4000, "val_images": 200}}
+                             "warmup": 1000, "train_images": 4000, "val_images": 200, "init": None,
+                             "rotation": None}}
 CALIB_IMAGES = 32  # BN recalibration set of every scored subnet (crops, for top-down)
 TOPDOWN_INPUT = [128, 96]  # (H, W) person crops; heatmaps 32x24
 #: lighter than the 210-epoch recipe's rotation 45 / scale 0.35 / half-body 0.3 (method §5.4), for a run of
@@ -59,7 +63,9 @@ ALIASES = {"pose": "pose-bottomup"}
 
 
 def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int, batch: int, lr: float,
-           seed: int = 0, warmup: int = 20) -> dict:
+           seed: int = 0, warmup: int = 20, init: str | None = None, rotation: float | None = None) -> dict:
+    """The run config; ``init``: a checkpoint whose tensors of matching names and shapes the supernet starts
+    from (model.pretrained); ``rotation``: bottom-up's largest random rotation (None: HigherHRNet's 30)."""
     # top-down crops are read in the training process (2 torch threads), as in the demo: as fast as 2 loader
     # workers here (135-153 against 145-163 ms a step), and the step probe of --minutes then times what trains
     # (with 2 fresh workers it read 181-210 ms where training ran at 130-140)
@@ -76,10 +82,38 @@ def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int
         t = {"name": task, "root": data, "keypoints": "coco", "search_holdout": 16, "workers": 0, "vis_images": 0,
              **{s: {k: v.format(s) for k, v in split.items()} for s in ("train", "val", "test")}}
         t.update({"input_hw": TOPDOWN_INPUT, "augment": TOPDOWN_AUGMENT, **TOPDOWN_DARK} if task == "pose-topdown"
-                 else {"input_size": size})
+                 else {"input_size": size, **({"augment": {"max_rotation": rotation}} if rotation is not None else {})})
         sampler = {"kind": "grouped", "smallest_fusion": 0.0}
     return {"run_dir": run_dir, "seed": seed, "space": {**SPACE, "width": width}, "task": t, "sampler": sampler,
-            "train": train}
+            "train": train, **({"model": {"pretrained": init}} if init else {})}
+
+
+def init_checkpoint(spec: str, out: str, width: int, seed: int) -> tuple[str, dict | None]:
+    """The checkpoint of ``--init`` and, for ``topdown``, the top-down run's JSON record. ``topdown``: this
+    bench's top-down run (its defaults, the same width and seed) trained once under OUT/topdown_init and kept
+    there; a folder: the last checkpoint of that run folder (or of its ``run`` subfolder, as --out leaves it);
+    a file: that checkpoint. A missing one raises ValueError naming it."""
+    from scalenas.train.checkpoint import list_checkpoints
+    from scalenas.utils.io import atomic_write_json
+
+    record = None
+    if spec == "topdown":
+        spec = os.path.join(out, "topdown_init")
+        done = os.path.join(spec, "record.json")
+        if not os.path.exists(done):
+            args = ["--task", "pose-topdown", "--width", str(width), "--seed", str(seed), "--out", spec]
+            print(f"--init topdown: training the top-down supernet first (task_supernet.py {' '.join(args)})")
+            atomic_write_json(done, {"args": args, **bench_json("task_supernet.py", args)})
+        record = json.load(open(done))
+    if os.path.isdir(spec):
+        run = os.path.join(spec, "run") if os.path.isdir(os.path.join(spec, "run")) else spec
+        found = list_checkpoints(run)
+        if not found:
+            raise ValueError(f"--init {spec}: no checkpoint (checkpoints/step_*.pt) in {run}")
+        return found[-1], record
+    if not os.path.isfile(spec):
+        raise ValueError(f"--init {spec}: no such file or folder (give a checkpoint, a run folder or 'topdown')")
+    return spec, record
 
 
 def _input(args) -> str:
@@ -90,7 +124,11 @@ def _input(args) -> str:
     return f"{data} (val: {args.val_images} unseen images)"
 
 
-def main():
+def _aps(metrics: dict) -> str:
+    return " / ".join(f"{metrics[k]:.2f}" for k in ("largest", "smallest", "hrnet"))
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=["seg", "pose-topdown", "pose-bottomup", "pose"], default="seg",
                     help="pose is pose-bottomup (its old name)")
@@ -107,21 +145,41 @@ def main():
                     help="pose: person heights as fractions of the image's short side (default: the generator's)")
     ap.add_argument("--width", type=int, default=None, help="branch-0 width (default: the task's)")
     ap.add_argument("--warmup", type=int, help="linear warm-up steps of the poly schedule (default: the task's)")
+    ap.add_argument("--init", default=None, metavar="CHECKPOINT|RUN|topdown|none",
+                    help="pose-bottomup: start the supernet from a checkpoint's tensors of matching names and "
+                         "shapes (a run folder: its last checkpoint; 'topdown': train this bench's top-down "
+                         "supernet first, same width and seed, kept under OUT/topdown_init; 'none': from scratch); "
+                         "the bottom-up head starts fresh (default: the task's)")
+    ap.add_argument("--rotation", type=float, default=None,
+                    help="pose-bottomup: largest random rotation in degrees (default: the task's)")
     ap.add_argument("--seed", type=int, default=0,
                     help="training seed (initial weights, sampling, augmentation); the data stays seed 0")
     ap.add_argument("--out", default=None, help="keep the data and run here (default: a temporary folder)")
     ap.add_argument("--json", action="store_true")
+    return ap
+
+
+def main():
+    ap = parser()
     args = ap.parse_args()
     args.task = ALIASES.get(args.task, args.task)
     d = DEFAULTS[args.task]
     if args.steps is None and args.minutes is None:
         args.minutes = d["minutes"]
-    for key in ("steps", "size", "batch", "lr", "warmup", "width", "train_images", "val_images"):
+    if args.task != "pose-bottomup" and (args.rotation is not None or args.init == "topdown"):
+        ap.error(f"--rotation and --init topdown are pose-bottomup's; --task {args.task} takes neither")
+    for key in ("steps", "size", "batch", "lr", "warmup", "width", "train_images", "val_images", "init", "rotation"):
         if getattr(args, key) is None:
             setattr(args, key, d[key])
     setup_process()
-    start = time.time()
     out = args.out or tempfile.mkdtemp(prefix=f"bench_{args.task}_")
+    init, init_record = None, None
+    if args.init and args.init != "none":
+        try:
+            init, init_record = init_checkpoint(args.init, out, args.width, args.seed)
+        except ValueError as e:
+            ap.error(str(e))
+    start_run = time.time()  # after the top-down head start of --init topdown, which its record times
     data = os.path.join(out, "data")
     if not os.path.exists(data):
         if args.task == "seg":
@@ -134,7 +192,7 @@ def main():
                        seed=0, **extra))
     width = args.width
     cfg = config(args.task, data, os.path.join(out, "run"), args.steps, args.size, width, args.batch, args.lr,
-                 args.seed, args.warmup)
+                 args.seed, args.warmup, init, args.rotation)
     if args.minutes:
         probe = probe_step_seconds(RunConfig.model_validate(cfg))
         args.steps = cfg["train"]["steps"] = int(args.minutes * 60 / (probe * TRAIN_MARGIN))
@@ -142,7 +200,7 @@ def main():
     t0 = time.time()
     r = quick_supernet_run(cfg, calib_images=CALIB_IMAGES)
     end = time.time()
-    run_s, wall = end - t0, end - start  # wall: all of it, data generation and probe included
+    run_s, wall = end - t0, end - start_run  # wall: data generation and probe included, the top-down start not
     rows = [[name, r["before"][name], r["after"][name]] for name in r["after"]]
     chance = None
     if args.task == "seg":
@@ -154,6 +212,8 @@ def main():
     print_table(["subnet", f"val {r['metric']} at step 0", f"val {r['metric']} after {args.steps} steps"], rows,
                 f"{args.task} supernet W{width}, {_input(args)}, {args.steps} steps, batch {args.batch}, "
                 f"Adam {args.lr:g} (warm-up {args.warmup} steps), seed {args.seed}, grouped sampling, "
+                f"{'from ' + args.init + ', ' if init else ''}"
+                f"{f'rotation {args.rotation:g}, ' if args.rotation is not None else ''}"
                 f"BN recalibrated on {CALIB_IMAGES} train images ({machine()}); "
                 f"wall {wall / 60:.1f} min in all, {run_s / 60:.1f} of them training and evaluating")
     logs = [json.loads(x) for x in open(os.path.join(out, "run", "train_log.jsonl"))]
@@ -161,11 +221,16 @@ def main():
     if chance is not None:
         print(f"chance (the most frequent class everywhere): val mIoU {chance:.2f}")
     print(f"median training throughput {ips:.1f} img/s; first/last loss {r['losses'][0]:.4f} / {r['losses'][-1]:.4f}")
+    if init:
+        print(f"started from {init}" + (f" (the top-down run: val AP {_aps(init_record['after'])}, "
+                                        f"{init_record['wall_s'] / 60:.1f} min more)" if init_record else ""))
     if args.json:
         print(dumps_json({"before": r["before"], "after": r["after"], "metric": r["metric"], "steps": args.steps,
                           "train_images": args.train_images, "lr": args.lr, "warmup": args.warmup, "seed": args.seed,
                           "threads": torch.get_num_threads(), "train_img_per_s": ips, "wall_s": wall,
-                          "train_eval_s": run_s, "chance": chance}, indent=None))
+                          "train_eval_s": run_s, "chance": chance, "size": args.size, "batch": args.batch,
+                          "width": width, "rotation": args.rotation, "init": init, "init_record": init_record},
+                         indent=None))
 
 
 if __name__ == "__main__":

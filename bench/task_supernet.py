@@ -5,9 +5,11 @@ throughput next to the training throughput.
     python bench/task_supernet.py --task seg  --steps 600
     python bench/task_supernet.py --task pose-topdown    # W16, 4000 images, 3000 steps: 8-11 min (machine's pace)
     python bench/task_supernet.py --task pose-topdown --minutes 15   # as many steps as 15 min of training allow
-    python bench/task_supernet.py --task pose-bottomup --init topdown   # a top-down run first, then 2,000 steps
+    python bench/task_supernet.py --task pose-bottomup   # the top-down bench first (--init topdown), then 2,000
+                                                         # steps on 960 256-px images: ~30 min on one core
     python bench/task_supernet.py --task pose-bottomup --init runs/td/run   # from that folder's last checkpoint
-                                                                           # (--task pose: an alias of pose-bottomup)
+    python bench/task_supernet.py --task pose-bottomup --init none --size 128 --train-images 240 --val-images 40 \
+        --rotation 30   # the bottom-up bench before session 20 (from scratch; --task pose: an alias)
 """
 from __future__ import annotations
 
@@ -43,12 +45,17 @@ SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_chann
 #: 500 gave 66.2 / 63.9 / 63.5 with one seed under 60, 1,000 gave 67.9 / 64.9 / 63.8 with none under 63.0
 #: (docs/results/topdown-bench-seeds.md). Since session 19 it is W16 (the bottom-up width) for 3,000 steps:
 #: over seeds 0-3 on one thread 73.2 / 68.3 / 65.6, none under 63.7, in 8.3-10.4 minutes where W12 for 6,000
-#: steps took 18.6-18.9, which leaves a slower machine (AVX2 only) room under the bar's 20 minutes
+#: steps took 18.6-18.9, which leaves a slower machine (AVX2 only) room under the bar's 20 minutes.
+#: Bottom-up since session 20 (init, rotation: --init and --rotation): the sweep's best recipe (bench/bottomup_sweep.py,
+#: combined_256_960): 2,000 steps from the same seed's top-down supernet (it learns to locate joints in crops
+#: first; from scratch the same run gave 1.72 / 3.11 / 2.55), 960 images drawn at 256 px (the 128-px images
+#: left every run under 2), no rotation (the synthetic people carry their own), 200 val images (40 moved a run
+#: by up to 3 AP); over seeds see docs/results/bottomup-bench-seeds.md. Before: 128 px, 240 images, from scratch
 DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.004,
                     "warmup": 20, "train_images": 240, "val_images": 40, "init": None, "rotation": None},
-            "pose-bottomup": {"width": 16, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.003,
-                              "warmup": 20, "train_images": 240, "val_images": 40, "init": None,
-                              "rotation": None},
+            "pose-bottomup": {"width": 16, "steps": 2000, "minutes": None, "size": 256, "batch": 8, "lr": 0.003,
+                              "warmup": 20, "train_images": 960, "val_images": 200, "init": "topdown",
+                              "rotation": 0},
             "pose-topdown": {"width": 16, "steps": 3000, "minutes": None, "size": 256, "batch": 16, "lr": 0.02,
                              "warmup": 1000, "train_images": 4000, "val_images": 200, "init": None,
                              "rotation": None}}
@@ -100,11 +107,14 @@ def init_checkpoint(spec: str, out: str, width: int, seed: int) -> tuple[str, di
     if spec == "topdown":
         spec = os.path.join(out, "topdown_init")
         done = os.path.join(spec, "record.json")
+        args = ["--task", "pose-topdown", "--width", str(width), "--seed", str(seed), "--out", spec]
         if not os.path.exists(done):
-            args = ["--task", "pose-topdown", "--width", str(width), "--seed", str(seed), "--out", spec]
             print(f"--init topdown: training the top-down supernet first (task_supernet.py {' '.join(args)})")
             atomic_write_json(done, {"args": args, **bench_json("task_supernet.py", args)})
         record = json.load(open(done))
+        if record["args"][:-2] != args[:-2]:  # a kept run of another width or seed (its --out aside: it may move)
+            raise ValueError(f"--init topdown: {done} was trained with {' '.join(record['args'][:-2])}, not "
+                             f"{' '.join(args[:-2])}; give another --out")
     if os.path.isdir(spec):
         run = os.path.join(spec, "run") if os.path.isdir(os.path.join(spec, "run")) else spec
         found = list_checkpoints(run)

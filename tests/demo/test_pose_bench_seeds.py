@@ -79,4 +79,4 @@ def test_recipes_are_named_once_across_tasks_and_an_unknown_one_is_refused(monke
     with pytest.raises(SystemExit) as e:
         tbs.main()
     assert e.value.code == 2
-    assert "--only: unknown pose-bottomup recipe(s) w16_3000; known: topdown_256_960" in capsys.readouterr().err
+    assert "--only: unknown pose-bottomup recipe(s) w16_3000; known: topdown_256_960_val40," in capsys.readouterr().err

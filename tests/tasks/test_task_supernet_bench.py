@@ -34,6 +34,8 @@ def test_init_topdown_trains_the_topdown_bench_once_and_starts_from_its_last_che
     assert ckpt == str(tmp_path / "topdown_init" / "run" / "checkpoints" / "step_00000002.pt")
     assert record["seed"] == 3 and record["steps"] == 2 and set(record["after"]) == {"largest", "smallest", "hrnet"}
     assert ts.init_checkpoint("topdown", str(tmp_path), 4, 3) == (ckpt, record) and len(calls) == 1  # kept
+    with pytest.raises(ValueError, match="was trained with .*--seed 3.*, not .*--seed 4.*; give another --out"):
+        ts.init_checkpoint("topdown", str(tmp_path), 4, 4)  # another seed's head start is not the kept one
     # a run folder, the folder --out left, or the checkpoint itself name the same weights
     for spec in (tmp_path / "topdown_init", tmp_path / "topdown_init" / "run", ckpt):
         assert ts.init_checkpoint(str(spec), "unused", 4, 0) == (ckpt, None)

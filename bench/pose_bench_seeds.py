@@ -35,11 +35,15 @@ from scalenas.utils.markdown import markdown_table  # noqa: E402
 
 SUBNETS = ("largest", "smallest", "hrnet")
 W12_6000 = ["--width", "12", "--steps", "6000"]  # the top-down bench's network and length in sessions 15-18
-#: the bottom-up recipe of session 19's sweep (bench/bottomup_sweep.py, combined_256_960): 960 images drawn at
-#: 256 px, no rotation (the synthetic people carry their own)
-BOTTOMUP_256_960 = ["--steps", "2000", "--size", "256", "--train-images", "960", "--rotation", "0"]
-#: the rest of the bench's bottom-up setting: W16 from the same seed's top-down supernet, 200 val images
-BOTTOMUP_DEFAULT = ["--width", "16", "--init", "topdown", "--val-images", "200"]
+#: the bottom-up bench of session 20: session 19's sweep's best recipe (bench/bottomup_sweep.py, combined_256_960):
+#: W16 from the same seed's top-down supernet, 960 images drawn at 256 px, no rotation (the synthetic people carry
+#: their own), 2,000 steps, 200 val images; each recipe adds its batch and Adam schedule
+BOTTOMUP = ["--steps", "2000", "--size", "256", "--train-images", "960", "--rotation", "0", "--width", "16",
+            "--init", "topdown", "--val-images", "200"]
+
+
+def _adam(batch: int, lr: str, warmup: int) -> list[str]:
+    return ["--batch", str(batch), "--lr", lr, "--warmup", str(warmup)]
 
 
 @dataclass(frozen=True)
@@ -71,18 +75,18 @@ BENCHES = {
         "BN recalibrated on 32 crops; val AP on 200 unseen images with flip test and DARK)"),
     "pose-bottomup": Bench(10.0, None, {  # issue 14's aim: val AP >= 10 of every subnet in 2,000 steps
         # from the top-down bench's supernet of the same width and seed (trained first, its minutes apart),
-        # scored on the sweep's 40 val images, then on 200 (40 moved a run by up to 3 AP, as in top-down)
-        "topdown_256_960_val40": [*BOTTOMUP_256_960, "--width", "16", "--init", "topdown", "--val-images", "40"],
-        "topdown_256_960": [*BOTTOMUP_256_960, *BOTTOMUP_DEFAULT],
-        "lr_6e-3_warm500": [*BOTTOMUP_256_960, *BOTTOMUP_DEFAULT, "--lr", "6e-3", "--warmup", "500"],
-        "lr_1.2e-2_warm500": [*BOTTOMUP_256_960, *BOTTOMUP_DEFAULT, "--lr", "1.2e-2", "--warmup", "500"],
-        "batch16": [*BOTTOMUP_256_960, *BOTTOMUP_DEFAULT, "--batch", "16"],
-        "batch16_lr_6e-3_warm500": [*BOTTOMUP_256_960, *BOTTOMUP_DEFAULT, "--batch", "16", "--lr", "6e-3",
-                                    "--warmup", "500"],
-        "scratch_256_960": [*BOTTOMUP_256_960, "--width", "16", "--init", "none", "--val-images", "200"]},
+        # scored on the sweep's 40 val images, then on 200 (40 moved a run by up to 3 AP, as in top-down); an
+        # option repeated after BOTTOMUP replaces its value there (argparse keeps the last)
+        "topdown_256_960_val40": [*BOTTOMUP, *_adam(8, "3e-3", 20), "--val-images", "40"],
+        "topdown_256_960": [*BOTTOMUP, *_adam(8, "3e-3", 20)],
+        "lr_6e-3_warm500": [*BOTTOMUP, *_adam(8, "6e-3", 500)],
+        "lr_1.2e-2_warm500": [*BOTTOMUP, *_adam(8, "1.2e-2", 500)],
+        "batch16": [*BOTTOMUP, *_adam(16, "3e-3", 20)],
+        "batch16_lr_6e-3_warm500": [*BOTTOMUP, *_adam(16, "6e-3", 500)],
+        "scratch_256_960": [*BOTTOMUP, *_adam(8, "3e-3", 20), "--init", "none"]},
         ["topdown_256_960"],
-        "`bench/task_supernet.py --task pose-bottomup` (a W16 supernet for 2,000 steps of batch 8, Adam 3e-3 poly "
-        "with a 20-step warm-up, unless the recipe changes them; 960 synthetic 256x256 images, no rotation, grouped "
+        "`bench/task_supernet.py --task pose-bottomup` (a W16 supernet for 2,000 steps, Adam poly, batch, rate and "
+        "warm-up as the recipe names them; 960 synthetic 256x256 images, no rotation, grouped "
         "sampling, BN recalibrated on 32 training images; val AP on 200 unseen images, 40 in the `_val40` recipe, "
         "with flip test; `--init topdown`: the supernet starts from the top-down bench's, of the same width and seed, "
         "whose minutes are the `head start` column; `-` there: a run that named that top-down run's folder "

@@ -36,8 +36,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import bench_json, machine, print_table  # noqa: E402
+from _common import machine, print_table  # noqa: E402
 from quickrun import quick_supernet_run  # noqa: E402
+from task_supernet import init_checkpoint  # noqa: E402
 from scalenas.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from scalenas.utils.markdown import markdown_table  # noqa: E402
 from scalenas.utils.runtime import setup_process  # noqa: E402
@@ -52,7 +53,7 @@ AUGMENTS = {"hhr": HHR_AUG, "weak": WEAK_AUG, "norot": NOROT_AUG, "strong": STRO
 BASE = {"train_images": 240, "size": 128, "sigma": 2.0, "lr": 3e-3, "tag_weight": 1e-3, "augment": "hhr",
         "sampler": "grouped", "background_weight": 1.0, "heatmap": "mse", "warmup": 20,
         "input": None,  # network input side; None: the image size
-        "batch": 8, "init": None}  # init "topdown": start from TOPDOWN_INIT's supernet (else from scratch)
+        "batch": 8, "init": None}  # init "topdown": start from topdown_init()'s supernet (else from scratch)
 
 #: one factor at a time: name -> the settings that differ from BASE
 VARIANTS = {
@@ -78,7 +79,7 @@ VARIANTS = {
     "hrnet_alone": {"sampler": "hrnet"},
     # more images per step at the same step count (and learning rate): whether the 2,000 steps starve on data
     "batch_16": {"batch": 16}, "batch_32": {"batch": 32},
-    # not from scratch: the weights of a top-down supernet of the same space (TOPDOWN_INIT), as HigherHRNet starts
+    # not from scratch: the weights of a top-down supernet of the same space (topdown_init), as HigherHRNet starts
     # from ImageNet weights; whether features that know joints (at one scale) are what 2,000 steps lack
     "topdown_init": {"init": "topdown"},
     # not one factor: the levers that each moved the floor most (session 19), together
@@ -93,9 +94,10 @@ VARIANTS = {
     "norot_256_960": {"augment": "norot", "size": 256, "train_images": 960},
     "combined_256_3840": {"init": "topdown", "augment": "norot", "size": 256, "train_images": 3840},
 }
-#: bench/task_supernet.py's top-down recipe (warm-up, Adam, crops, its 4,000 256-px images) for the sweep's space;
-#: the images are another draw than the sweep's (they share no validation image)
-TOPDOWN_INIT = ["--task", "pose-topdown", "--width", str(SPACE["width"]), "--steps", "3000"]
+#: bench/task_supernet.py's top-down recipe (warm-up, Adam, crops, its 4,000 256-px images) for the sweep's space,
+#: at the 3,000 steps the published rows started from; the images are another draw than the sweep's (they share
+#: no validation image)
+TOPDOWN_STEPS = ["--steps", "3000"]
 
 
 def input_side(s: dict) -> int:
@@ -153,18 +155,11 @@ def work_dir(out: str, name: str, every: int = 0) -> str:
 
 
 def topdown_init(root: str) -> dict:
-    """The top-down supernet that ``init: topdown`` variants start from: ``bench/task_supernet.py`` with
-    TOPDOWN_INIT, run once under ROOT/topdown_init; its JSON record (val AP of its subnets, top-down, and its
-    minutes: the price of the head start) with the checkpoint."""
-    from scalenas.train.checkpoint import list_checkpoints
-
-    path = os.path.join(root, "topdown_init")
-    record = os.path.join(path, "record.json")
-    if not os.path.exists(record):
-        r = bench_json("task_supernet.py", [*TOPDOWN_INIT, "--out", path])
-        atomic_write_json(record, {"args": TOPDOWN_INIT, **r,
-                                   "checkpoint": list_checkpoints(os.path.join(path, "run"))[-1]})
-    return json.load(open(record))
+    """The top-down supernet that ``init: topdown`` variants start from: ``bench/task_supernet.py``'s
+    ``--init topdown`` head start with TOPDOWN_STEPS, run once under ROOT/topdown_init; its JSON record (val AP
+    of its subnets, top-down, and its minutes: the price of the head start) with the checkpoint."""
+    checkpoint, record = init_checkpoint("topdown", root, SPACE["width"], 0, pinned=TOPDOWN_STEPS)
+    return {**record, "checkpoint": checkpoint}
 
 
 def attribution(cfg: dict, checkpoint: str, images: int = 40) -> dict:

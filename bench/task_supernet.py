@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Sequence
 
 import torch
 
@@ -97,11 +98,13 @@ def config(task: str, data: str, run_dir: str, steps: int, size: int, width: int
             "train": train, **({"model": {"pretrained": init}} if init else {})}
 
 
-def init_checkpoint(spec: str, out: str, width: int, seed: int) -> tuple[str, dict | None]:
+def init_checkpoint(spec: str, out: str, width: int, seed: int,
+                    pinned: Sequence[str] = ()) -> tuple[str, dict | None]:
     """The checkpoint of ``--init`` and, for ``topdown``, the top-down run's JSON record. ``topdown``: this
-    bench's top-down run (its defaults, the same width and seed) trained once under OUT/topdown_init and kept
-    there; a folder: the last checkpoint of that run folder (or of its ``run`` subfolder, as --out leaves it);
-    a file: that checkpoint. A missing one raises ValueError naming it."""
+    bench's top-down run (its defaults, the same width and seed, and the ``pinned`` arguments, e.g. the
+    bottom-up sweep's ``--steps 3000``) trained once under OUT/topdown_init and kept there; a folder: the last
+    checkpoint of that run folder (or of its ``run`` subfolder, as --out leaves it); a file: that checkpoint.
+    A missing one raises ValueError naming it."""
     from scalenas.train.checkpoint import list_checkpoints
     from scalenas.utils.io import atomic_write_json
 
@@ -109,12 +112,12 @@ def init_checkpoint(spec: str, out: str, width: int, seed: int) -> tuple[str, di
     if spec == "topdown":
         spec = os.path.join(out, "topdown_init")
         done = os.path.join(spec, "record.json")
-        args = ["--task", "pose-topdown", "--width", str(width), "--seed", str(seed), "--out", spec]
+        args = ["--task", "pose-topdown", "--width", str(width), "--seed", str(seed), *pinned, "--out", spec]
         if not os.path.exists(done):
             print(f"--init topdown: training the top-down supernet first (task_supernet.py {' '.join(args)})")
             atomic_write_json(done, {"args": args, **bench_json("task_supernet.py", args)})
         record = json.load(open(done))
-        if record["args"][:-2] != args[:-2]:  # a kept run of another width or seed (its --out aside: it may move)
+        if record["args"][:-2] != args[:-2]:  # a kept run of other settings (its --out aside: it may move)
             raise ValueError(f"--init topdown: {done} was trained with {' '.join(record['args'][:-2])}, not "
                              f"{' '.join(args[:-2])}; give another --out")
     if os.path.isdir(spec):

@@ -25,6 +25,26 @@ def test_each_variant_changes_only_its_setting(name):
     assert (cfg["sampler"]["kind"] == "fixed") == (name == "hrnet_alone")
 
 
+def test_topdown_init_is_the_task_bench_head_start_with_the_sweeps_steps(tmp_path, monkeypatch):
+    import task_supernet as ts
+
+    calls = []
+
+    def fake_bench(script, args):  # leaves a checkpoint where the real run would and the record of a run
+        calls.append(args)
+        ckpt = tmp_path / "topdown_init" / "run" / "checkpoints" / "step_00003000.pt"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"")
+        return {"steps": 3000, "after": {"hrnet": 61.0}}
+
+    monkeypatch.setattr(ts, "bench_json", fake_bench)
+    init = bs.topdown_init(str(tmp_path))
+    assert calls == [["--task", "pose-topdown", "--width", str(bs.SPACE["width"]), "--seed", "0", "--steps", "3000",
+                      "--out", str(tmp_path / "topdown_init")]]
+    assert init["checkpoint"].endswith("step_00003000.pt") and init["after"] == {"hrnet": 61.0}
+    assert bs.topdown_init(str(tmp_path)) == init and len(calls) == 1  # trained once, then kept
+
+
 def test_input_side_is_the_image_size_unless_set():
     assert bs.input_side(bs.BASE) == bs.BASE["size"] == 128
     assert bs.input_side({**bs.BASE, **bs.VARIANTS["input_256"]}) == 256

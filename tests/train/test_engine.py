@@ -245,6 +245,27 @@ def test_run_header_names_the_threads_and_restores_them(tmp_path, make_cfg, caps
     assert torch.get_num_threads() == before  # the training rule does not leak into the caller
 
 
+def test_training_loader_workers_are_capped_at_the_cores(tmp_path, make_cfg, capsys, monkeypatch):
+    """train.workers 4 on a 2-core share starts 2 loader workers (more only queue, and torch's warning would
+    break a worker error's one line); the header says what was configured."""
+    from scalenas.train import data, engine
+    from scalenas.utils import runtime
+
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.setattr(engine, "usable_cores", lambda: 2)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    made, real = [], data.make_loader
+
+    def spy(dataset, collate, batch_sampler, seed, workers, **kw):
+        made.append(workers)
+        return real(dataset, collate, batch_sampler, seed, 0, **kw)  # the count is what is tested
+
+    monkeypatch.setattr(engine, "make_loader", spy)
+    train_supernet(RunConfig.model_validate(make_cfg(tmp_path / "run", steps=1, threads=1, workers=4)))
+    assert made == [2]
+    assert "threads: 1 (cores 2, loader workers 2 of 4 configured, bf16: no)" in capsys.readouterr().out.splitlines()
+
+
 def test_time_steps_times_engine_steps_and_leaves_nothing(tmp_path, make_cfg):
     """The demo's step timing: real engine steps (a trainer in a scratch folder), one time per step,
     the caller's run folder untouched and its thread count restored."""

@@ -30,7 +30,7 @@ from scalenas.train.optim import build_optimizer, build_scheduler
 from scalenas.train.schedule import resolve_schedule
 from scalenas.train.step import autocast, forward_loss, to_device, tree_float
 from scalenas.utils.io import atomic_write_json, atomic_write_text, dumps_json, package_versions
-from scalenas.utils.runtime import resolve_amp, setup_process, usable_cores
+from scalenas.utils.runtime import loader_workers, resolve_amp, setup_process, usable_cores
 
 
 
@@ -47,7 +47,11 @@ class SupernetTrainer:
         self.cfg = cfg
         self.info = info or init_distributed(cfg.train.device)
         self._caller_threads = torch.get_num_threads()  # restored by close(): the rule below is for training
-        self.threads = setup_process(cfg.train.threads, loader_workers=cfg.train.workers)
+        # never more loader workers than this process's share of the cores: more only queue behind each other
+        # (and torch's warning would break a worker error's one line); samples are seeded by (epoch, index),
+        # so the count changes no sample
+        self.workers = loader_workers(cfg.train.workers)
+        self.threads = setup_process(cfg.train.threads, loader_workers=self.workers)
         self.task = build_task(cfg.task)
         self.task.check_dependencies()  # before days of training, not at the first evaluation
         self.space = cfg.space.build()
@@ -183,7 +187,8 @@ class SupernetTrainer:
         if info.is_main:
             print(self.schedule.describe(int(self.cfg.task.get("search_holdout", 0) or 0), self.task.sample_unit),
                   flush=True)
-            print(f"threads: {self.threads} (cores {usable_cores()}, loader workers {t.workers}, "
+            capped = f" of {t.workers} configured" if self.workers < t.workers else ""
+            print(f"threads: {self.threads} (cores {usable_cores()}, loader workers {self.workers}{capped}, "
                   f"bf16: {'yes' if self.amp == 'bf16' else 'no'})", flush=True)
             print(f"precision: {self.amp_why}", flush=True)
             for line in reproduction_warnings(self.cfg):
@@ -223,7 +228,7 @@ class SupernetTrainer:
         t, info = self.cfg.train, self.info
         bs = StepBatchSampler(len(self.dataset), t.batch_size, t.steps, self.step, t.accumulate, self.cfg.seed,
                               info.rank, info.world_size, self.task.sample_unit)
-        return make_loader(self.dataset, self.task.collate, bs, self.cfg.seed, t.workers,
+        return make_loader(self.dataset, self.task.collate, bs, self.cfg.seed, self.workers,
                            pin_memory=self.device.type == "cuda")
 
     def _start_steps(self) -> None:

@@ -55,7 +55,7 @@ def core_share() -> int:
 
 
 def loader_workers(requested: int) -> int:
-    """Loader worker processes for evaluation: the configured count, at most this process's core share.
+    """Loader worker processes for training and evaluation: the configured count, at most this process's core share.
     More workers than cores only queue behind each other and the decoding process (and torch warns)."""
     return min(max(0, int(requested)), core_share())
 

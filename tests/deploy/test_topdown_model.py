@@ -113,7 +113,8 @@ def test_predict_with_and_without_boxes(topdown, tmp_path, h, capsys):
     (tmp_path / "bad.json").write_text(json.dumps([{"image_id": 1, "bbox": [1, 2, 0, 5], "score": 1}]))
     assert h.cli("predict", out, path, "-o", tmp_path / "b", "--boxes", tmp_path / "bad.json") == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"scalenas predict: error: {tmp_path / 'bad.json'}: detection 0 (image 1) has a degenerate box")
+    bad = tmp_path / "bad.json"
+    assert err.startswith(f"scalenas predict: error: {bad}: detection 0 (image 1) has a degenerate box")
     assert "\n" not in err
 
 

@@ -47,8 +47,8 @@ def test_sampler_section_builds_its_sampler(tiny):
 
 
 def test_an_unknown_sampler_kind_names_the_choices():
-    with pytest.raises(ScaleNASError, match=r"^sampler.kind: unknown sampler 'sandwhich'; choose one of fixed, grouped, "
-                                            r"sandwich, uniform \(did you mean 'sandwich'\?\)$"):
+    with pytest.raises(ScaleNASError, match=r"^sampler.kind: unknown sampler 'sandwhich'; choose one of fixed, "
+                                            r"grouped, sandwich, uniform \(did you mean 'sandwich'\?\)$"):
         validate_section(RunConfig, {"sampler": {"kind": "sandwhich"}})
 
 

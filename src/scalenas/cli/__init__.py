@@ -16,7 +16,8 @@ import sys
 from scalenas.errors import ScaleNASError, user_message
 from scalenas.utils.runtime import setup_process
 
-COMMANDS = ["info", "draw", "archs", "data", "train_supernet", "shrink", "search", "extract", "export", "eval", "predict", "demo", "study"]
+COMMANDS = ["info", "draw", "archs", "data", "train_supernet", "shrink", "search", "extract", "export", "eval",
+            "predict", "demo", "study"]
 
 
 class CommandParser(argparse.ArgumentParser):

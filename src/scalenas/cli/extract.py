@@ -60,8 +60,8 @@ def add_model_dir_args(p: argparse.ArgumentParser) -> None:
                         "(or --finetune's)")
     f.add_argument("--finetune", metavar="CONFIG", dest="finetune_config",
                    help="fine-tune with the 'train' section of CONFIG instead (its train.epochs unless "
-                        "--finetune-epochs), e.g. configs/finetune/scalenet_p_20ep.yaml: the released ScaleNet-P models' "
-                        "20 more epochs")
+                        "--finetune-epochs), e.g. configs/finetune/scalenet_p_20ep.yaml: the released "
+                        "ScaleNet-P models' 20 more epochs")
     f.add_argument("--finetune-lr", type=float, metavar="LR", help="learning rate for fine-tuning (default: the run's)")
     f.add_argument("--eval-split", choices=("search", "val", "test"), help="evaluate on this split and record it")
     f.add_argument("--eval-max-images", type=int, metavar="N",

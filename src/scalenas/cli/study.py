@@ -6,7 +6,8 @@ import argparse
 
 from scalenas.cli import split_config_and_overrides
 
-USAGE = "scalenas study CONFIG.yaml [KEY=VALUE ...] -o DIR [--quick] [--workers N | --ray auto|local|ADDRESS] [--dry-run]"
+USAGE = ("scalenas study CONFIG.yaml [KEY=VALUE ...] -o DIR [--quick] [--workers N | --ray auto|local|ADDRESS] "
+         "[--dry-run]")
 
 DESCRIPTION = """\
 Check, on your task and space, that one-shot search finds good architectures:

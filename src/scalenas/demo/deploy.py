@@ -75,7 +75,8 @@ def deploy_models(kind: str, tdir: str, ckpt_path: str, search_dir: str, search_
     main = next((m for m in models if m["name"] == "best<=hrnet"), models[0])
     exp = export_model_dir(main["model_dir"], "onnx", log=lambda m: None)
     main["onnx"] = {"path": exp["path"], "parity_max_abs": float(exp["parity"].max_abs)}
-    print(f"[demo] exported {main['name']} to ONNX; parity max abs diff {main['onnx']['parity_max_abs']:.2e}", flush=True)
+    print(f"[demo] exported {main['name']} to ONNX; parity max abs diff {main['onnx']['parity_max_abs']:.2e}",
+          flush=True)
     # prediction overlays of the main pick on test images
     main["overlays"] = _overlays(main["model_dir"], os.path.join(tdir, "overlays"))
     shutil.copyfile(os.path.join(search_dir, "pareto.png"), os.path.join(tdir, "pareto.png"))

@@ -76,16 +76,17 @@ def write_report(out: str, results: dict, budget_minutes: float, seconds: float)
             lines += [caution, ""]
         main = next((m for m in models if m.get("onnx")), None)
         if main:
-            lines += [f"ONNX export of `{main['hash']}` ({rel(main['onnx']['path']) if main['onnx']['path'] else 'n/a'}):"
-                      f" parity with PyTorch max abs diff {main['onnx']['parity_max_abs']:.2e} (tolerance 1e-4 × max(1, max |output|)).", ""]
+            where = rel(main['onnx']['path']) if main['onnx']['path'] else 'n/a'
+            lines += [f"ONNX export of `{main['hash']}` ({where}): parity with PyTorch max abs diff "
+                      f"{main['onnx']['parity_max_abs']:.2e} (tolerance 1e-4 × max(1, max |output|)).", ""]
         lines += [f"### Pareto front ({kind})", "", f"![pareto]({kind}/pareto.png)", "", "### Architectures", ""]
         for m in models:
             lines += [f"**{m['name']}** (`{m['hash']}`)", "", f"![{m['name']}]({rel(m['drawing'])})", ""]
         if main and main.get("overlays"):
             lines += ["### Predictions on test images", ""]
             lines += [f"![overlay]({rel(p)})" for p in main["overlays"]] + [""]
-        summary[kind] = {"models": models, "searched_matches_hrnet": ok, "undertrained": caution is not None, "train_steps": r["train_steps"],
-                         "seed": r["seed"], "search": r["search_cfg"]}
+        summary[kind] = {"models": models, "searched_matches_hrnet": ok, "undertrained": caution is not None,
+                         "train_steps": r["train_steps"], "seed": r["seed"], "search": r["search_cfg"]}
         if first_pareto is None:
             first_pareto = os.path.join(r["dir"], "pareto.png")
     if first_pareto:

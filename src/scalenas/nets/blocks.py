@@ -59,7 +59,8 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(cout, momentum=momentum)
         self.downsample = None
         if cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout, momentum=momentum))
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False),
+                                            nn.BatchNorm2d(cout, momentum=momentum))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)

@@ -127,7 +127,8 @@ class ConversionReport:
                 "missing": len(self.missing), "unexpected": len(self.unexpected),
                 "mismatched": len(self.mismatched), "ignored": _count_reasons(self.ignored),
                 "first_missing": self.missing[:max_keys], "first_unexpected": self.unexpected[:max_keys],
-                "first_mismatched": [f"{s} -> {d}: {tuple(a)} vs {tuple(b)}" for s, d, a, b in self.mismatched[:max_keys]],
+                "first_mismatched": [f"{s} -> {d}: {tuple(a)} vs {tuple(b)}"
+                                     for s, d, a, b in self.mismatched[:max_keys]],
                 "source_upsample": self.source_upsample, "model_upsample": self.model_upsample,
                 "notes": self.notes}
 

@@ -47,7 +47,8 @@ class SuperScaleNet(_Body):
         return self
 
     def extract(self, arch: Arch | None = None) -> ScaleNet:
-        """A standalone ScaleNet for ``arch`` (default: the active one) with this supernet's weights and BN statistics."""
+        """A standalone ScaleNet for ``arch`` (default: the active one) with this supernet's weights and BN
+        statistics."""
         arch = arch or self.active
         with torch.device("meta"):
             net = ScaleNet(self.space, arch, self.head_spec, bn_momentum=self.bn_momentum, init="none")

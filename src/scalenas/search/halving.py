@@ -46,7 +46,8 @@ def rungs(full_images: int, min_images: int, eta: int) -> list[int]:
 
 
 def successive_halving(archs: Sequence[Arch], score: Callable[[list[Arch], int], list[dict]], full_images: int,
-                       min_images: int, eta: int, select: Callable[[list[dict], int], list[int]]) -> tuple[list[dict], int]:
+                       min_images: int, eta: int,
+                       select: Callable[[list[dict], int], list[int]]) -> tuple[list[dict], int]:
     """``(records, eval_images)``: one record per arch of ``archs`` (in their order), the one of the
     last rung it reached (``eval_images`` and ``rung`` added), and the images scored in all.
 

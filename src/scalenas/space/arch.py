@@ -82,7 +82,8 @@ class ModuleArch:
         return max(self.depth)
 
     def inputs(self, out_branch: int, step: int) -> tuple[int, ...]:
-        """Input branches other than ``out_branch`` fused into it after ``step`` (empty once the branch has finished)."""
+        """Input branches other than ``out_branch`` fused into it after ``step`` (empty once the branch has
+        finished)."""
         if step >= self.depth[out_branch]:
             return ()
         bits = self.fuse[out_branch][step]

@@ -118,7 +118,8 @@ class SearchSpace:
                         raise ScaleNASError(f"{where} branch {i} step {s}: mask {bits!r} has length {len(bits)}, "
                                             f"expected {nb} (one bit per input branch)")
                     if bits[i] != "1":
-                        raise ScaleNASError(f"{where} branch {i} step {s}: missing self bit (bit {i} of {bits!r} must be 1)")
+                        raise ScaleNASError(f"{where} branch {i} step {s}: missing self bit "
+                                            f"(bit {i} of {bits!r} must be 1)")
         if pose_rule:
             last = arch.modules[-1]
             m = arch.num_modules - 1

@@ -54,7 +54,8 @@ def _fidelity_table(doc: dict) -> list[str]:
 def _sampler_table(doc: dict) -> list[str]:
     rows = []
     for name, s in doc["samplers"].items():
-        for label, v in [(name, s)] + ([(f"{name}, equal compute", s["equal_compute"])] if "equal_compute" in s else []):
+        equal = [(f"{name}, equal compute", s["equal_compute"])] if "equal_compute" in s else []
+        for label, v in [(name, s)] + equal:
             rows.append([label, v["steps"], v["images_seen"], v["subnet_passes"], _ms(v["kendall_tau"]),
                          _ms(v["hypervolume"], 4)])
     return markdown_table(["sampler", "steps", "images seen", "subnet passes", "Kendall τ (mean ± std)",

@@ -66,7 +66,8 @@ def _settings(plan: Plan) -> dict:
             "search": {k: s.get(k) for k in ("initial", "population", "generations", "parents", "calib_images",
                                              "objectives")},
             "search_split_images": plan.search_images, "gflops_largest": plan.gflops_largest,
-            "hypervolume": {"objectives": "(-metric/100, GFLOPs/GFLOPs(largest))", "reference_point": list(stats.HV_REF)},
+            "hypervolume": {"objectives": "(-metric/100, GFLOPs/GFLOPs(largest))",
+                            "reference_point": list(stats.HV_REF)},
             "bootstrap": {"resamples": st.bootstrap, "seed": st.bootstrap_seed}}
 
 
@@ -136,7 +137,8 @@ def _from_scratch(plan: Plan, out: str, searched: dict | None) -> dict:
 
     hrnet = plan.arch_of("hrnet")
     doc = {"hrnet": runs(hrnet), "searched": None,
-           "rule": "best search-split metric of evolution seed 0 on grouped seed 0 at GFLOPs <= hrnet's, hrnet excluded"}
+           "rule": "best search-split metric of evolution seed 0 on grouped seed 0 at GFLOPs <= hrnet's, "
+                   "hrnet excluded"}
     if searched is not None:
         doc["searched"] = {**runs(searched), "search_metric": searched["search_metric"], "arch": searched["arch"]}
     return doc

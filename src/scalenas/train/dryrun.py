@@ -32,7 +32,8 @@ def dry_run(cfg: RunConfig, world_size: int) -> list[str]:
     per_step = t.batch_size * world_size * t.accumulate
     lines = [f"dry run of {cfg.task['name']} into {cfg.run_dir}: nothing is trained or written",
              f"world size: {world_size} process{'es' if world_size != 1 else ''} on {device.type}",
-             f"{task.sample_unit} per step: {per_step:,} ({t.batch_size}/process x {world_size} x accumulate {t.accumulate})",
+             f"{task.sample_unit} per step: {per_step:,} ({t.batch_size}/process x {world_size} "
+             f"x accumulate {t.accumulate})",
              sched.describe(int(cfg.task.get("search_holdout", 0) or 0), task.sample_unit),
              f"optimiser: {t.optimizer.name}, lr {t.optimizer.lr:g}, {t.schedule.name} schedule",
              f"precision: {resolve_amp(t.amp, device)[1]} (train.amp={t.amp})",

@@ -198,7 +198,8 @@ class SandwichSampler(UniformSampler):
     def archs_for(self, step: int) -> list[tuple[Arch, str]]:
         rng = step_rng(self.seed, step)
         out = [(self.space.largest(self.pose_rule), "largest"), (self.space.smallest(self.pose_rule), "smallest")]
-        out += [(self.space.sample(rng, self.fusion_prob, None, self.pose_rule), "random") for _ in range(self.num_random)]
+        out += [(self.space.sample(rng, self.fusion_prob, None, self.pose_rule), "random")
+                for _ in range(self.num_random)]
         return out
 
     def _settings(self) -> dict:

@@ -12,7 +12,7 @@ gives the bench as shipped on this machine (alone, both cores).
     python bench/pose_bench_seeds.py --out runs/topdown-seeds --only b32 --seeds 1,2
     python bench/pose_bench_seeds.py --out runs/topdown-seeds --only w16_3000 --seeds 0 --threads 2 --workers 1
     python bench/pose_bench_seeds.py --out runs/topdown-seeds --publish docs/results/topdown-bench-seeds
-    python bench/pose_bench_seeds.py --task pose-bottomup --out runs/bottomup-seeds --seeds 0,1,2,3   # ~80 min
+    python bench/pose_bench_seeds.py --task pose-bottomup --out runs/bottomup-seeds --seeds 0,1,2,3   # ~100 min
     python bench/pose_bench_seeds.py --task pose-bottomup --out runs/bottomup-seeds \
         --publish docs/results/bottomup-bench-seeds
 
@@ -83,14 +83,19 @@ BENCHES = {
         "lr_1.2e-2_warm500": [*BOTTOMUP, *_adam(8, "1.2e-2", 500)],
         "batch16": [*BOTTOMUP, *_adam(16, "3e-3", 20)],
         "batch16_lr_6e-3_warm500": [*BOTTOMUP, *_adam(16, "6e-3", 500)],
+        # levers for the hrnet subnet, the lowest in every run of the one above (session 21): twice the rate (the
+        # default since), and twice the warm-up (the top-down bench's 1/3 of its steps)
+        "batch16_lr_1.2e-2_warm500": [*BOTTOMUP, *_adam(16, "1.2e-2", 500)],
+        "batch16_lr_6e-3_warm1000": [*BOTTOMUP, *_adam(16, "6e-3", 1000)],
         "scratch_256_960": [*BOTTOMUP, *_adam(8, "3e-3", 20), "--init", "none"]},
-        ["batch16_lr_6e-3_warm500"],
+        ["batch16_lr_1.2e-2_warm500"],
         "`bench/task_supernet.py --task pose-bottomup` (a W16 supernet for 2,000 steps, Adam poly, batch, rate and "
         "warm-up as the recipe names them; 960 synthetic 256x256 images, no rotation, grouped "
         "sampling, BN recalibrated on 32 training images; val AP on 200 unseen images, 40 in the `_val40` recipe, "
         "with flip test; `--init topdown`: the supernet starts from the top-down bench's, of the same width and seed, "
         "whose minutes are the `head start` column; `-` there: a run that named that top-down run's folder "
-        "instead)"),
+        "instead; the seed-0 and seed-3 rows of session 21's levers started from a copy of their seed's head start, "
+        "trained once for the batch16_lr_6e-3_warm500 row)"),
 }
 
 

@@ -55,7 +55,8 @@ SPACE = {"modules_per_stage": [1, 2, 1], "depth_choices": [2, 3, 4], "stem_chann
 #: 12.31 / 12.52, 15.87 / 15.58 / 15.49 and 11.54 / 11.90 / 13.29, where Adam 6e-3, session 20's, gave 10.29 /
 #: 10.20 / 8.59, 10.51 / 9.54 / 9.04 and 10.50 / 10.06 / 10.14: its hrnet subnet under 10 in 2 of 4 seeds;
 #: batch 8 and Adam 3e-3 from step 20 before that: 9.22 / 7.96 / 6.95 and 8.65 / 8.25 / 7.80 on seeds 1 and 2;
-#: docs/results/bottomup-bench-seeds.md). Before: 128 px, 240 images, from scratch, batch 8, Adam 3e-3
+#: docs/results/bottomup-bench-seeds.md). Before: 128 px, 240 images, from scratch,
+#: batch 8, Adam 3e-3 from step 20, rotation 30, 40 val images (the README's command for it).
 DEFAULTS = {"seg": {"width": 8, "steps": 600, "minutes": None, "size": 128, "batch": 8, "lr": 0.004,
                     "warmup": 20, "train_images": 240, "val_images": 40, "init": None, "rotation": None},
             "pose-bottomup": {"width": 16, "steps": 2000, "minutes": None, "size": 256, "batch": 16, "lr": 0.012,
